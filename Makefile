@@ -1,0 +1,58 @@
+# drd — the two commands a new machine needs are `make run` and `make test`.
+SHELL := /bin/bash
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CONFIG ?= etc/drd.yaml
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Everything drd needs to build and to run its full test suite on Debian 12.
+DEB_PACKAGES := build-essential cmake ninja-build pkg-config git \
+  libboost1.81-dev libboost-json1.81-dev libyaml-cpp-dev libpq-dev libsqlite3-dev \
+  libspdlog-dev libfmt-dev libsystemd-dev catch2 libzstd-dev libssl-dev libcli11-dev \
+  postgresql-15 postgresql-client-15 sqlite3 zstd iproute2 procps util-linux
+
+.PHONY: all deps build run test test-unit test-integration asan bench package clean chaos fuzz
+
+all: build
+
+# Idempotent and quiet: apt runs only when a package is missing.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@mkdir -p var/data var/drd var/backups
+	$(BUILD)/bin/drd --config $(CONFIG) --foreground
+
+# The whole suite: unit tests, then real SQLite / PostgreSQL / process tests.
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+test-unit: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L unit
+
+# Same tests under ASan + UBSan in a separate build folder.
+asan: deps
+	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DDRD_ASAN=ON
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) --timeout 900
+
+bench: build
+	bench/run.sh $(BUILD)
+
+package: build
+	cd $(BUILD) && cpack -G DEB
+
+clean:
+	rm -rf $(BUILD) build-asan

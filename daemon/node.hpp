@@ -1,0 +1,73 @@
+#pragma once
+// Node: one database drd watches, whatever its engine.
+//
+// Threading: every method blocks and is called from the node's own worker
+// thread, never two at once for one node. The monitor enforces deadlines from
+// outside (a call that does not return in time is abandoned and counted as a
+// failure), so an implementation should still honour `timeout` where its
+// engine allows, to free the worker quickly.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/config.hpp"
+#include "common/result.hpp"
+
+namespace drd {
+
+enum class Role { unknown, primary, standby };
+const char* role_name(Role r);
+
+// One row of pg_stat_replication as seen on a primary.
+struct ReplicaStat {
+  std::string application_name;
+  std::string client_addr;
+  std::string state;       // streaming, catchup, ...
+  std::string sync_state;  // async, sync, potential, quorum
+  std::uint64_t sent_lsn = 0, write_lsn = 0, flush_lsn = 0, replay_lsn = 0;
+  double write_lag_ms = 0, flush_lag_ms = 0, replay_lag_ms = 0;
+};
+
+struct ProbeResult {
+  bool ok = false;
+  std::string error;       // why it failed; never holds a secret
+  double response_ms = 0;  // wall time of the probe's round trip
+  Role role = Role::unknown;  // what the server itself reports
+  bool writable = false;   // it accepts writes right now
+  // A position that only grows within one timeline/generation, comparable across
+  // the nodes of a cluster: PostgreSQL = LSN (received on a standby, current on a
+  // primary); SQLite = bytes of WAL applied.
+  std::optional<std::uint64_t> position;
+  // PostgreSQL details.
+  std::optional<std::uint32_t> timeline;
+  std::optional<std::uint64_t> current_lsn, receive_lsn, replay_lsn;
+  std::optional<double> replay_delay_ms;  // now() - pg_last_xact_replay_timestamp() on a standby
+  std::vector<ReplicaStat> replicas;      // on a primary
+  // SQLite details.
+  bool integrity_checked = false;  // this probe ran the slower quick_check
+};
+
+class Node {
+ public:
+  virtual ~Node() = default;
+  virtual const NodeConfig& config() const = 0;
+  const std::string& name() const { return config().name; }
+
+  // Connect (reusing a connection where possible), ask the cheap questions, measure.
+  // `deep` asks for the slower integrity checks an engine may have.
+  virtual ProbeResult probe(Millis timeout, bool deep) = 0;
+
+  // Make this node the writable primary. Returns once it accepts writes.
+  virtual Status promote(Millis timeout) = 0;
+  // Make this node refuse writes at once (best effort on an unreachable node:
+  // the error says what could not be done).
+  virtual Status fence(Millis timeout) = 0;
+  // Undo fence() (used when a switchover is aborted before promotion).
+  virtual Status unfence(Millis timeout) = 0;
+  // Make this node a standby that follows `primary`.
+  virtual Status follow(const NodeConfig& primary, Millis timeout) = 0;
+};
+
+}  // namespace drd
