@@ -1,0 +1,188 @@
+#include "daemon/policy.hpp"
+
+#include <algorithm>
+#include <tuple>
+
+namespace drd {
+
+const char* health_name(Health h) {
+  switch (h) {
+    case Health::up: return "up";
+    case Health::down: return "down";
+    case Health::unknown: return "unknown";
+  }
+  return "unknown";
+}
+
+const char* failover_state_name(FailoverState s) {
+  switch (s) {
+    case FailoverState::normal: return "normal";
+    case FailoverState::degraded: return "degraded";
+    case FailoverState::failing: return "failing";
+    case FailoverState::failing_over: return "failing_over";
+    case FailoverState::no_candidate: return "no_candidate";
+    case FailoverState::disabled: return "disabled";
+    case FailoverState::unknown: return "unknown";
+  }
+  return "unknown";
+}
+
+HealthState next_health(HealthState s, bool probe_ok, int threshold) {
+  if (probe_ok) {
+    s.consecutive_failures = 0;
+    s.consecutive_successes++;
+    s.health = Health::up;
+    return s;
+  }
+  s.consecutive_successes = 0;
+  s.consecutive_failures++;
+  if (s.consecutive_failures >= std::max(1, threshold)) s.health = Health::down;
+  return s;
+}
+
+namespace {
+
+std::string describe_lag(std::uint64_t lag, std::uint64_t max) {
+  return "lag " + std::to_string(lag) + " bytes exceeds max_lag " + std::to_string(max);
+}
+
+// The reason a node may not be promoted, or "" when it may.
+std::string rejection(const NodeView& n, const std::string& failed_primary, const FailoverPolicy& policy,
+                      bool force, bool manual, std::optional<std::uint32_t> newest_timeline) {
+  if (n.name == failed_primary) return "it is the failed primary";
+  if (n.fenced) return "fenced (rejoin it first)";
+  if (!n.healthy) return "not healthy";
+  if (n.no_failover && !manual) return "excluded from automatic failover (no_failover)";
+  if (!force && n.lag_bytes > policy.max_lag_bytes) return describe_lag(n.lag_bytes, policy.max_lag_bytes);
+  if (!force && newest_timeline && n.timeline && *n.timeline < *newest_timeline)
+    return "on timeline " + std::to_string(*n.timeline) + ", older than " + std::to_string(*newest_timeline);
+  if (!force && policy.synchronous && !n.sync_standby) return "not a synchronous standby (synchronous mode)";
+  return "";
+}
+
+}  // namespace
+
+Choice choose_failover_target(const std::vector<NodeView>& nodes, const std::string& failed_primary,
+                              const FailoverPolicy& policy, bool force,
+                              const std::optional<std::string>& manual_target) {
+  std::optional<std::uint32_t> newest_timeline;
+  for (auto& n : nodes)
+    if (n.healthy && n.timeline && n.name != failed_primary)
+      newest_timeline = std::max(newest_timeline.value_or(0), *n.timeline);
+
+  Choice c;
+  std::vector<const NodeView*> eligible;
+  for (auto& n : nodes) {
+    if (manual_target && n.name != *manual_target) continue;
+    std::string why = rejection(n, failed_primary, policy, force, manual_target.has_value(), newest_timeline);
+    if (why.empty()) eligible.push_back(&n);
+    else if (n.name != failed_primary || manual_target) c.considered.push_back({n.name, why});
+  }
+  if (manual_target && eligible.empty() && c.considered.empty()) {
+    c.reason = "no node named '" + *manual_target + "'";
+    return c;
+  }
+  if (eligible.empty()) {
+    if (manual_target) {
+      c.reason = *manual_target + " cannot be promoted: " + c.considered.front().rejected;
+      return c;
+    }
+    c.reason = "no standby can be promoted";
+    for (size_t i = 0; i < c.considered.size(); ++i)
+      c.reason += (i == 0 ? ": " : "; ") + c.considered[i].name + " " + c.considered[i].rejected;
+    return c;
+  }
+  auto key = [](const NodeView* n) {
+    // Lower sorts first: priority, then the most advanced position, then name.
+    std::uint64_t pos = n->position.value_or(0);
+    return std::make_tuple(n->priority, ~pos, n->name);
+  };
+  std::sort(eligible.begin(), eligible.end(), [&](auto* a, auto* b) { return key(a) < key(b); });
+  const NodeView* best = eligible.front();
+  c.target = best->name;
+  c.reason = manual_target ? best->name + " requested by the operator"
+                           : best->name + " chosen: priority " + std::to_string(best->priority) +
+                                 (best->position ? ", position " + std::to_string(*best->position) : "") +
+                                 ", lag " + std::to_string(best->lag_bytes) + " bytes";
+  for (size_t i = 1; i < eligible.size(); ++i)
+    c.considered.push_back({eligible[i]->name, ""});
+  return c;
+}
+
+StartupChoice choose_startup_primary(const std::vector<NodeView>& nodes, const std::string& persisted) {
+  StartupChoice out;
+  for (auto& n : nodes) {
+    if (n.name == persisted && n.healthy && !n.fenced) {
+      out.primary = persisted;
+      out.reason = "keeping the recorded primary " + persisted + ": it is healthy";
+      return out;
+    }
+  }
+  std::vector<const NodeView*> healthy;
+  for (auto& n : nodes)
+    if (n.healthy && !n.fenced) healthy.push_back(&n);
+  if (healthy.empty()) {
+    out.primary = persisted.empty() ? std::nullopt : std::optional<std::string>(persisted);
+    out.reason = "no node is healthy; waiting";
+    return out;
+  }
+  std::sort(healthy.begin(), healthy.end(), [](auto* a, auto* b) {
+    return std::make_tuple(a->priority, !a->type_primary, ~a->position.value_or(0), a->name) <
+           std::make_tuple(b->priority, !b->type_primary, ~b->position.value_or(0), b->name);
+  });
+  out.primary = healthy.front()->name;
+  out.changed = out.primary != persisted;
+  out.reason = persisted.empty()
+                   ? *out.primary + " chosen as first primary: healthy, priority " + std::to_string(healthy.front()->priority)
+                   : "recorded primary " + persisted + " is not healthy at start; " + *out.primary +
+                         " is the best healthy node";
+  return out;
+}
+
+Decision decide(const ClusterView& v) {
+  Decision d;
+  bool any_standby_down = false;
+  for (auto& n : v.nodes)
+    if (n.name != v.primary && (!n.healthy || n.fenced)) any_standby_down = true;
+
+  if (v.failover_running) {
+    d.state = FailoverState::failing_over;
+    return d;
+  }
+  if (!v.monitoring) {
+    d.state = FailoverState::unknown;
+    d.reason = "monitoring is stopped";
+    return d;
+  }
+  switch (v.primary_health) {
+    case Health::unknown:
+      d.state = FailoverState::unknown;
+      return d;
+    case Health::up:
+      d.state = v.primary_failures > 0 ? FailoverState::failing
+                                       : (any_standby_down ? FailoverState::degraded : FailoverState::normal);
+      return d;
+    case Health::down:
+      break;
+  }
+  if (!v.auto_failover) {
+    d.state = FailoverState::disabled;
+    d.reason = "primary " + v.primary + " is down and automatic failover is disabled";
+    return d;
+  }
+  Choice c = choose_failover_target(v.nodes, v.primary, v.policy);
+  if (!c.target) {
+    d.kind = Decision::Kind::no_candidate;
+    d.state = FailoverState::no_candidate;
+    d.reason = "primary " + v.primary + " is down; " + c.reason;
+    return d;
+  }
+  d.kind = Decision::Kind::failover;
+  d.target = *c.target;
+  d.state = FailoverState::failing_over;
+  d.reason = "primary " + v.primary + " down after " + std::to_string(v.primary_failures) +
+             " failed probes; " + c.reason;
+  return d;
+}
+
+}  // namespace drd

@@ -1,0 +1,102 @@
+#pragma once
+// Pure decision logic: no I/O, no clock reads. Everything it needs comes in as
+// values, so every rule here is tested table-driven (tests/core/policy_test.cpp).
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace drd {
+
+// ---- Health of one node, from consecutive probe results -------------------
+
+enum class Health { unknown, up, down };
+const char* health_name(Health h);
+
+struct HealthState {
+  Health health = Health::unknown;
+  int consecutive_failures = 0;
+  int consecutive_successes = 0;
+};
+
+// A node is down after `threshold` failed probes in a row and up again after
+// one good probe (a standby that answers again is immediately usable; a former
+// primary stays fenced by the daemon, not by this state).
+HealthState next_health(HealthState s, bool probe_ok, int threshold);
+
+// ---- Choosing a primary ---------------------------------------------------
+
+struct NodeView {
+  std::string name;
+  int priority = 100;
+  bool healthy = false;
+  bool fenced = false;
+  bool no_failover = false;            // the operator excluded it from automatic promotion
+  std::optional<std::uint64_t> position;  // higher = more advanced (LSN / WAL bytes)
+  std::uint64_t lag_bytes = 0;         // behind the primary, as last known
+  std::optional<std::uint32_t> timeline;  // PostgreSQL only
+  bool sync_standby = false;           // PostgreSQL synchronous mode: holds every acknowledged commit
+  bool type_primary = false;           // the config's starting role hint
+};
+
+struct FailoverPolicy {
+  std::uint64_t max_lag_bytes = 16ull << 20;
+  bool synchronous = false;  // only a synchronous standby may be promoted automatically
+};
+
+struct Candidate {
+  std::string name;
+  std::string rejected;  // empty when eligible, else why not
+};
+
+struct Choice {
+  std::optional<std::string> target;
+  std::string reason;                 // one line: why this node, or why none
+  std::vector<Candidate> considered;  // every other node, with the reason it was passed over
+};
+
+// Which standby to promote when `failed_primary` is lost. Eligible: healthy, not
+// fenced, not the failed primary, within max_lag (unless force), not excluded
+// (no_failover, unless manual), on the newest timeline seen, and in synchronous
+// mode a sync standby. Order: lowest priority number, most advanced position,
+// name. With `manual_target` set the question is only "is this one eligible?".
+Choice choose_failover_target(const std::vector<NodeView>& nodes, const std::string& failed_primary,
+                              const FailoverPolicy& policy, bool force = false,
+                              const std::optional<std::string>& manual_target = std::nullopt);
+
+// At start: keep the persisted primary while it is healthy (no flapping);
+// otherwise the best healthy node (lowest priority number, the configured
+// primary first among equals, then name). nullopt when nothing is healthy.
+struct StartupChoice {
+  std::optional<std::string> primary;
+  bool changed = false;  // differs from the persisted one (needs a promotion)
+  std::string reason;
+};
+StartupChoice choose_startup_primary(const std::vector<NodeView>& nodes, const std::string& persisted);
+
+// ---- What the monitor should do after a round of probes ------------------
+
+enum class FailoverState { normal, degraded, failing, failing_over, no_candidate, disabled, unknown };
+const char* failover_state_name(FailoverState s);
+
+struct ClusterView {
+  std::string primary;
+  Health primary_health = Health::unknown;
+  int primary_failures = 0;
+  bool auto_failover = true;
+  bool monitoring = true;
+  bool failover_running = false;
+  std::vector<NodeView> nodes;
+  FailoverPolicy policy;
+};
+
+struct Decision {
+  enum class Kind { none, failover, no_candidate } kind = Kind::none;
+  std::string target;
+  std::string reason;
+  FailoverState state = FailoverState::normal;
+};
+
+Decision decide(const ClusterView& view);
+
+}  // namespace drd

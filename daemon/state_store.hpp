@@ -1,0 +1,116 @@
+#pragma once
+// The daemon's durable state: current primary and term, flags, fenced nodes,
+// failover history, health samples, audit log (and the backup catalog table).
+//
+// ClusterStore is the part a distributed store (etcd) can later replace:
+//  - cluster():              a snapshot read (primary, term)
+//  - compare_and_set_primary: writes primary and term+1 only if the stored term
+//                             still equals `expected_term` (false when it lost)
+//  - append_history:          append-only
+// SqliteStateStore implements it on a local SQLite file (WAL, synchronous=FULL)
+// so every acknowledged change survives kill -9 and power loss. All methods are
+// thread-safe (one internal mutex) and block only for a local disk write.
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace drd {
+
+struct ClusterRecord {
+  std::string primary;  // empty until the first election
+  std::int64_t term = 0;
+};
+
+struct FailoverRecord {
+  std::int64_t time_ms = 0;
+  std::string from, to;
+  std::string mode;    // auto | manual | switchover | startup
+  std::string reason;
+  std::int64_t duration_ms = 0;
+  std::uint64_t lag_bytes = 0;
+  std::int64_t term = 0;
+};
+
+struct HealthSample {
+  std::string node;
+  std::int64_t time_ms = 0;
+  bool ok = false;
+  double response_ms = 0;
+  std::string error;
+};
+
+struct AuditRecord {
+  std::int64_t time_ms = 0;
+  std::int64_t uid = -1, pid = -1;
+  std::string method;
+  std::string params;  // JSON, secrets removed
+  bool ok = false;
+  std::string result;  // short: the error message or "ok"
+};
+
+class ClusterStore {
+ public:
+  virtual ~ClusterStore() = default;
+  virtual Result<ClusterRecord> cluster() = 0;
+  virtual Result<bool> compare_and_set_primary(std::int64_t expected_term, const std::string& primary) = 0;
+  virtual Status append_history(const FailoverRecord& r) = 0;
+  virtual Result<std::vector<FailoverRecord>> history(int limit, std::int64_t since_ms = 0) = 0;
+  // Persistent switches: "monitoring", "auto_failover".
+  virtual Result<std::optional<bool>> flag(const std::string& name) = 0;
+  virtual Status set_flag(const std::string& name, bool value) = 0;
+  // Nodes drd fenced and that must not be used until rejoined.
+  virtual Result<std::vector<std::string>> fenced_nodes() = 0;
+  virtual Status set_fenced(const std::string& node, bool fenced) = 0;
+};
+
+class SqliteStateStore : public ClusterStore {
+ public:
+  static constexpr int kSchemaVersion = 2;
+
+  // Opens (creating the folder and file) and migrates to kSchemaVersion.
+  static Result<std::unique_ptr<SqliteStateStore>> open(const std::filesystem::path& file);
+  ~SqliteStateStore() override;
+
+  Result<ClusterRecord> cluster() override;
+  Result<bool> compare_and_set_primary(std::int64_t expected_term, const std::string& primary) override;
+  Status append_history(const FailoverRecord& r) override;
+  Result<std::vector<FailoverRecord>> history(int limit, std::int64_t since_ms = 0) override;
+  Result<std::optional<bool>> flag(const std::string& name) override;
+  Status set_flag(const std::string& name, bool value) override;
+  Result<std::vector<std::string>> fenced_nodes() override;
+  Status set_fenced(const std::string& node, bool fenced) override;
+
+  Status add_health_samples(const std::vector<HealthSample>& samples);  // one transaction
+  Result<std::vector<HealthSample>> health_samples(const std::string& node, std::int64_t since_ms);
+  // Raw samples older than raw_before_ms become per-minute aggregates; aggregates older
+  // than keep_after_ms are deleted. Bounded work per call (max_rows) so it never stalls.
+  Status prune_health(std::int64_t raw_before_ms, std::int64_t keep_after_ms, int max_rows = 20000);
+
+  Status append_audit(const AuditRecord& r);
+  Result<std::vector<AuditRecord>> audit(int limit);
+
+  int schema_version();
+  const std::filesystem::path& path() const { return path_; }
+  // For modules that keep their own tables here (the backup catalog). Callers must
+  // hold lock() while using it.
+  sqlite3* raw() { return db_; }
+  std::unique_lock<std::mutex> lock() { return std::unique_lock(mu_); }
+
+ private:
+  SqliteStateStore(std::filesystem::path path, sqlite3* db) : path_(std::move(path)), db_(db) {}
+  Status migrate();
+  Status exec(const char* sql);
+  void rollback();  // best effort: the error that led here is the one reported
+  std::filesystem::path path_;
+  sqlite3* db_ = nullptr;
+  std::mutex mu_;
+};
+
+}  // namespace drd

@@ -1,0 +1,180 @@
+#include <catch2/catch.hpp>
+
+#include "daemon/policy.hpp"
+
+using namespace drd;
+
+namespace {
+
+NodeView node(std::string name, int prio, bool healthy, std::uint64_t pos = 0, std::uint64_t lag = 0) {
+  NodeView n;
+  n.name = std::move(name);
+  n.priority = prio;
+  n.healthy = healthy;
+  n.position = pos;
+  n.lag_bytes = lag;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("health goes down only after threshold consecutive failures", "[policy]") {
+  struct Row { std::vector<bool> probes; int threshold; Health expect; int failures; };
+  const Row rows[] = {
+      {{}, 3, Health::unknown, 0},
+      {{true}, 3, Health::up, 0},
+      {{false}, 3, Health::unknown, 1},
+      {{false, false}, 3, Health::unknown, 2},
+      {{false, false, false}, 3, Health::down, 3},
+      {{true, false, false}, 3, Health::up, 2},
+      {{true, false, false, false}, 3, Health::down, 3},
+      {{false, false, true}, 3, Health::up, 0},
+      {{false, false, false, true}, 3, Health::up, 0},
+      {{false}, 1, Health::down, 1},
+      {{true, false, true, false, true, false}, 2, Health::up, 1},
+  };
+  for (auto& r : rows) {
+    HealthState s;
+    for (bool ok : r.probes) s = next_health(s, ok, r.threshold);
+    CAPTURE(r.probes, r.threshold);
+    CHECK(s.health == r.expect);
+    CHECK(s.consecutive_failures == r.failures);
+  }
+}
+
+TEST_CASE("failover target: healthy, within max_lag, priority, position, name", "[policy]") {
+  FailoverPolicy p;
+  p.max_lag_bytes = 1000;
+  struct Row {
+    const char* what;
+    std::vector<NodeView> nodes;
+    std::optional<std::string> expect;
+  };
+  std::vector<Row> rows = {
+      {"lowest priority number wins",
+       {node("p", 0, false), node("s1", 2, true, 10), node("s2", 1, true, 5)}, "s2"},
+      {"unhealthy skipped", {node("p", 0, false), node("s1", 1, false, 10), node("s2", 2, true, 5)}, "s2"},
+      {"too far behind skipped",
+       {node("p", 0, false), node("s1", 1, true, 10, 5000), node("s2", 2, true, 5, 10)}, "s2"},
+      {"equal priority: most advanced position",
+       {node("p", 0, false), node("s1", 1, true, 10), node("s2", 1, true, 50)}, "s2"},
+      {"equal priority and position: name", {node("p", 0, false), node("sb", 1, true, 7), node("sa", 1, true, 7)}, "sa"},
+      {"nobody healthy", {node("p", 0, false), node("s1", 1, false), node("s2", 2, false)}, std::nullopt},
+      {"everyone too far behind", {node("p", 0, false), node("s1", 1, true, 0, 2000)}, std::nullopt},
+      {"failed primary itself never chosen even if healthy-looking", {node("p", 0, true), node("s1", 1, false)}, std::nullopt},
+      {"lag exactly at the limit is allowed", {node("p", 0, false), node("s1", 1, true, 0, 1000)}, "s1"},
+  };
+  for (auto& r : rows) {
+    INFO(r.what);
+    auto c = choose_failover_target(r.nodes, "p", p);
+    CHECK(c.target == r.expect);
+    CHECK_FALSE(c.reason.empty());
+  }
+}
+
+TEST_CASE("failover target: fenced, excluded, timeline and synchronous rules", "[policy]") {
+  FailoverPolicy p;
+  auto fenced = node("s1", 1, true);
+  fenced.fenced = true;
+  auto excluded = node("s2", 1, true);
+  excluded.no_failover = true;
+  auto c = choose_failover_target({node("p", 0, false), fenced, excluded, node("s3", 5, true)}, "p", p);
+  CHECK(c.target == "s3");
+
+  auto old_tl = node("s1", 1, true, 100);
+  old_tl.timeline = 1;
+  auto new_tl = node("s2", 2, true, 50);
+  new_tl.timeline = 2;
+  c = choose_failover_target({node("p", 0, false), old_tl, new_tl}, "p", p);
+  CHECK(c.target == "s2");
+
+  FailoverPolicy sync = p;
+  sync.synchronous = true;
+  auto async1 = node("s1", 1, true, 100);
+  auto sync2 = node("s2", 2, true, 90);
+  sync2.sync_standby = true;
+  c = choose_failover_target({node("p", 0, false), async1, sync2}, "p", sync);
+  CHECK(c.target == "s2");
+  c = choose_failover_target({node("p", 0, false), async1}, "p", sync);
+  CHECK_FALSE(c.target);
+  CHECK_THAT(c.reason, Catch::Contains("synchronous"));
+}
+
+TEST_CASE("manual target: eligibility and --force", "[policy]") {
+  FailoverPolicy p;
+  p.max_lag_bytes = 100;
+  std::vector<NodeView> nodes = {node("p", 0, true), node("s1", 1, true, 0, 500), node("s2", 2, false)};
+  auto c = choose_failover_target(nodes, "p", p, false, std::string("s1"));
+  CHECK_FALSE(c.target);
+  CHECK_THAT(c.reason, Catch::Contains("max_lag"));
+  c = choose_failover_target(nodes, "p", p, true, std::string("s1"));
+  CHECK(c.target == "s1");
+  c = choose_failover_target(nodes, "p", p, true, std::string("s2"));
+  CHECK_FALSE(c.target);
+  CHECK_THAT(c.reason, Catch::Contains("not healthy"));
+  c = choose_failover_target(nodes, "p", p, false, std::string("nope"));
+  CHECK_FALSE(c.target);
+  CHECK_THAT(c.reason, Catch::Contains("no node named"));
+  auto excluded = node("s3", 3, true);
+  excluded.no_failover = true;
+  nodes.push_back(excluded);
+  c = choose_failover_target(nodes, "p", p, false, std::string("s3"));
+  CHECK(c.target == "s3");  // no_failover only stops automatic promotion
+}
+
+TEST_CASE("startup primary: keep a healthy recorded one, else the best healthy node", "[policy]") {
+  struct Row { const char* what; std::vector<NodeView> nodes; std::string persisted; std::optional<std::string> expect; bool changed; };
+  auto typed = node("b", 5, true);
+  typed.type_primary = true;
+  std::vector<Row> rows = {
+      {"first start picks lowest priority", {node("a", 1, true), node("b", 0, true)}, "", "b", true},
+      {"recorded healthy primary kept even with worse priority", {node("a", 0, true), node("b", 1, true)}, "b", "b", false},
+      {"recorded primary unhealthy: best healthy", {node("a", 0, true), node("b", 1, false)}, "b", "a", true},
+      {"nothing healthy keeps the record", {node("a", 0, false), node("b", 1, false)}, "b", "b", false},
+      {"nothing healthy and no record", {node("a", 0, false)}, "", std::nullopt, false},
+      {"type hint breaks a priority tie", {node("a", 5, true), typed}, "", "b", true},
+  };
+  for (auto& r : rows) {
+    INFO(r.what);
+    auto c = choose_startup_primary(r.nodes, r.persisted);
+    CHECK(c.primary == r.expect);
+    CHECK(c.changed == r.changed);
+  }
+}
+
+TEST_CASE("decide: failover only when the primary is down and auto-failover is on", "[policy]") {
+  ClusterView v;
+  v.primary = "p";
+  v.nodes = {node("p", 0, false), node("s1", 1, true)};
+  v.primary_health = Health::down;
+  v.primary_failures = 3;
+
+  auto d = decide(v);
+  CHECK(d.kind == Decision::Kind::failover);
+  CHECK(d.target == "s1");
+  CHECK(d.state == FailoverState::failing_over);
+
+  v.auto_failover = false;
+  d = decide(v);
+  CHECK(d.kind == Decision::Kind::none);
+  CHECK(d.state == FailoverState::disabled);
+
+  v.auto_failover = true;
+  v.nodes[1].healthy = false;
+  d = decide(v);
+  CHECK(d.kind == Decision::Kind::no_candidate);
+  CHECK(d.state == FailoverState::no_candidate);
+  CHECK_THAT(d.reason, Catch::Contains("s1 not healthy"));
+
+  v.failover_running = true;
+  CHECK(decide(v).kind == Decision::Kind::none);
+
+  v.failover_running = false;
+  v.primary_health = Health::up;
+  v.primary_failures = 1;
+  CHECK(decide(v).state == FailoverState::failing);
+  v.primary_failures = 0;
+  CHECK(decide(v).state == FailoverState::degraded);
+  v.nodes[1].healthy = true;
+  CHECK(decide(v).state == FailoverState::normal);
+}

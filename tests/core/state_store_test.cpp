@@ -1,0 +1,130 @@
+#include <catch2/catch.hpp>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "daemon/state_store.hpp"
+#include "tests/support/temp_dir.hpp"
+
+using namespace drd;
+
+TEST_CASE("state store migrates a new file to the current schema", "[store]") {
+  test::TempDir dir;
+  auto s = SqliteStateStore::open(dir / "state" / "state.db");
+  REQUIRE(s.ok());
+  CHECK((*s)->schema_version() == SqliteStateStore::kSchemaVersion);
+  auto c = (*s)->cluster();
+  REQUIRE(c.ok());
+  CHECK(c->primary.empty());
+  CHECK(c->term == 0);
+}
+
+TEST_CASE("state store refuses a schema newer than it knows", "[store]") {
+  test::TempDir dir;
+  {
+    auto s = SqliteStateStore::open(dir / "state.db");
+    REQUIRE(s.ok());
+    sqlite3_exec((*s)->raw(), "PRAGMA user_version=99", nullptr, nullptr, nullptr);
+  }
+  auto s = SqliteStateStore::open(dir / "state.db");
+  REQUIRE_FALSE(s.ok());
+  CHECK_THAT(s.error().message, Catch::Contains("schema version 99"));
+}
+
+TEST_CASE("compare-and-set of primary bumps the term and refuses stale terms", "[store]") {
+  test::TempDir dir;
+  auto s = std::move(SqliteStateStore::open(dir / "state.db").value());
+  REQUIRE(s->compare_and_set_primary(0, "primary").value());
+  CHECK(s->cluster()->term == 1);
+  CHECK_FALSE(s->compare_and_set_primary(0, "secondary1").value());  // stale
+  CHECK(s->cluster()->primary == "primary");
+  REQUIRE(s->compare_and_set_primary(1, "secondary1").value());
+  CHECK(s->cluster()->primary == "secondary1");
+  CHECK(s->cluster()->term == 2);
+}
+
+TEST_CASE("history, flags, fenced nodes and audit persist across reopen", "[store]") {
+  test::TempDir dir;
+  {
+    auto s = std::move(SqliteStateStore::open(dir / "state.db").value());
+    REQUIRE(s->append_history({1000, "p", "s1", "auto", "p down", 412, 0, 2}).ok());
+    REQUIRE(s->append_history({2000, "s1", "p", "switchover", "planned", 300, 0, 3}).ok());
+    REQUIRE(s->set_flag("auto_failover", false).ok());
+    REQUIRE(s->set_fenced("p", true).ok());
+    REQUIRE(s->append_audit({5, 1000, 42, "failover", "{\"node\":\"s1\"}", true, "ok"}).ok());
+  }
+  auto s = std::move(SqliteStateStore::open(dir / "state.db").value());
+  auto h = s->history(10).value();
+  REQUIRE(h.size() == 2);
+  CHECK(h[0].mode == "switchover");  // newest first
+  CHECK(h[1].duration_ms == 412);
+  CHECK(s->history(10, 1500).value().size() == 1);
+  CHECK(s->flag("auto_failover").value() == std::optional<bool>(false));
+  CHECK_FALSE(s->flag("monitoring").value().has_value());
+  CHECK(s->fenced_nodes().value() == std::vector<std::string>{"p"});
+  REQUIRE(s->set_fenced("p", false).ok());
+  CHECK(s->fenced_nodes().value().empty());
+  auto a = s->audit(10).value();
+  REQUIRE(a.size() == 1);
+  CHECK(a[0].uid == 1000);
+  CHECK(a[0].method == "failover");
+}
+
+TEST_CASE("health samples fold into per-minute aggregates", "[store]") {
+  test::TempDir dir;
+  auto s = std::move(SqliteStateStore::open(dir / "state.db").value());
+  std::vector<HealthSample> batch;
+  for (int i = 0; i < 120; ++i) batch.push_back({"p", 60000LL * 10 + i * 1000LL, i % 10 != 0, double(i), ""});
+  REQUIRE(s->add_health_samples(batch).ok());
+  CHECK(s->health_samples("p", 0).value().size() == 120);
+  // Fold everything before minute 11 (the first 60 samples), keep aggregates after 0.
+  REQUIRE(s->prune_health(60000LL * 11, 0).ok());
+  CHECK(s->health_samples("p", 0).value().size() == 60);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(s->raw(), "SELECT count, failures, min_ms, max_ms FROM health_minutes", -1, &st, nullptr);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  CHECK(sqlite3_column_int(st, 0) == 60);
+  CHECK(sqlite3_column_int(st, 1) == 6);
+  CHECK(sqlite3_column_double(st, 2) == 1.0);
+  CHECK(sqlite3_column_double(st, 3) == 59.0);
+  sqlite3_finalize(st);
+  // Aggregates older than the retention go.
+  REQUIRE(s->prune_health(60000LL * 11, 60000LL * 11).ok());
+  sqlite3_prepare_v2(s->raw(), "SELECT count(*) FROM health_minutes", -1, &st, nullptr);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  CHECK(sqlite3_column_int(st, 0) == 0);
+  sqlite3_finalize(st);
+}
+
+TEST_CASE("state store survives kill -9 in the middle of term changes", "[store][crash]") {
+  test::TempDir dir;
+  auto file = dir / "state.db";
+  { REQUIRE(SqliteStateStore::open(file).ok()); }
+  for (int round = 0; round < 5; ++round) {
+    pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      auto s = std::move(SqliteStateStore::open(file).value());
+      for (;;) {  // keeps flipping primary and writing history until killed
+        auto c = s->cluster().value();
+        if (s->compare_and_set_primary(c.term, c.term % 2 ? "a" : "b").value())
+          (void)s->append_history({0, c.primary, c.term % 2 ? "a" : "b", "auto", "test", 1, 0, c.term + 1});
+      }
+    }
+    usleep(20000 + round * 7000);
+    kill(child, SIGKILL);
+    int status = 0;
+    waitpid(child, &status, 0);
+    auto s = SqliteStateStore::open(file);
+    REQUIRE(s.ok());
+    auto c = (*s)->cluster().value();
+    CHECK(c.term >= 0);
+    // Every history row names a term no greater than the cluster's current one.
+    for (auto& h : (*s)->history(1000000).value()) CHECK(h.term <= c.term);
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2((*s)->raw(), "PRAGMA integrity_check", -1, &st, nullptr);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    CHECK(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))) == "ok");
+    sqlite3_finalize(st);
+  }
+}
