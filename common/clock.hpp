@@ -3,6 +3,7 @@
 // timers use the real clocks; tests drive a ManualClock.
 #include <chrono>
 #include <cstdint>
+#include <string>
 
 namespace drd {
 
@@ -42,4 +43,9 @@ inline std::int64_t to_unix_ms(SysTime t) {
 }
 inline SysTime from_unix_ms(std::int64_t ms) { return SysTime(std::chrono::milliseconds(ms)); }
 
+}  // namespace drd
+
+namespace drd {
+// "2026-11-24T05:29:20.123Z"
+std::string iso8601_ms(std::int64_t unix_ms);
 }  // namespace drd

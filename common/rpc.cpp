@@ -17,7 +17,19 @@ constexpr std::array kReadOnly = {
     "status", "test", "primary", "history", "health", "alerts", "backup.list", "ping", "audit",
 };
 
+constexpr std::array kStateChanging = {
+    "monitoring.start", "monitoring.stop", "auto_failover.enable", "auto_failover.disable", "reload",
+    "failover", "switchover", "rejoin", "clone", "backup.create", "backup.verify", "restore",
+};
+
 }  // namespace
+
+bool is_known_method(std::string_view method) {
+  if (is_read_only(method)) return true;
+  for (auto m : kStateChanging)
+    if (method == m) return true;
+  return false;
+}
 
 bool is_read_only(std::string_view method) {
   for (auto m : kReadOnly)

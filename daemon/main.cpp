@@ -1,1 +1,114 @@
-int main() { return 0; }
+// drd: the disaster-recovery daemon. Never forks; systemd (or the shell) supervises it.
+#include <systemd/sd-daemon.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "common/config.hpp"
+#include "common/log.hpp"
+#include "common/process.hpp"
+#include "daemon/control_server.hpp"
+#include "daemon/daemon.hpp"
+#include "daemon/notifier.hpp"
+
+namespace asio = boost::asio;
+
+int main(int argc, char** argv) {
+  CLI::App app{"drd - disaster recovery daemon for SQLite and PostgreSQL"};
+  std::string config_path = "/etc/drd/drd.yaml";
+  bool foreground = false, check_only = false, version = false;
+  std::string level = "info";
+  app.add_option("-c,--config", config_path, "configuration file")->capture_default_str();
+  app.add_flag("-f,--foreground", foreground, "log to stderr even under systemd");
+  app.add_flag("--check-config", check_only, "validate the configuration and exit (0 ok, 2 problems)");
+  app.add_option("--log-level", level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))->capture_default_str();
+  app.add_flag("--version", version, "print the version and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (version) {
+    std::puts("drd 0.1.0");
+    return 0;
+  }
+
+  auto loaded = drd::load_config(config_path);
+  if (!loaded.config) {
+    for (auto& p : loaded.problems) std::cerr << p.to_string() << "\n";
+    std::cerr << "drd: " << loaded.problems.size() << " problem" << (loaded.problems.size() == 1 ? "" : "s")
+              << " in " << config_path << "\n";
+    return 2;
+  }
+  if (check_only) {
+    std::cout << config_path << ": ok (" << loaded.config->nodes.size() << " databases)\n";
+    return 0;
+  }
+  drd::Config config = std::move(*loaded.config);
+
+  drd::log::init(drd::log::detect_target(foreground), spdlog::level::from_str(level));
+  spdlog::info("drd 0.1.0 starting with {} ({} databases)", config.file.string(), config.nodes.size());
+
+  auto store = drd::SqliteStateStore::open(config.state_dir / "state.db");
+  if (!store) {
+    spdlog::critical("{}", store.error().message);
+    return 1;
+  }
+
+  asio::io_context io(1);
+  drd::SystemClock clock;
+  drd::SdNotifier notifier;
+  drd::RealProcessRunner runner;
+  drd::Daemon daemon(io, config, std::move(store.value()), clock, notifier, runner);
+  drd::ControlServer server(io, daemon);
+
+  // Socket activation: systemd hands over the listening socket (drd.socket).
+  int fds = sd_listen_fds(1);
+  drd::Status listening = fds >= 1 ? server.adopt(SD_LISTEN_FDS_START)
+                                   : server.listen(config.control.socket, config.control.socket_group);
+  if (!listening) {
+    spdlog::critical("{}{}", listening.error().message,
+                     listening.error().hint.empty() ? "" : " (" + listening.error().hint + ")");
+    return 1;
+  }
+
+  bool stopping = false;
+  auto shutdown = [&] {
+    if (stopping) return;
+    stopping = true;
+    notifier.notify("STOPPING=1");
+    spdlog::info("drd stopping");
+    server.close();
+    daemon.stop();
+    io.stop();
+  };
+
+  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+  std::function<void()> wait_signal = [&] {
+    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        asio::post(daemon.control(), [&] {
+          auto r = daemon.reload();
+          if (!r) spdlog::error("SIGHUP reload: {}", r.error().message);
+        });
+        wait_signal();
+        return;
+      }
+      asio::post(daemon.control(), shutdown);
+    });
+  };
+  wait_signal();
+
+  daemon.start([&] {
+    notifier.notify("READY=1");
+    notifier.notify("STATUS=" + daemon.status_line());
+    spdlog::info("drd ready on {}: {}", config.control.socket.string(), daemon.status_line());
+  });
+  io.run();
+  spdlog::info("drd stopped");
+  return 0;
+}

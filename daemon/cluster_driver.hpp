@@ -1,0 +1,61 @@
+#pragma once
+// ClusterDriver: the engine-specific actions on the cluster as a whole
+// (SQLite: WAL shipping, the current_link, fencing by lock; PostgreSQL:
+// pg_promote, repointing standbys, fencing by read-only).
+//
+// Threading: the daemon calls every method from one dedicated worker thread,
+// in order (so tick() never runs during promote()). replicas() may be called
+// from any thread and must return a consistent snapshot.
+//
+// attach() is "make reality match the store": after a crash at any point of a
+// failover, calling attach(primary) with the stored primary converges (the
+// store is written before the promotion starts).
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/config.hpp"
+#include "common/result.hpp"
+
+namespace drd {
+
+struct ReplicaInfo {
+  std::optional<std::uint64_t> position;
+  std::uint64_t lag_bytes = 0;
+  double lag_ms = 0;
+  bool streaming = false;
+  std::string note;  // last replication error or state, for status
+};
+
+struct PromoteRequest {
+  std::string old_primary;
+  std::string target;
+  bool old_primary_reachable = false;  // try to fence it / salvage from it
+  bool switchover = false;             // lossless: fence, wait until caught up, then promote
+  Millis timeout{30'000};
+};
+
+struct PromoteOutcome {
+  std::uint64_t salvaged_bytes = 0;   // frames/WAL saved from the old primary
+  std::uint64_t lag_bytes = 0;        // what the target was behind when promoted
+  bool old_primary_fenced = false;
+  std::vector<std::string> notes;     // steps taken, for the log
+};
+
+class ClusterDriver {
+ public:
+  virtual ~ClusterDriver() = default;
+  virtual Status attach(const std::string& primary, const std::vector<std::string>& fenced) = 0;
+  virtual Status tick() = 0;
+  virtual std::map<std::string, ReplicaInfo> replicas() const = 0;
+  virtual Result<PromoteOutcome> promote(const PromoteRequest& req) = 0;
+  virtual Status rejoin(const std::string& node, bool reclone) = 0;
+  virtual Status clone(const std::string& node) = 0;
+  virtual void detach() = 0;
+  // How often tick() should run; zero when the engine needs no ticking.
+  virtual Millis tick_interval() const = 0;
+};
+
+}  // namespace drd

@@ -1,0 +1,359 @@
+#include "daemon/daemon.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "common/log.hpp"
+#include "daemon/cluster_factory.hpp"
+#include "daemon/node_factory.hpp"
+
+namespace drd {
+
+namespace {
+constexpr Millis kProbeSlack{50};  // grace past monitoring.timeout before a probe counts as hung
+}
+
+Daemon::Daemon(asio::io_context& io, Config config, std::unique_ptr<SqliteStateStore> store, Clock& clock,
+               Notifier& notifier, ProcessRunner& runner)
+    : io_(io), control_(asio::make_strand(io)), config_(std::move(config)), store_(std::move(store)),
+      clock_(clock), notifier_(notifier), runner_(runner) {}
+
+Daemon::~Daemon() { stop(); }
+
+void Daemon::build_nodes() {
+  nodes_.clear();
+  order_.clear();
+  for (auto& nc : config_.nodes) {
+    NodeRuntime rt;
+    rt.node = make_node(nc, runner_);
+    rt.strand = std::make_unique<asio::strand<asio::io_context::executor_type>>(asio::make_strand(io_));
+    rt.timer = std::make_unique<asio::steady_timer>(*rt.strand);
+    rt.deadline = std::make_unique<asio::steady_timer>(*rt.strand);
+    rt.worker = std::make_unique<BlockingWorker>();
+    order_.push_back(nc.name);
+    nodes_.emplace(nc.name, std::move(rt));
+  }
+}
+
+void Daemon::start(std::function<void()> ready) {
+  asio::post(control_, [this, ready = std::move(ready)]() mutable {
+    started_at_ = clock_.steady();
+    last_round_at_ = started_at_;
+    if (auto m = store_->flag("monitoring"); m.ok() && m->has_value()) monitoring_ = **m;
+    else monitoring_ = config_.monitoring.enabled;
+    if (auto a = store_->flag("auto_failover"); a.ok() && a->has_value()) auto_failover_ = **a;
+    else auto_failover_ = config_.failover.auto_failover;
+    if (!config_.enabled) {  // disaster recovery switched off: serve status, act on nothing
+      monitoring_ = false;
+      auto_failover_ = false;
+    }
+    if (auto f = store_->fenced_nodes(); f.ok()) fenced_ = *f;
+    if (auto c = store_->cluster(); c.ok()) {
+      primary_ = c->primary;
+      term_ = c->term;
+    }
+    build_nodes();
+    driver_ = make_cluster_driver(config_, runner_);
+    cluster_worker_ = std::make_unique<BlockingWorker>();
+    housekeeping_timer_ = std::make_unique<asio::steady_timer>(control_);
+    watchdog_timer_ = std::make_unique<asio::steady_timer>(control_);
+    tick_timer_ = std::make_unique<asio::steady_timer>(control_);
+    flush_timer_ = std::make_unique<asio::steady_timer>(control_);
+    started_ = true;
+    // The first decision needs one answer from every node.
+    probe_all_now([this, ready = std::move(ready)](json::value) mutable {
+      settle_startup_primary(std::move(ready));
+      if (monitoring_)
+        for (auto& name : order_) schedule_probe(name, config_.monitoring.interval);
+      schedule_housekeeping();
+      schedule_watchdog();
+    });
+  });
+}
+
+void Daemon::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  for (auto& [name, n] : nodes_) {
+    if (n.timer) n.timer->cancel();
+    if (n.deadline) n.deadline->cancel();
+  }
+  for (auto* t : {&housekeeping_timer_, &watchdog_timer_, &tick_timer_, &flush_timer_})
+    if (*t) (*t)->cancel();
+  flush_samples();
+  if (driver_ && cluster_worker_) {
+    auto* d = driver_.get();
+    cluster_worker_->post([d] { d->detach(); });
+  }
+  cluster_worker_.reset();  // waits for the detach (or leaves a stuck call behind)
+  for (auto& [name, n] : nodes_) n.worker.reset();
+}
+
+// ---- monitoring -------------------------------------------------------------
+
+void Daemon::schedule_probe(const std::string& name, Millis delay) {
+  auto it = nodes_.find(name);
+  if (it == nodes_.end() || stopped_) return;
+  auto& n = it->second;
+  n.timer->expires_after(delay);
+  n.timer->async_wait([this, name](const boost::system::error_code& ec) {
+    if (ec || stopped_) return;
+    run_probe(name);
+  });
+}
+
+// Runs on the node's strand.
+void Daemon::run_probe(const std::string& name) {
+  auto& n = nodes_.at(name);
+  const Millis timeout = config_.monitoring.timeout;
+  if (n.probe_outstanding || n.worker->busy()) {
+    // The previous probe is still stuck (a hung open, a stopped server): that is a failure too.
+    ProbeResult r;
+    r.error = "probe still hanging after " + format_duration(timeout);
+    r.response_ms = static_cast<double>(timeout.count());
+    asio::post(control_, [this, name, r]() mutable { on_probe_result(name, std::move(r), true); });
+    schedule_probe(name, config_.monitoring.interval);
+    return;
+  }
+  const std::uint64_t seq = ++n.probe_seq;
+  n.probe_outstanding = true;
+  bool deep = clock_.steady() - n.last_deep >= config_.monitoring.quick_check_interval;
+  if (deep) n.last_deep = clock_.steady();
+  Node* node = n.node.get();
+  auto* strand = n.strand.get();
+  n.deadline->expires_after(timeout + kProbeSlack);
+  n.deadline->async_wait([this, name, seq, timeout](const boost::system::error_code& ec) {
+    if (ec || stopped_) return;
+    auto& nn = nodes_.at(name);
+    if (!nn.probe_outstanding || nn.probe_seq != seq) return;
+    nn.probe_outstanding = false;  // late answers with this seq are ignored
+    ProbeResult r;
+    r.error = "probe timed out after " + format_duration(timeout);
+    r.response_ms = static_cast<double>(timeout.count());
+    asio::post(control_, [this, name, r]() mutable { on_probe_result(name, std::move(r), true); });
+    schedule_probe(name, config_.monitoring.interval);
+  });
+  n.worker->post([this, node, strand, name, seq, timeout, deep] {
+    ProbeResult r = node->probe(timeout, deep);
+    asio::post(*strand, [this, name, seq, r = std::move(r)]() mutable {
+      if (stopped_) return;
+      auto& nn = nodes_.at(name);
+      if (!nn.probe_outstanding || nn.probe_seq != seq) return;  // already counted as timed out
+      nn.probe_outstanding = false;
+      nn.deadline->cancel();
+      asio::post(control_, [this, name, r = std::move(r)]() mutable { on_probe_result(name, std::move(r), false); });
+      if (monitoring_) schedule_probe(name, config_.monitoring.interval);
+    });
+  });
+}
+
+// Runs on the control strand.
+void Daemon::on_probe_result(const std::string& name, ProbeResult r, bool timed_out) {
+  auto it = nodes_.find(name);
+  if (it == nodes_.end() || stopped_) return;
+  auto& n = it->second;
+  const Health before = n.health.health;
+  n.health = next_health(n.health, r.ok, config_.monitoring.failure_threshold);
+  n.last_probe_at = clock_.now();
+  pending_samples_.push_back({name, to_unix_ms(clock_.now()), r.ok, r.response_ms, r.error});
+  if (before != n.health.health && n.health.health != Health::unknown) {
+    bool up = n.health.health == Health::up;
+    log::event(up ? spdlog::level::info : spdlog::level::warn, up ? "node_up" : "node_down",
+               {{"NODE", name}},
+               "node " + name + (up ? " is up" : " is down after " + std::to_string(n.health.consecutive_failures) +
+                                                     " failed probes: " + r.error));
+  } else if (!r.ok && n.health.consecutive_failures == 1) {
+    spdlog::warn("probe of {} failed{}: {}", name, timed_out ? " (timeout)" : "", r.error);
+  }
+  n.last = std::move(r);
+  after_round();
+}
+
+std::vector<NodeView> Daemon::node_views() const {
+  std::vector<NodeView> out;
+  auto reps = driver_ ? driver_->replicas() : std::map<std::string, ReplicaInfo>{};
+  for (auto& name : order_) {
+    auto& n = nodes_.at(name);
+    const NodeConfig& c = *config_.find_node(name);  // reloadable fields come from the live config
+    NodeView v;
+    v.name = name;
+    v.priority = c.priority;
+    v.healthy = n.health.health == Health::up;
+    v.fenced = std::find(fenced_.begin(), fenced_.end(), name) != fenced_.end();
+    v.no_failover = c.no_failover;
+    v.type_primary = c.type == NodeType::primary;
+    v.position = n.last.position;
+    v.timeline = n.last.timeline;
+    if (auto r = reps.find(name); r != reps.end()) {
+      if (r->second.position) v.position = r->second.position;
+      v.lag_bytes = r->second.lag_bytes;
+    }
+    for (auto& rs : n.last.replicas)
+      if (rs.application_name == name && rs.sync_state == "sync") v.sync_standby = true;
+    if (auto p = nodes_.find(primary_); p != nodes_.end())
+      for (auto& rs : p->second.last.replicas)
+        if (rs.application_name == name && rs.sync_state == "sync") v.sync_standby = true;
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+ClusterView Daemon::cluster_view() const {
+  ClusterView v;
+  v.primary = primary_;
+  if (auto p = nodes_.find(primary_); p != nodes_.end()) {
+    v.primary_health = p->second.health.health;
+    v.primary_failures = p->second.health.consecutive_failures;
+  }
+  v.auto_failover = auto_failover_;
+  v.monitoring = monitoring_;
+  v.failover_running = failover_running_;
+  v.nodes = node_views();
+  v.policy.max_lag_bytes = config_.failover.max_lag_bytes;
+  v.policy.synchronous = config_.failover.synchronous;
+  return v;
+}
+
+void Daemon::after_round() {
+  last_round_at_ = clock_.steady();
+  if (!started_ || primary_.empty()) return;
+  Decision d = decide(cluster_view());
+  if (d.kind == Decision::Kind::failover) {
+    log::event(spdlog::level::warn, "failover_start", {{"NODE", primary_}, {"TARGET", d.target}},
+               "automatic failover: " + d.reason);
+    last_decision_ = d;
+    begin_failover(d.target, "auto", d.reason, false, [](Result<json::value>) {});
+    return;
+  }
+  if (d.reason != last_logged_reason_ && !d.reason.empty()) {
+    log::event(d.kind == Decision::Kind::no_candidate ? spdlog::level::err : spdlog::level::warn,
+               d.kind == Decision::Kind::no_candidate ? "no_candidate" : "failover_blocked",
+               {{"NODE", primary_}}, d.reason);
+  }
+  last_logged_reason_ = d.reason;
+  last_decision_ = d;
+  notifier_.notify("STATUS=" + status_line());
+}
+
+std::string Daemon::status_line() const {
+  int healthy = 0;
+  for (auto& [name, n] : nodes_)
+    if (n.health.health == Health::up) ++healthy;
+  return "primary " + (primary_.empty() ? std::string("(none)") : primary_) + ", " + std::to_string(healthy) + "/" +
+         std::to_string(nodes_.size()) + " nodes healthy, term " + std::to_string(term_) + ", " +
+         failover_state_name(last_decision_.state);
+}
+
+void Daemon::probe_all_now(std::function<void(json::value)> done) {
+  // Runs every node's probe on its worker and gathers the answers on the control strand.
+  struct Gather {
+    std::size_t left;
+    json::array rows;
+    std::function<void(json::value)> done;
+  };
+  auto g = std::make_shared<Gather>(Gather{order_.size(), {}, std::move(done)});
+  if (order_.empty()) {
+    g->done(json::object{{"nodes", json::array{}}});
+    return;
+  }
+  g->rows.resize(order_.size());
+  const Millis timeout = config_.monitoring.timeout;
+  for (std::size_t i = 0; i < order_.size(); ++i) {
+    auto name = order_[i];
+    auto& n = nodes_.at(name);
+    auto finished = std::make_shared<bool>(false);
+    auto complete = [this, g, i, name, finished](ProbeResult r, bool timed_out) {
+      if (*finished) return;
+      *finished = true;
+      json::object row{{"name", name}, {"ok", r.ok}, {"response_time_ms", r.response_ms}};
+      if (!r.ok) row["error"] = r.error;
+      g->rows[i] = std::move(row);
+      on_probe_result(name, std::move(r), timed_out);
+      if (--g->left == 0) g->done(json::object{{"nodes", std::move(g->rows)}});
+    };
+    auto timer = std::make_shared<asio::steady_timer>(control_, timeout + kProbeSlack);
+    timer->async_wait([complete, timer, timeout](const boost::system::error_code&) mutable {
+      ProbeResult r;
+      r.error = "probe timed out after " + format_duration(timeout);
+      r.response_ms = static_cast<double>(timeout.count());
+      complete(std::move(r), true);
+    });
+    Node* node = n.node.get();
+    bool posted = !n.worker->busy() && n.worker->post([this, node, complete, timer, timeout] {
+      ProbeResult r = node->probe(timeout, false);
+      asio::post(control_, [complete, timer, r = std::move(r)]() mutable {
+        timer->cancel();
+        complete(std::move(r), false);
+      });
+    });
+    if (!posted) {
+      timer->cancel();
+      ProbeResult r;
+      r.error = "previous probe still hanging";
+      asio::post(control_, [complete, r]() mutable { complete(std::move(r), true); });
+    }
+  }
+}
+
+void Daemon::flush_samples() {
+  if (pending_samples_.empty()) return;
+  if (auto st = store_->add_health_samples(pending_samples_); !st)
+    spdlog::error("cannot record health samples: {}", st.error().message);
+  pending_samples_.clear();
+}
+
+void Daemon::schedule_housekeeping() {
+  if (stopped_) return;
+  housekeeping_timer_->expires_after(std::chrono::seconds(1));
+  housekeeping_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopped_) return;
+    flush_samples();
+    // Fold old raw samples a bounded batch at a time so a long backlog never stalls the loop.
+    auto now_ms = to_unix_ms(clock_.now());
+    if (auto st = store_->prune_health(now_ms - config_.monitoring.raw_retention.count(),
+                                       now_ms - config_.monitoring.history_retention.count(), 5000);
+        !st)
+      spdlog::error("cannot prune health history: {}", st.error().message);
+    if (!monitoring_) last_round_at_ = clock_.steady();
+    schedule_housekeeping();
+  });
+}
+
+void Daemon::schedule_watchdog() {
+  long long usec = notifier_.watchdog_usec();
+  if (usec <= 0 || stopped_) return;
+  watchdog_timer_->expires_after(std::chrono::microseconds(usec / 3));
+  watchdog_timer_->async_wait([this, usec](const boost::system::error_code& ec) {
+    if (ec || stopped_) return;
+    // Only while the control loop really turns: probe answers or housekeeping arrived lately.
+    auto quiet = clock_.steady() - last_round_at_;
+    auto limit = std::chrono::microseconds(usec) + config_.monitoring.interval + config_.monitoring.timeout;
+    if (quiet < limit) notifier_.notify("WATCHDOG=1");
+    else spdlog::error("control loop stalled for {} ms; withholding watchdog",
+                       std::chrono::duration_cast<std::chrono::milliseconds>(quiet).count());
+    schedule_watchdog();
+  });
+}
+
+void Daemon::schedule_tick() {
+  if (!driver_ || stopped_ || driver_->tick_interval().count() <= 0) return;
+  tick_timer_->expires_after(driver_->tick_interval());
+  tick_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopped_) return;
+    if (!tick_running_ && !failover_running_ && !primary_.empty()) {
+      tick_running_ = true;
+      auto* d = driver_.get();
+      cluster_worker_->post([this, d] {
+        Status st = d->tick();
+        asio::post(control_, [this, st = std::move(st)] {
+          tick_running_ = false;
+          if (!st) {
+            if (st.error().message != last_logged_reason_) spdlog::warn("replication: {}", st.error().message);
+          }
+        });
+      });
+    }
+    schedule_tick();
+  });
+}
+
+}  // namespace drd

@@ -1,0 +1,147 @@
+#pragma once
+// Daemon: the running drd. One io_context; each node has a strand (its probe
+// timer and deadline) and a BlockingWorker (its blocking probe calls); all
+// cluster state (health, primary, term, flags, running operations) lives on the
+// control strand; engine actions run in order on the cluster worker.
+//
+// Data flow: probe result -> node strand -> control strand (health state,
+// samples, policy decide()) -> cluster worker (promotion) -> control strand
+// (store, history, events). The control server only calls dispatch() on the
+// control strand; it never touches a database itself.
+#include <boost/asio.hpp>
+#include <boost/json.hpp>
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.hpp"
+#include "common/config.hpp"
+#include "common/process.hpp"
+#include "daemon/blocking_worker.hpp"
+#include "daemon/cluster_driver.hpp"
+#include "daemon/node.hpp"
+#include "daemon/notifier.hpp"
+#include "daemon/policy.hpp"
+#include "daemon/state_store.hpp"
+
+namespace drd {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+struct Caller {
+  std::int64_t uid = -1, gid = -1, pid = -1;
+  bool admin = false;
+};
+
+using Reply = std::function<void(Result<json::value>)>;
+using ProgressSink = std::function<void(json::object)>;
+
+class Daemon {
+ public:
+  Daemon(asio::io_context& io, Config config, std::unique_ptr<SqliteStateStore> store, Clock& clock,
+         Notifier& notifier, ProcessRunner& runner);
+  ~Daemon();
+
+  // Loads persisted flags, builds nodes, probes once, settles the primary, starts timers.
+  // `ready` runs on the control strand once the first decision is made.
+  void start(std::function<void()> ready);
+  // Stops timers and workers; flushes health samples. Idempotent.
+  void stop();
+
+  // Runs a JSON-RPC method. Must be called on the control strand (use control()).
+  void dispatch(const std::string& method, const json::object& params, const Caller& caller,
+                Reply reply, ProgressSink progress = {});
+
+  // Re-reads the config file. A bad file is refused and the old config kept.
+  Result<json::value> reload();
+
+  asio::strand<asio::io_context::executor_type>& control() { return control_; }
+  const Config& config() const { return config_; }
+  SqliteStateStore& store() { return *store_; }
+  std::string status_line() const;  // for sd_notify STATUS=
+
+ private:
+  struct NodeRuntime {
+    std::unique_ptr<Node> node;
+    std::unique_ptr<asio::strand<asio::io_context::executor_type>> strand;
+    std::unique_ptr<asio::steady_timer> timer;
+    std::unique_ptr<asio::steady_timer> deadline;
+    std::unique_ptr<BlockingWorker> worker;
+    std::uint64_t probe_seq = 0;
+    bool probe_outstanding = false;
+    SteadyTime last_deep{};
+    // Control-strand state:
+    HealthState health;
+    ProbeResult last;
+    std::optional<SysTime> last_probe_at;
+  };
+
+  // monitoring
+  void build_nodes();
+  void schedule_probe(const std::string& name, Millis delay);
+  void run_probe(const std::string& name);
+  void on_probe_result(const std::string& name, ProbeResult r, bool timed_out);
+  void after_round();
+  void flush_samples();
+  void schedule_housekeeping();
+  void schedule_watchdog();
+  void schedule_tick();
+
+  // decisions and actions
+  std::vector<NodeView> node_views() const;
+  ClusterView cluster_view() const;
+  void settle_startup_primary(std::function<void()> ready);
+  void begin_failover(const std::string& target, const std::string& mode, const std::string& reason,
+                      bool force, Reply reply);
+  void finish_failover(const std::string& from, const std::string& to, const std::string& mode,
+                       const std::string& reason, SteadyTime started, Result<PromoteOutcome> outcome,
+                       std::int64_t term, Reply reply);
+  void probe_all_now(std::function<void(json::value)> done);
+
+  // RPC methods (daemon_rpc.cpp)
+  json::value status_json() const;
+  json::value node_json(const NodeRuntime& n) const;
+  Result<json::value> history_json(const json::object& params);
+  Result<json::value> health_json(const json::object& params);
+  Result<json::value> audit_json(const json::object& params);
+  Result<json::value> set_flag(const std::string& flag, bool value);
+  void manual_failover(const json::object& params, const std::string& mode, Reply reply);
+  void rejoin(const json::object& params, Reply reply);
+
+  asio::io_context& io_;
+  asio::strand<asio::io_context::executor_type> control_;
+  Config config_;
+  std::unique_ptr<SqliteStateStore> store_;
+  Clock& clock_;
+  Notifier& notifier_;
+  ProcessRunner& runner_;
+
+  std::map<std::string, NodeRuntime> nodes_;
+  std::vector<std::string> order_;  // declaration order
+  std::unique_ptr<ClusterDriver> driver_;
+  std::unique_ptr<BlockingWorker> cluster_worker_;
+  std::unique_ptr<asio::steady_timer> housekeeping_timer_, watchdog_timer_, tick_timer_, flush_timer_;
+
+  std::string primary_;
+  std::int64_t term_ = 0;
+  std::vector<std::string> fenced_;
+  std::atomic<bool> monitoring_{true};
+  bool auto_failover_ = true;
+  bool failover_running_ = false;
+  bool tick_running_ = false;
+  bool attach_after_failover_ = false;
+  bool started_ = false;
+  std::atomic<bool> stopped_{false};
+  Decision last_decision_;
+  std::string last_logged_reason_;
+  std::vector<HealthSample> pending_samples_;
+  SteadyTime started_at_;
+  SteadyTime last_round_at_;
+};
+
+}  // namespace drd

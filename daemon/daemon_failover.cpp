@@ -1,0 +1,161 @@
+// Choosing the primary at start, and running failovers (automatic, manual,
+// switchover). The store is written before the engine acts, so a drd killed
+// halfway converges on restart: attach() makes reality match the store.
+#include <spdlog/spdlog.h>
+
+#include "common/log.hpp"
+#include "daemon/daemon.hpp"
+
+namespace drd {
+
+void Daemon::settle_startup_primary(std::function<void()> ready) {
+  auto views = node_views();
+  StartupChoice c = choose_startup_primary(views, primary_);
+  auto attach = [this, ready = std::move(ready)]() mutable {
+    if (driver_ && !primary_.empty()) {
+      auto* d = driver_.get();
+      auto primary = primary_;
+      auto fenced = fenced_;
+      cluster_worker_->post([this, d, primary, fenced, ready = std::move(ready)]() mutable {
+        Status st = d->attach(primary, fenced);
+        asio::post(control_, [this, st = std::move(st), ready = std::move(ready)]() mutable {
+          if (!st) spdlog::error("cannot attach replication to primary {}: {}", primary_, st.error().message);
+          schedule_tick();
+          after_round();
+          ready();
+        });
+      });
+      return;
+    }
+    after_round();
+    ready();
+  };
+  if (!c.primary) {
+    spdlog::warn("no primary yet: {}", c.reason);
+    attach();
+    return;
+  }
+  if (primary_.empty()) {
+    // First start: nothing to fail over from, just record the choice.
+    auto cas = store_->compare_and_set_primary(term_, *c.primary);
+    if (cas.ok() && *cas) {
+      primary_ = *c.primary;
+      ++term_;
+      log::event(spdlog::level::info, "primary_elected", {{"NODE", primary_}, {"TERM", std::to_string(term_)}},
+                 c.reason);
+    } else {
+      spdlog::error("cannot record the first primary: {}", cas.ok() ? "term changed" : cas.error().message);
+    }
+    attach();
+    return;
+  }
+  if (!c.changed) {
+    spdlog::info("{}", c.reason);
+    attach();
+    return;
+  }
+  // The recorded primary is not healthy at start: that is a failover, if allowed.
+  if (!auto_failover_) {
+    spdlog::warn("recorded primary {} is not healthy at start and automatic failover is disabled", primary_);
+    attach();
+    return;
+  }
+  auto target = *c.primary;
+  auto reason = c.reason;
+  attach_after_failover_ = true;
+  begin_failover(target, "auto", reason, false,
+                 [ready = std::move(ready)](Result<json::value>) mutable { ready(); });
+}
+
+void Daemon::begin_failover(const std::string& target, const std::string& mode, const std::string& reason,
+                            bool force, Reply reply) {
+  if (failover_running_) {
+    reply(make_error(Errc::conflict, "a failover is already running", "wait for it and check `drctl history`"));
+    return;
+  }
+  if (!driver_) {
+    reply(make_error(Errc::unsupported, "this drd cannot promote " + std::string(engine_name(config_.nodes.front().engine)) +
+                                            " nodes yet"));
+    return;
+  }
+  // Manual requests are checked here against the same policy as automatic ones.
+  if (mode != "auto") {
+    FailoverPolicy p{config_.failover.max_lag_bytes, config_.failover.synchronous};
+    Choice c = choose_failover_target(node_views(), primary_, p, force, target);
+    if (!c.target) {
+      reply(make_error(Errc::refused, c.reason,
+                       c.reason.find("max_lag") != std::string::npos ? "use --force to promote it anyway" : ""));
+      return;
+    }
+  }
+  failover_running_ = true;
+  const std::string from = primary_;
+  const auto started = clock_.steady();
+  // 1. Claim the new term first: a crash from here on converges to `target`.
+  auto cas = store_->compare_and_set_primary(term_, target);
+  if (!cas.ok() || !*cas) {
+    failover_running_ = false;
+    reply(make_error(Errc::conflict, cas.ok() ? "the cluster term changed underneath this failover"
+                                              : "cannot record the new primary: " + cas.error().message));
+    return;
+  }
+  ++term_;
+  primary_ = target;
+  if (mode != "switchover" && !from.empty() && from != target) {
+    if (auto st = store_->set_fenced(from, true); !st)
+      spdlog::error("cannot record {} as fenced: {}", from, st.error().message);
+    if (std::find(fenced_.begin(), fenced_.end(), from) == fenced_.end()) fenced_.push_back(from);
+  }
+  log::event(spdlog::level::warn, "failover", {{"NODE", target}, {"FROM", from}, {"TERM", std::to_string(term_)}, {"MODE", mode}},
+             "promoting " + target + " (" + mode + "): " + reason);
+  PromoteRequest req;
+  req.old_primary = from;
+  req.target = target;
+  if (auto p = nodes_.find(from); p != nodes_.end()) req.old_primary_reachable = p->second.last.ok;
+  req.switchover = mode == "switchover";
+  req.timeout = std::max<Millis>(Millis(30'000), config_.monitoring.timeout * 10);
+  auto* d = driver_.get();
+  const std::int64_t term = term_;
+  cluster_worker_->post([this, d, req, from, target, mode, reason, started, term, reply = std::move(reply)]() mutable {
+    auto outcome = d->promote(req);
+    asio::post(control_, [this, from, target, mode, reason, started, term, outcome = std::move(outcome),
+                          reply = std::move(reply)]() mutable {
+      finish_failover(from, target, mode, reason, started, std::move(outcome), term, std::move(reply));
+    });
+  });
+}
+
+void Daemon::finish_failover(const std::string& from, const std::string& to, const std::string& mode,
+                             const std::string& reason, SteadyTime started, Result<PromoteOutcome> outcome,
+                             std::int64_t term, Reply reply) {
+  failover_running_ = false;
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.steady() - started).count();
+  if (!outcome) {
+    // The store already names `to`; the next attach()/decision retries the promotion.
+    log::event(spdlog::level::err, "failover_failed", {{"NODE", to}, {"FROM", from}, {"TERM", std::to_string(term)}},
+               "promotion of " + to + " failed after " + std::to_string(ms) + " ms: " + outcome.error().message);
+    reply(outcome.error());
+    return;
+  }
+  for (auto& note : outcome->notes) spdlog::info("failover {} -> {}: {}", from, to, note);
+  FailoverRecord rec{to_unix_ms(clock_.now()), from, to, mode, reason, ms, outcome->lag_bytes, term};
+  if (auto st = store_->append_history(rec); !st) spdlog::error("cannot record failover history: {}", st.error().message);
+  if (mode == "switchover") {
+    // The old primary stays a standby, not fenced.
+    if (auto st = store_->set_fenced(from, false); !st) spdlog::error("{}", st.error().message);
+    fenced_.erase(std::remove(fenced_.begin(), fenced_.end(), from), fenced_.end());
+  }
+  // The new primary starts from a clean health slate as far as failures go.
+  log::event(spdlog::level::warn, "failover_done",
+             {{"NODE", to}, {"FROM", from}, {"TERM", std::to_string(term)}, {"MODE", mode},
+              {"DURATION_MS", std::to_string(ms)}},
+             "failover " + from + " -> " + to + " done in " + std::to_string(ms) + " ms (term " + std::to_string(term) + ")");
+  notifier_.notify("STATUS=" + status_line());
+  json::object h{{"time_ms", rec.time_ms}, {"from", from}, {"to", to}, {"mode", mode}, {"reason", reason},
+                 {"duration_ms", ms}, {"lag_bytes", rec.lag_bytes}, {"term", term}};
+  reply(json::value(std::move(h)));
+  if (attach_after_failover_) attach_after_failover_ = false;
+  schedule_tick();
+}
+
+}  // namespace drd

@@ -1,0 +1,291 @@
+// The control-socket methods (docs/rpc.md): turning daemon state into the
+// documented JSON shapes and routing state changes to the failover code.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <unistd.h>
+
+#include "common/log.hpp"
+#include "daemon/daemon.hpp"
+
+namespace drd {
+
+namespace {
+
+Result<std::string> string_param(const json::object& p, const char* key, bool required) {
+  auto* v = p.if_contains(key);
+  if (!v || v->is_null()) {
+    if (required) return make_error(Errc::invalid_argument, std::string("missing parameter \"") + key + "\"");
+    return std::string();
+  }
+  if (!v->is_string()) return make_error(Errc::invalid_argument, std::string("parameter \"") + key + "\" must be a string");
+  return std::string(v->as_string());
+}
+
+bool bool_param(const json::object& p, const char* key) {
+  auto* v = p.if_contains(key);
+  return v && v->is_bool() && v->as_bool();
+}
+
+Result<std::int64_t> int_param(const json::object& p, const char* key, std::int64_t dflt, std::int64_t lo, std::int64_t hi) {
+  auto* v = p.if_contains(key);
+  if (!v || v->is_null()) return dflt;
+  if (!v->is_int64() && !v->is_uint64())
+    return make_error(Errc::invalid_argument, std::string("parameter \"") + key + "\" must be an integer");
+  auto n = v->is_int64() ? v->as_int64() : static_cast<std::int64_t>(v->as_uint64());
+  if (n < lo || n > hi)
+    return make_error(Errc::invalid_argument, std::string("parameter \"") + key + "\" must be between " +
+                                                  std::to_string(lo) + " and " + std::to_string(hi));
+  return n;
+}
+
+double round2(double v) { return std::round(v * 100.0) / 100.0; }
+
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  auto idx = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size()))) ;
+  idx = std::min(v.size() - 1, idx == 0 ? 0 : idx - 1);
+  return v[idx];
+}
+
+}  // namespace
+
+json::value Daemon::node_json(const NodeRuntime& n) const {
+  const NodeConfig& c = *config_.find_node(n.node->name());
+  const std::string& name = c.name;
+  bool fenced = std::find(fenced_.begin(), fenced_.end(), name) != fenced_.end();
+  std::string role;
+  if (fenced) role = "fenced";
+  else if (n.health.health == Health::down) role = "down";
+  else if (name == primary_) role = "primary";
+  else role = "standby";
+  std::string connection = !n.last_probe_at ? "unknown" : (n.last.ok ? "ok" : "failed");
+  json::object o{{"name", name},
+                 {"type", c.type == NodeType::primary ? "primary" : "secondary"},
+                 {"role", role},
+                 {"priority", c.priority},
+                 {"engine", engine_name(c.engine)},
+                 {"healthy", n.health.health == Health::up},
+                 {"health", health_name(n.health.health)},
+                 {"connection", connection},
+                 {"response_time_ms", round2(n.last.response_ms)},
+                 {"lag_bytes", 0},
+                 {"lag_ms", 0},
+                 {"url", c.safe_url},
+                 {"consecutive_failures", n.health.consecutive_failures},
+                 {"last_error", n.last.error},
+                 {"fenced", fenced},
+                 {"last_probe", n.last_probe_at ? json::value(iso8601_ms(to_unix_ms(*n.last_probe_at))) : json::value(nullptr)}};
+  if (driver_ && name != primary_) {
+    auto reps = driver_->replicas();
+    if (auto r = reps.find(name); r != reps.end()) {
+      o["lag_bytes"] = r->second.lag_bytes;
+      o["lag_ms"] = round2(r->second.lag_ms);
+      if (r->second.position) o["position"] = *r->second.position;
+      if (!r->second.note.empty()) o["replication"] = r->second.note;
+    }
+  } else if (n.last.position) {
+    o["position"] = *n.last.position;
+  }
+  if (n.last.timeline) o["timeline"] = *n.last.timeline;
+  return o;
+}
+
+json::value Daemon::status_json() const {
+  json::array nodes;
+  for (auto& name : order_) nodes.push_back(node_json(nodes_.at(name)));
+  auto uptime = std::chrono::duration_cast<std::chrono::seconds>(clock_.steady() - started_at_).count();
+  return json::object{
+      {"enabled", config_.enabled},
+      {"primary", primary_},
+      {"term", term_},
+      {"monitoring", monitoring_.load()},
+      {"auto_failover", auto_failover_},
+      {"auto_backup", config_.backup.enabled && !config_.backup.schedule.empty()},
+      {"failure_threshold", config_.monitoring.failure_threshold},
+      {"interval_ms", config_.monitoring.interval.count()},
+      {"failover_state", failover_running_ ? "failing_over" : failover_state_name(last_decision_.state)},
+      {"failover_reason", last_decision_.reason},
+      {"nodes", std::move(nodes)},
+      {"daemon", json::object{{"pid", static_cast<std::int64_t>(::getpid())},
+                              {"version", "0.1.0"},
+                              {"uptime_s", uptime},
+                              {"config", config_.file.string()}}},
+  };
+}
+
+Result<json::value> Daemon::history_json(const json::object& params) {
+  auto limit = int_param(params, "limit", 50, 1, 100000);
+  if (!limit) return limit.error();
+  auto h = store_->history(static_cast<int>(*limit));
+  if (!h) return h.error();
+  json::array out;
+  for (auto& r : *h)
+    out.push_back(json::object{{"time", iso8601_ms(r.time_ms)}, {"from", r.from}, {"to", r.to}, {"mode", r.mode},
+                               {"reason", r.reason}, {"duration_ms", r.duration_ms}, {"lag_bytes", r.lag_bytes},
+                               {"term", r.term}});
+  return json::value(std::move(out));
+}
+
+Result<json::value> Daemon::health_json(const json::object& params) {
+  auto since_s = string_param(params, "since", false);
+  if (!since_s) return since_s.error();
+  std::string since_text = since_s->empty() ? "1h" : *since_s;
+  auto since = parse_duration(since_text);
+  if (!since) return make_error(Errc::invalid_argument, "\"since\" must be a duration like 1h, 24h or 7d, got '" + since_text + "'");
+  auto node = string_param(params, "node", false);
+  if (!node) return node.error();
+  if (!node->empty() && !nodes_.count(*node)) return make_error(Errc::not_found, "no node named '" + *node + "'");
+  flush_samples();
+  const std::int64_t now_ms = to_unix_ms(clock_.now());
+  const std::int64_t from_ms = now_ms - since->count();
+  json::array rows;
+  for (auto& name : order_) {
+    if (!node->empty() && name != *node) continue;
+    auto samples = store_->health_samples(name, from_ms);
+    if (!samples) return samples.error();
+    std::vector<double> ms;
+    std::int64_t failures = 0;
+    json::array outages;
+    std::optional<std::int64_t> outage_start;
+    for (auto& s : *samples) {
+      if (s.ok) {
+        ms.push_back(s.response_ms);
+        if (outage_start) {
+          outages.push_back(json::object{{"start", iso8601_ms(*outage_start)}, {"end", iso8601_ms(s.time_ms)},
+                                         {"duration_ms", s.time_ms - *outage_start}});
+          outage_start.reset();
+        }
+      } else {
+        ++failures;
+        if (!outage_start) outage_start = s.time_ms;
+      }
+    }
+    if (outage_start)
+      outages.push_back(json::object{{"start", iso8601_ms(*outage_start)}, {"end", nullptr},
+                                     {"duration_ms", now_ms - *outage_start}});
+    auto total = static_cast<double>(samples->size());
+    rows.push_back(json::object{
+        {"name", name},
+        {"samples", samples->size()},
+        {"availability_pct", total > 0 ? round2(100.0 * (total - static_cast<double>(failures)) / total) : 0.0},
+        {"p50_ms", round2(percentile(ms, 0.50))},
+        {"p95_ms", round2(percentile(ms, 0.95))},
+        {"p99_ms", round2(percentile(ms, 0.99))},
+        {"failures", failures},
+        {"outages", std::move(outages)},
+    });
+  }
+  json::array failovers;
+  if (auto h = store_->history(1000, from_ms); h)
+    for (auto& r : *h)
+      failovers.push_back(json::object{{"time", iso8601_ms(r.time_ms)}, {"from", r.from}, {"to", r.to}, {"mode", r.mode}});
+  return json::value(json::object{{"since", since_text}, {"nodes", std::move(rows)}, {"failovers", std::move(failovers)}});
+}
+
+Result<json::value> Daemon::audit_json(const json::object& params) {
+  auto limit = int_param(params, "limit", 50, 1, 100000);
+  if (!limit) return limit.error();
+  auto a = store_->audit(static_cast<int>(*limit));
+  if (!a) return a.error();
+  json::array out;
+  for (auto& r : *a) {
+    json::error_code ec;
+    json::value params_v = json::parse(r.params, ec);
+    out.push_back(json::object{{"time", iso8601_ms(r.time_ms)}, {"uid", r.uid}, {"pid", r.pid}, {"method", r.method},
+                               {"params", ec ? json::value(r.params) : params_v}, {"ok", r.ok}, {"result", r.result}});
+  }
+  return json::value(std::move(out));
+}
+
+Result<json::value> Daemon::set_flag(const std::string& flag, bool value) {
+  if (auto st = store_->set_flag(flag, value); !st) return st.error();
+  if (flag == "monitoring") {
+    bool was = monitoring_.exchange(value);
+    if (value && !was)
+      for (auto& name : order_) asio::post(*nodes_.at(name).strand, [this, name] { schedule_probe(name, Millis(0)); });
+    if (!value)
+      for (auto& name : order_) asio::post(*nodes_.at(name).strand, [this, name] { nodes_.at(name).timer->cancel(); });
+    log::event(spdlog::level::info, value ? "monitoring_started" : "monitoring_stopped", {}, 
+               std::string("health monitoring ") + (value ? "started" : "stopped"));
+    return json::value(json::object{{"monitoring", value}});
+  }
+  auto_failover_ = value;
+  log::event(spdlog::level::info, value ? "auto_failover_enabled" : "auto_failover_disabled", {},
+             std::string("automatic failover ") + (value ? "enabled" : "disabled"));
+  after_round();
+  return json::value(json::object{{"auto_failover", value}});
+}
+
+void Daemon::manual_failover(const json::object& params, const std::string& mode, Reply reply) {
+  auto node = string_param(params, "node", true);
+  if (!node) return reply(node.error());
+  if (!nodes_.count(*node)) return reply(make_error(Errc::not_found, "no node named '" + *node + "'"));
+  if (*node == primary_) return reply(make_error(Errc::refused, *node + " is already the primary"));
+  bool force = bool_param(params, "force");
+  if (mode == "switchover") {
+    auto p = nodes_.find(primary_);
+    if (p == nodes_.end() || p->second.health.health != Health::up)
+      return reply(make_error(Errc::refused, "switchover needs a healthy primary; " + primary_ + " is not",
+                              "use `drctl failover " + *node + "` instead"));
+  }
+  begin_failover(*node, mode, mode == "switchover" ? "switchover requested by the operator"
+                                                   : "manual failover requested by the operator",
+                 force, std::move(reply));
+}
+
+void Daemon::rejoin(const json::object& params, Reply reply) {
+  auto node = string_param(params, "node", true);
+  if (!node) return reply(node.error());
+  if (!nodes_.count(*node)) return reply(make_error(Errc::not_found, "no node named '" + *node + "'"));
+  if (*node == primary_) return reply(make_error(Errc::refused, *node + " is the primary; rejoin is for standbys"));
+  if (!driver_) return reply(make_error(Errc::unsupported, "this drd cannot rejoin nodes of this engine yet"));
+  bool reclone = bool_param(params, "reclone");
+  auto* d = driver_.get();
+  std::string name = *node;
+  cluster_worker_->post([this, d, name, reclone, reply = std::move(reply)]() mutable {
+    Status st = d->rejoin(name, reclone);
+    asio::post(control_, [this, name, st = std::move(st), reply = std::move(reply)]() mutable {
+      if (!st) return reply(st.error());
+      if (auto s2 = store_->set_fenced(name, false); !s2) return reply(s2.error());
+      fenced_.erase(std::remove(fenced_.begin(), fenced_.end(), name), fenced_.end());
+      log::event(spdlog::level::info, "rejoin", {{"NODE", name}}, name + " rejoined as a standby of " + primary_);
+      reply(json::value(json::object{{"node", name}, {"role", "standby"}}));
+    });
+  });
+}
+
+void Daemon::dispatch(const std::string& method, const json::object& params, const Caller& caller, Reply reply,
+                      ProgressSink progress) {
+  (void)caller;
+  (void)progress;
+  if (!started_) return reply(make_error(Errc::unavailable, "drd is still starting"));
+  if (method == "ping") return reply(json::value(json::object{{"pong", true}, {"version", "0.1.0"}}));
+  if (method == "status") return reply(status_json());
+  if (method == "primary") {
+    const NodeConfig* c = config_.find_node(primary_);
+    return reply(json::value(json::object{{"name", primary_}, {"url", c ? c->safe_url : ""}, {"term", term_}}));
+  }
+  if (method == "history") return reply(history_json(params));
+  if (method == "health") return reply(health_json(params));
+  if (method == "audit") return reply(audit_json(params));
+  if (method == "test") {
+    return probe_all_now([reply = std::move(reply)](json::value v) { reply(std::move(v)); });
+  }
+  if (method == "monitoring.start") return reply(set_flag("monitoring", true));
+  if (method == "monitoring.stop") return reply(set_flag("monitoring", false));
+  if (method == "auto_failover.enable") return reply(set_flag("auto_failover", true));
+  if (method == "auto_failover.disable") return reply(set_flag("auto_failover", false));
+  if (method == "reload") return reply(reload());
+  if (method == "failover") return manual_failover(params, "manual", std::move(reply));
+  if (method == "switchover") return manual_failover(params, "switchover", std::move(reply));
+  if (method == "rejoin") return rejoin(params, std::move(reply));
+  if (method == "clone" || method == "backup.create" || method == "backup.list" || method == "backup.verify" ||
+      method == "restore" || method == "alerts")
+    return reply(make_error(Errc::unsupported, "'" + method + "' is not supported by this drd yet"));
+  reply(make_error(Errc::not_found, "unknown method '" + method + "'"));
+}
+
+}  // namespace drd
