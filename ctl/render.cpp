@@ -1,0 +1,303 @@
+// Formatting helpers, the status panel, `test`, and the one-line
+// confirmations. Tables live in render_tables.cpp.
+#include "ctl/render.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "common/units.hpp"
+#include "ctl/json_access.hpp"
+#include "ctl/render_text.hpp"
+
+namespace drd::ctl {
+
+namespace json = boost::json;
+using text::paint;
+using text::Tone;
+using text::tr;
+
+std::string format_bytes(std::uint64_t bytes) { return format_size(bytes); }
+
+std::string format_ms(double ms) {
+  if (!std::isfinite(ms) || ms < 0) return "-";
+  char buf[48];
+  if (ms < 10) std::snprintf(buf, sizeof buf, "%.2f ms", ms);
+  else if (ms < 100) std::snprintf(buf, sizeof buf, "%.1f ms", ms);
+  else if (ms < 1000) std::snprintf(buf, sizeof buf, "%.0f ms", ms);
+  else if (ms < 60'000) std::snprintf(buf, sizeof buf, "%.1f s", ms / 1000);
+  else if (ms < 3'600'000) {
+    auto s = static_cast<long long>(ms / 1000);
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", s / 60, s % 60);
+  } else {
+    auto m = static_cast<long long>(ms / 60'000);
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", m / 60, m % 60);
+  }
+  return buf;
+}
+
+std::string format_lag(std::optional<double> bytes, std::optional<double> ms) {
+  std::string b = bytes && *bytes >= 0 ? format_bytes(static_cast<std::uint64_t>(*bytes)) : "-";
+  std::string t = ms ? format_ms(*ms) : "-";
+  return b + ", " + t;
+}
+
+std::string format_time(std::string_view iso) {
+  if (iso.empty()) return "-";
+  // "YYYY-MM-DDTHH:MM:SS" and anything after it (fraction, zone: always UTC)
+  if (iso.size() >= 19 && iso[4] == '-' && iso[10] == 'T') {
+    std::string s(iso.substr(0, 19));
+    s[10] = ' ';
+    return s;
+  }
+  return std::string(iso);
+}
+
+std::string format_ratio(std::optional<double> source_bytes, std::optional<double> size_bytes) {
+  if (!source_bytes || !size_bytes || *size_bytes <= 0) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1fx", *source_bytes / *size_bytes);
+  return buf;
+}
+
+std::string format_pct(std::optional<double> pct) {
+  if (!pct) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f%%", *pct);
+  return buf;
+}
+
+std::size_t display_width(std::string_view s) {
+  std::size_t width = 0;
+  for (std::size_t i = 0; i < s.size();) {
+    auto c = static_cast<unsigned char>(s[i]);
+    char32_t cp;
+    std::size_t len;
+    if (c < 0x80) { cp = c; len = 1; }
+    else if ((c >> 5) == 0x6) { cp = c & 0x1F; len = 2; }
+    else if ((c >> 4) == 0xE) { cp = c & 0x0F; len = 3; }
+    else if ((c >> 3) == 0x1E) { cp = c & 0x07; len = 4; }
+    else { ++width; ++i; continue; }  // stray byte: count it, move on
+    for (std::size_t k = 1; k < len && i + k < s.size(); ++k)
+      cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+    i += len;
+    if (c == 0x1B) {  // skip an ANSI colour sequence "\033[...m"
+      while (i < s.size() && s[i] != 'm') ++i;
+      ++i;
+      continue;
+    }
+    if (cp == 0x200D || (cp >= 0xFE00 && cp <= 0xFE0F) || (cp >= 0x300 && cp <= 0x36F)) continue;
+    bool wide = (cp >= 0x1100 && cp <= 0x115F) || (cp >= 0x2E80 && cp <= 0xA4CF) ||
+                (cp >= 0xAC00 && cp <= 0xD7A3) || (cp >= 0xF900 && cp <= 0xFAFF) ||
+                (cp >= 0xFE30 && cp <= 0xFE4F) || (cp >= 0xFF00 && cp <= 0xFF60) ||
+                (cp >= 0xFFE0 && cp <= 0xFFE6) || (cp >= 0x1F300 && cp <= 0x1FAFF);
+    width += wide ? 2 : 1;
+  }
+  return width;
+}
+
+std::string progress_line(double done, std::optional<double> total, std::string_view phase, int bar_width) {
+  std::string out;
+  std::string done_s = format_bytes(done > 0 ? static_cast<std::uint64_t>(done) : 0);
+  if (total && *total > 0) {
+    double frac = std::clamp(done / *total, 0.0, 1.0);
+    int filled = static_cast<int>(std::lround(frac * bar_width));
+    out = "[" + std::string(filled, '#') + std::string(bar_width - filled, '-') + "]";
+    char pct[16];
+    std::snprintf(pct, sizeof pct, " %3d%%", static_cast<int>(std::floor(frac * 100)));
+    out += pct;
+    out += "  " + done_s + " / " + format_bytes(static_cast<std::uint64_t>(*total));
+  } else {
+    out = done_s;
+  }
+  if (!phase.empty()) out += "  " + std::string(phase);
+  return out;
+}
+
+// ---- status panel -----------------------------------------------------------
+
+namespace {
+
+std::string connection_of(const json::value& n) {
+  std::string c = jv::str(n, "connection");
+  if (!c.empty()) return c;
+  auto h = jv::boolean(n, "healthy");
+  return !h ? "unknown" : *h ? "ok" : "failed";
+}
+
+bool is_fenced(const json::value& n) {
+  return jv::boolean(n, "fenced").value_or(false) || jv::str(n, "role") == "fenced";
+}
+
+std::string marker(const json::value& n, const RenderOptions& o) {
+  const std::string conn = connection_of(n);
+  const bool healthy = jv::boolean(n, "healthy").value_or(false);
+  if (is_fenced(n)) return o.emoji ? "🔴" : paint(o, Tone::bad, "[fenced]");
+  if (healthy && jv::str(n, "role") != "down") return o.emoji ? "🟢" : paint(o, Tone::good, "[ok]");
+  if (conn == "unknown") return o.emoji ? "⚪" : paint(o, Tone::warn, "[unknown]");
+  return o.emoji ? "🔴" : paint(o, Tone::bad, "[down]");
+}
+
+std::string connection_text(const std::string& conn, const RenderOptions& o) {
+  if (conn == "ok") return paint(o, Tone::good, tr(o, "ok", "正常"));
+  if (conn == "failed") return paint(o, Tone::bad, tr(o, "failed", "失败"));
+  return paint(o, Tone::warn, tr(o, conn.empty() ? "unknown" : conn, "未知"));
+}
+
+std::string health_word(const json::value& n) {
+  if (is_fenced(n)) return "fenced";
+  if (connection_of(n) == "unknown") return "unknown";
+  return jv::boolean(n, "healthy").value_or(false) ? "healthy" : "unhealthy";
+}
+
+Tone tone_of(std::string_view word) {
+  if (word == "healthy" || word == "normal" || word == "ok") return Tone::good;
+  if (word == "degraded" || word == "failing" || word == "unknown" || word == "failing_over") return Tone::warn;
+  return Tone::bad;
+}
+
+std::string flag(const json::value& s, std::string_view key, const RenderOptions& o) {
+  auto b = jv::boolean(s, key);
+  return b ? text::on_off(o, *b) : "-";
+}
+
+std::string num_text(std::optional<double> v) {
+  if (!v) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.0f", *v);
+  return buf;
+}
+
+}  // namespace
+
+std::string overall_health(const json::value& s) {
+  std::string given = jv::str(s, "overall");
+  if (!given.empty()) return given;
+  const std::string primary = jv::str(s, "primary");
+  bool primary_ok = false, all_ok = true;
+  for (const auto& n : jv::arr(s, "nodes")) {
+    const bool ok = jv::boolean(n, "healthy").value_or(false) && !is_fenced(n);
+    if (jv::str(n, "name") == primary) primary_ok = ok;
+    all_ok = all_ok && ok;
+  }
+  if (!primary_ok) return "critical";
+  return all_ok ? "healthy" : "degraded";
+}
+
+std::string render_status(const json::value& s, const RenderOptions& o) {
+  std::string out;
+  auto line = [&out](const std::string& l) { out += l; out += '\n'; };
+  const std::string primary = jv::str(s, "primary");
+
+  line(paint(o, Tone::bold, tr(o, "=== Disaster Recovery Status ===", "=== 容灾备份系统状态 ===")));
+  line(tr(o, "Disaster recovery: ", "容灾备份功能: ") + flag(s, "enabled", o));
+  line("");
+  line(tr(o, "--- Databases ---", "--- 数据库状态 ---"));
+  line(tr(o, "Current primary: ", "当前主数据库: ") + (primary.empty() ? "-" : primary));
+  line(tr(o, "Auto backup: ", "自动备份: ") + flag(s, "auto_backup", o));
+  line(tr(o, "Health monitoring: ", "健康监控: ") + flag(s, "monitoring", o));
+  line(tr(o, "Auto failover: ", "自动故障转移: ") + flag(s, "auto_failover", o));
+
+  for (const auto& n : jv::arr(s, "nodes")) {
+    const std::string name = jv::str(n, "name", "?");
+    const std::string role = jv::str(n, "role");
+    line("");
+    std::string head = "  " + marker(n, o) + " " + paint(o, Tone::bold, name);
+    if (name == primary) head += o.emoji ? " 👑" : " (primary)";
+    line(head);
+    line(tr(o, "    Type: ", "    类型: ") + jv::str(n, "type", "-"));
+    if (!role.empty()) line(tr(o, "    Role: ", "    角色: ") + role);
+    line(tr(o, "    Priority: ", "    优先级: ") + num_text(jv::num(n, "priority")));
+    line(tr(o, "    Connection: ", "    连接状态: ") + connection_text(connection_of(n), o));
+    if (role == "standby" && (jv::num(n, "lag_bytes") || jv::num(n, "lag_ms")))
+      line(tr(o, "    Replication lag: ", "    复制延迟: ") + format_lag(jv::num(n, "lag_bytes"), jv::num(n, "lag_ms")));
+    const std::string err = jv::str(n, "last_error");
+    if (!err.empty() && !jv::boolean(n, "healthy").value_or(false))
+      line(tr(o, "    Last error: ", "    最近错误: ") + err);
+  }
+
+  line("");
+  line(tr(o, "--- Health ---", "--- 健康状态 ---"));
+  const std::string overall = overall_health(s);
+  line(tr(o, "Overall: ", "整体状态: ") + paint(o, tone_of(overall), overall));
+  for (const auto& n : jv::arr(s, "nodes")) {
+    const std::string word = health_word(n);
+    line("  " + jv::str(n, "name", "?") + ": " + paint(o, tone_of(word), word));
+    std::string rt = "-";
+    if (auto ms = jv::num(n, "response_time_ms")) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.2fms", *ms);
+      rt = buf;
+    }
+    line(tr(o, "    Response time: ", "    响应时间: ") + rt);
+    if (auto f = jv::num(n, "consecutive_failures"); f && *f > 0)
+      line(tr(o, "    Consecutive failures: ", "    连续失败次数: ") + num_text(f));
+  }
+
+  line("");
+  line(tr(o, "--- Failover ---", "--- 故障转移状态 ---"));
+  const std::string state = jv::str(s, "failover_state", "-");
+  line(tr(o, "State: ", "当前状态: ") + paint(o, tone_of(state), state));
+  line(tr(o, "Auto failover: ", "自动故障转移: ") + flag(s, "auto_failover", o));
+  line(tr(o, "Threshold: ", "检测阈值: ") + num_text(jv::num(s, "failure_threshold")));
+  const std::string reason = jv::str(s, "failover_reason");
+  if (state != "normal" && !reason.empty()) line(tr(o, "Reason: ", "原因: ") + reason);
+  return out;
+}
+
+// ---- test, primary, confirmations -------------------------------------------
+
+std::string render_test(const json::value& r, const RenderOptions& o) {
+  const auto& nodes = jv::arr(r, "nodes");
+  if (nodes.empty()) return tr(o, "no nodes configured\n", "未配置数据库节点\n");
+  std::size_t w = 0;
+  for (const auto& n : nodes) w = std::max(w, display_width(jv::str(n, "name", "?")));
+  std::string out;
+  for (const auto& n : nodes) {
+    std::string name = jv::str(n, "name", "?");
+    name += std::string(w - display_width(name), ' ');
+    if (jv::boolean(n, "ok").value_or(false)) {
+      auto ms = jv::num(n, "response_time_ms");
+      out += name + "  " + paint(o, Tone::good, "ok") + "      " + (ms ? format_ms(*ms) : "-") + "\n";
+    } else {
+      out += name + "  " + paint(o, Tone::bad, "FAILED") + "  " + jv::str(n, "error", "no answer") + "\n";
+    }
+  }
+  return out;
+}
+
+std::string render_primary(const json::value& r, bool url) {
+  return jv::str(r, url ? "url" : "name", "-") + "\n";
+}
+
+std::string render_transition(const json::value& e, std::string_view verb, std::string_view node,
+                              const RenderOptions& o) {
+  std::string to = jv::str(e, "to", std::string(node));
+  std::string out = std::string(verb) + tr(o, " to ", " 至 ") + to + tr(o, " done", " 完成");
+  if (auto d = jv::num(e, "duration_ms")) out += tr(o, " in ", "，耗时 ") + format_ms(*d);
+  if (auto t = jv::num(e, "term")) out += " (term " + num_text(t) + ")";
+  return out + "\n";
+}
+
+std::string render_rejoin(const json::value& r, std::string_view verb, std::string_view node,
+                          const RenderOptions& o) {
+  std::string name = jv::str(r, "node", std::string(node));
+  std::string role = jv::str(r, "role", "standby");
+  if (verb == "clone")
+    return name + tr(o, " cloned from the primary, now ", " 已从主库克隆，当前角色 ") + role + "\n";
+  return name + tr(o, " rejoined as ", " 已重新加入，角色 ") + role + "\n";
+}
+
+std::string render_confirmation(const json::value& r, std::string_view method, const RenderOptions& o) {
+  if (method == "monitoring.start") return tr(o, "health monitoring started\n", "健康监控已启动\n");
+  if (method == "monitoring.stop") return tr(o, "health monitoring stopped\n", "健康监控已停止\n");
+  if (method == "auto_failover.enable") return tr(o, "auto failover enabled\n", "自动故障转移已启用\n");
+  if (method == "auto_failover.disable") return tr(o, "auto failover disabled\n", "自动故障转移已禁用\n");
+  if (method == "reload") {
+    std::string cfg = jv::str(r, "config");
+    return tr(o, "configuration reloaded", "配置已重新加载") + (cfg.empty() ? "" : " (" + cfg + ")") + "\n";
+  }
+  return "done\n";
+}
+
+}  // namespace drd::ctl
