@@ -27,6 +27,7 @@ inline std::vector<std::uint8_t> slurp(const std::filesystem::path& p) {
 }
 
 inline void spit(const std::filesystem::path& p, const std::vector<std::uint8_t>& v) {
+  std::filesystem::remove(p);  // replacing beats truncating: ext4 flushes on truncate-rewrite
   std::ofstream out(p, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size()));
 }
