@@ -1,0 +1,51 @@
+#pragma once
+// A real drd process on real SQLite files in a temporary folder.
+#include <boost/json.hpp>
+#include <memory>
+#include <string>
+
+#include "common/rpc.hpp"
+#include "tests/support/process.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace drd::test {
+
+struct DrdOptions {
+  int standbys = 2;
+  std::string interval = "100ms";
+  std::string timeout = "500ms";
+  int threshold = 3;
+  std::string extra_yaml;        // appended inside disaster_recovery:
+  bool auto_failover = true;
+};
+
+class DrdFixture {
+ public:
+  explicit DrdFixture(DrdOptions opts = {});
+  ~DrdFixture();
+
+  void write_config();  // from opts_ (call after changing opts_ for a reload)
+  void start();         // starts drd and waits until it answers ping
+  int stop(int sig = 15);  // signal, wait, return exit code
+  boost::json::value call(const std::string& method, boost::json::object params = {});
+  rpc::CallError call_error(const std::string& method, boost::json::object params = {});
+  RunResult drctl(std::vector<std::string> args);
+  boost::json::object node_status(const std::string& name);
+
+  std::filesystem::path dir() const { return dir_.path(); }
+  std::filesystem::path db(const std::string& node) const;
+  std::filesystem::path config_path() const { return dir_ / "drd.yaml"; }
+  std::filesystem::path socket() const { return dir_ / "state" / "drd.sock"; }
+  std::string log() const { return drd_ ? drd_->log() : ""; }
+  Background* process() { return drd_.get(); }
+  DrdOptions opts;
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<Background> drd_;
+};
+
+// Creates an image-metadata table with `rows` rows.
+void make_sqlite_db(const std::filesystem::path& file, int rows);
+
+}  // namespace drd::test
