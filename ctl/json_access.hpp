@@ -4,6 +4,7 @@
 // it shows "-" instead. Header-only, pure.
 #include <boost/json.hpp>
 
+#include <cstdio>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,6 +24,11 @@ inline std::string str(const json::value& v, std::string_view key, std::string d
   if (f->is_string()) return std::string(f->as_string());
   if (f->is_null()) return def;
   if (f->is_bool()) return f->as_bool() ? "true" : "false";
+  if (f->is_double()) {  // boost::json would write 250.5 as "2.505E2"
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.6g", f->as_double());
+    return buf;
+  }
   return json::serialize(*f);
 }
 
