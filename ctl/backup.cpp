@@ -88,8 +88,7 @@ void add_backup_commands(CLI::App& app, Registry& reg) {
         ->type_name("TIME");
     restore.app->add_flag("--force", o->force, "overwrite a node that still looks healthy");
     restore.method = "restore";
-    restore.default_timeout = kLongTimeout;
-    restore.progress = true;
+    restore.default_timeout = kLongTimeout;  // no progress: docs/rpc.md defines it for backup.create only
     restore.params = [o] {
       json::object p;
       add_backup_ref(p, o->ref);

@@ -33,6 +33,7 @@ std::string hint_of(const rpc::CallError& e) {
   if (!h.empty()) return h;
   if (e.code == rpc::permission_denied) return "run drctl as root or as a member of drd's control.admin_group";
   if (e.code == rpc::busy) return "another operation is running; retry when it has finished";
+  if (e.code == rpc::method_not_found) return "the running drd does not know this command; is drctl newer than drd?";
   return {};
 }
 

@@ -104,6 +104,9 @@ TEST_CASE("permission and busy errors carry a hint even when drd gives none", "[
   auto p = f.run({"reload"});
   CHECK(p.rc == 1);
   CHECK(p.err.find("hint: run drctl as root") != std::string::npos);
+  auto m = f.run({"audit"});  // FakeDrd answers -32601 to methods it was not given
+  CHECK(m.rc == 1);
+  CHECK(m.err == "drctl: unknown method\nhint: the running drd does not know this command; is drctl newer than drd?\n");
   auto b = f.run({"switchover", "s1"});
   CHECK(b.rc == 1);
   CHECK(b.err.find("hint: another operation is running") != std::string::npos);
