@@ -277,6 +277,12 @@ Result<std::string> sqlite_integrity_check(const fs::path& db_path) {
 
 Result<RestoreResult> restore_sqlite(const BackupRef& ref, const fs::path& target, const RestoreOptions& opts,
                                      const Progress& progress) {
+  return detail::restore_sqlite_with(ref, target, opts, progress, {});
+}
+
+Result<RestoreResult> detail::restore_sqlite_with(const BackupRef& ref, const fs::path& target, const RestoreOptions& opts,
+                                                  const Progress& progress,
+                                                  const std::function<Status(const fs::path&)>& before_check) {
   std::error_code ec;
   if (fs::exists(target, ec) && !opts.allow_overwrite)
     return make_error(Errc::refused, "restore target " + target.string() + " already exists",
@@ -297,6 +303,9 @@ Result<RestoreResult> restore_sqlite(const BackupRef& ref, const fs::path& targe
   } cleanup{tmp};
   auto bytes = materialize(ref, opts.key, tmp, progress);
   if (!bytes) return bytes.error();
+  if (before_check) {
+    if (auto s = before_check(tmp); !s) return s.error();
+  }
   auto ic = sqlite_integrity_check(tmp);
   if (!ic) return ic.error();
   if (ic.value() != "ok")

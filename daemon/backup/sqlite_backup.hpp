@@ -59,6 +59,14 @@ struct RestoreResult {
 Result<RestoreResult> restore_sqlite(const BackupRef& ref, const std::filesystem::path& target,
                                      const RestoreOptions& opts, const Progress& progress = {});
 
+namespace detail {
+// restore_sqlite with a step run on the restored temp file before integrity_check (used by
+// point-in-time restore to apply WAL segments).
+Result<RestoreResult> restore_sqlite_with(const BackupRef& ref, const std::filesystem::path& target,
+                                          const RestoreOptions& opts, const Progress& progress,
+                                          const std::function<Status(const std::filesystem::path& tmp)>& before_check);
+}  // namespace detail
+
 struct Check {
   std::string name;   // manifest, data_file, file_sha256, decrypt, plaintext_sha256, test_restore, integrity_check
   bool ok = false;
