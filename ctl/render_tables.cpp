@@ -82,10 +82,11 @@ std::string render_backups(const json::value& backups, const RenderOptions& o) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& b : a)
     rows.push_back({jv::str(b, "id", "-"), jv::str(b, "name", "-"), jv::str(b, "node", "-"),
-                    jv::str(b, "kind", "-"), format_time(jv::str(b, "created_at")), bytes_or_dash(b, "size_bytes"),
+                    jv::str(b, "engine", "-"), jv::str(b, "kind", "-"), format_time(jv::str(b, "created_at")), bytes_or_dash(b, "size_bytes"),
                     format_ratio(jv::num(b, "source_bytes"), jv::num(b, "size_bytes")),
                     yes_no(o, jv::boolean(b, "encrypted")), yes_no(o, jv::boolean(b, "verified"))});
-  return render_table({"ID", tr(o, "NAME", "名称"), tr(o, "NODE", "节点"), tr(o, "KIND", "类型"),
+  return render_table({"ID", tr(o, "NAME", "名称"), tr(o, "NODE", "节点"), tr(o, "ENGINE", "引擎"),
+                       tr(o, "KIND", "类型"),
                        tr(o, "TIME (UTC)", "时间 (UTC)"), tr(o, "SIZE", "大小"), tr(o, "RATIO", "压缩比"),
                        tr(o, "ENCRYPTED", "加密"), tr(o, "VERIFIED", "已校验")},
                       rows, o);

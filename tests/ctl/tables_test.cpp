@@ -38,9 +38,9 @@ TEST_CASE("backups list shows size, ratio, encryption and verification", "[rende
      "created_at": "2026-11-23T00:00:00.000Z", "size_bytes": 512, "source_bytes": 512,
      "encrypted": false, "verified": true, "path": "/var/backups/b.drbk"}])");
   CHECK(render_backups(b, RenderOptions{}) ==
-        "ID                          NAME     NODE        KIND  TIME (UTC)           SIZE     RATIO  ENCRYPTED  VERIFIED\n"
-        "20261124-052920-primary     nightly  primary     full  2026-11-24 05:29:20  1.0 MiB  4.0x   yes        -\n"
-        "20261123-000000-secondary1           secondary1  full  2026-11-23 00:00:00  512 B    1.0x   no         yes\n");
+        "ID                          NAME     NODE        ENGINE  KIND  TIME (UTC)           SIZE     RATIO  ENCRYPTED  VERIFIED\n"
+        "20261124-052920-primary     nightly  primary     sqlite  full  2026-11-24 05:29:20  1.0 MiB  4.0x   yes        -\n"
+        "20261123-000000-secondary1           secondary1  sqlite  full  2026-11-23 00:00:00  512 B    1.0x   no         yes\n");
   CHECK(render_backups(json::parse("[]"), RenderOptions{}) == "no backups in the catalog\n");
 }
 
