@@ -1,0 +1,167 @@
+#include "daemon/replication/standby_ops.hpp"
+
+#include <fstream>
+
+#include "daemon/replication/position_file.hpp"
+#include "daemon/replication/sqlite_replicator.hpp"
+#include "daemon/replication/sqlite_util.hpp"
+
+namespace drd::replication {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::uintmax_t size_or_zero(const fs::path& p) {
+  std::error_code ec;
+  auto n = fs::file_size(p, ec);
+  return ec ? 0 : n;
+}
+
+bool path_exists(const fs::path& p) {
+  std::error_code ec;
+  return fs::exists(p, ec);
+}
+
+// After the last connection closes, SQLite deletes -wal and -shm; an empty
+// -wal left behind (e.g. by a persistent-WAL setting) carries nothing and is
+// removed. A non-empty one would hold frames not yet in the database.
+Status clear_empty_sidecars(const fs::path& db) {
+  auto wal = with_suffix(db, "-wal");
+  if (path_exists(wal) && size_or_zero(wal) > 0)
+    return make_error(Errc::io, "WAL " + wal.string() + " still holds frames after a TRUNCATE checkpoint",
+                      "another process may have the database open");
+  if (auto s = remove_if_exists(wal); !s) return s;
+  return remove_if_exists(with_suffix(db, "-shm"));
+}
+
+}  // namespace
+
+Status recover_standby(const fs::path& db) {
+  auto wal = with_suffix(db, "-wal");
+  if (!path_exists(wal)) return remove_if_exists(with_suffix(db, "-shm"));
+  if (size_or_zero(wal) > 0) {
+    auto d = SqliteDb::open(db, SQLITE_OPEN_READWRITE);
+    if (!d) return d.error();
+    d->busy_timeout(1000);
+    auto cp = d->checkpoint(SQLITE_CHECKPOINT_TRUNCATE);
+    if (!cp) return cp.error();
+    if (cp->rc != SQLITE_OK)
+      return make_error(Errc::conflict, "cannot checkpoint leftover WAL of standby " + db.string() + " (busy)",
+                        "another process has the standby open");
+    d->close();
+  }
+  return clear_empty_sidecars(db);
+}
+
+Result<DbFileInfo> read_db_header(const fs::path& db) {
+  std::ifstream in(db, std::ios::binary);
+  unsigned char h[100] = {};
+  if (!in || !in.read(reinterpret_cast<char*>(h), sizeof h))
+    return make_error(Errc::corrupt, "cannot read the 100-byte SQLite header of " + db.string());
+  static const char kMagic[] = "SQLite format 3";
+  if (std::string(reinterpret_cast<char*>(h), 15) != std::string(kMagic, 15))
+    return make_error(Errc::corrupt, db.string() + " is not an SQLite database");
+  DbFileInfo info;
+  std::uint32_t ps = (std::uint32_t(h[16]) << 8) | h[17];
+  info.page_size = ps == 1 ? 65536 : ps;
+  info.wal_mode = h[18] == 2 && h[19] == 2;
+  return info;
+}
+
+Status checkpoint_standby(const fs::path& db, std::uint32_t frames) {
+  auto d = SqliteDb::open(db, SQLITE_OPEN_READWRITE);
+  if (!d) return d.error();
+  d->busy_timeout(1000);
+  if (auto s = d->exec("PRAGMA synchronous=FULL"); !s) return s;
+  // PASSIVE first: its frame count tells whether SQLite's recovery accepted
+  // every frame written (a mismatch means the WAL writer is wrong, and the
+  // standby must not be recorded as advanced).
+  auto cp = d->checkpoint(SQLITE_CHECKPOINT_PASSIVE);
+  if (!cp) return cp.error();
+  if (cp->rc != SQLITE_OK || cp->log_frames != static_cast<int>(frames) || cp->checkpointed_frames != cp->log_frames)
+    return make_error(Errc::corrupt, "standby " + db.string() + " accepted " + std::to_string(cp->log_frames) +
+                                         " of " + std::to_string(frames) + " WAL frames (checkpointed " +
+                                         std::to_string(cp->checkpointed_frames) + ")");
+  auto tr = d->checkpoint(SQLITE_CHECKPOINT_TRUNCATE);
+  if (!tr) return tr.error();
+  if (tr->rc != SQLITE_OK)
+    return make_error(Errc::conflict, "TRUNCATE checkpoint of standby " + db.string() + " was busy",
+                      "another process has the standby open");
+  d->close();
+  return clear_empty_sidecars(db);
+}
+
+Status seed_from_connection(sqlite3* src, const std::string& src_name, const fs::path& dst) {
+  auto tmp = with_suffix(dst, ".drd-seed");
+  for (const char* suf : {"", "-wal", "-shm", "-journal"})
+    if (auto s = remove_if_exists(with_suffix(tmp, suf)); !s) return s;
+  {
+    auto d = SqliteDb::open(tmp, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    if (!d) return d.error();
+    sqlite3_backup* b = sqlite3_backup_init(d->get(), "main", src, "main");
+    if (!b) return d->error("backup of " + src_name + " into", sqlite3_errcode(d->get()));
+    int rc = sqlite3_backup_step(b, -1);
+    int frc = sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE) return d->error("backup of " + src_name + " into", rc);
+    if (frc != SQLITE_OK) return d->error("backup of " + src_name + " into", frc);
+    auto mode = d->query_text("PRAGMA journal_mode=WAL");
+    if (!mode) return mode.error();
+    if (*mode != "wal")
+      return make_error(Errc::io, "cannot switch seed " + tmp.string() + " to WAL mode (got " + *mode + ")");
+    auto qc = d->query_text("PRAGMA quick_check");
+    if (!qc) return qc.error();
+    if (*qc != "ok") return make_error(Errc::corrupt, "seed copy " + tmp.string() + " fails quick_check: " + *qc);
+    d->close();
+  }
+  if (auto s = clear_empty_sidecars(tmp); !s) return s;
+  if (auto s = fsync_path(tmp); !s) return s;
+  // Old -wal/-shm of dst belong to the old content and must not be applied to the new file.
+  if (auto s = remove_if_exists(with_suffix(dst, "-wal")); !s) return s;
+  if (auto s = remove_if_exists(with_suffix(dst, "-shm")); !s) return s;
+  if (std::rename(tmp.c_str(), dst.c_str()) != 0)
+    return make_error(Errc::io, "cannot rename seed " + tmp.string() + " over " + dst.string());
+  return fsync_dir_of(dst);
+}
+
+Status seed_copy(const fs::path& src, const fs::path& dst) {
+  auto d = SqliteDb::open(src, SQLITE_OPEN_READONLY);
+  if (!d) return d.error();
+  d->busy_timeout(5000);
+  // One read transaction for the whole copy: a consistent snapshot while writers continue.
+  if (auto s = d->exec("BEGIN"); !s) return s;
+  if (auto n = d->query_int("SELECT count(*) FROM sqlite_master"); !n) return n.error();
+  auto s = seed_from_connection(d->get(), src.string(), dst);
+  (void)d->exec("COMMIT");
+  return s;
+}
+
+Status finalize_standby_for_promotion(const fs::path& db) {
+  if (!path_exists(db)) return make_error(Errc::not_found, "standby " + db.string() + " does not exist");
+  {
+    auto d = SqliteDb::open(db, SQLITE_OPEN_READWRITE);
+    if (!d) return d.error();
+    d->busy_timeout(2000);
+    if (path_exists(with_suffix(db, "-wal"))) {
+      auto cp = d->checkpoint(SQLITE_CHECKPOINT_TRUNCATE);
+      if (!cp) return cp.error();
+      if (cp->rc != SQLITE_OK)
+        return make_error(Errc::conflict, "cannot checkpoint " + db.string() + " for promotion (busy)");
+    }
+    auto mode = d->query_text("PRAGMA journal_mode");
+    if (!mode) return mode.error();
+    if (*mode != "wal") {
+      auto m2 = d->query_text("PRAGMA journal_mode=WAL");
+      if (!m2) return m2.error();
+      if (*m2 != "wal") return make_error(Errc::io, "cannot switch " + db.string() + " to WAL mode");
+    }
+    auto qc = d->query_text("PRAGMA quick_check");
+    if (!qc) return qc.error();
+    if (*qc != "ok") return make_error(Errc::corrupt, db.string() + " fails quick_check: " + *qc);
+  }
+  if (auto s = clear_empty_sidecars(db); !s) return s;
+  // It is no longer a standby: its position file would only mislead a later replicator.
+  return remove_if_exists(position_path(db));
+}
+
+}  // namespace drd::replication
