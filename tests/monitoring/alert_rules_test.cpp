@@ -1,0 +1,244 @@
+// The alert state machine, table-driven with a manual time: each row is one
+// evaluation (seconds since start, the metric value or "no data") and the
+// notification + phase expected after it.
+#include <catch2/catch.hpp>
+
+#include <optional>
+
+#include "daemon/monitoring/alert_rules.hpp"
+
+using namespace drd;
+using namespace drd::monitoring;
+using namespace std::chrono_literals;
+
+namespace {
+
+const SysTime T0 = SysTime(std::chrono::seconds(1'700'000'000));
+
+AlertRuleConfig rule(std::string name, std::string metric, std::string op, double threshold, Millis for_d,
+                     Millis repeat = Millis(3'600'000)) {
+  AlertRuleConfig r;
+  r.name = std::move(name);
+  r.metric = std::move(metric);
+  r.op = std::move(op);
+  r.threshold = threshold;
+  r.for_duration = for_d;
+  r.repeat_interval = repeat;
+  r.severity = "warning";
+  r.channels = {"ops"};
+  return r;
+}
+
+struct Step {
+  int at_s;
+  std::optional<double> value;  // nullopt = no data this round
+  const char* expect_notice;    // "" none, "firing", "repeat", "resolved"
+  AlertPhase phase;
+};
+
+const char* notice_name(const AlertNotification& n) {
+  switch (n.kind) {
+    case NotificationKind::firing: return "firing";
+    case NotificationKind::repeat: return "repeat";
+    case NotificationKind::resolved: return "resolved";
+  }
+  return "?";
+}
+
+void run_table(const AlertRuleConfig& r, const std::string& node, const std::vector<Step>& steps) {
+  AlertStates states;
+  for (const auto& s : steps) {
+    INFO("t=" << s.at_s << "s value=" << (s.value ? format_value(*s.value) : std::string("none")));
+    MetricsSnapshot snap;
+    snap.set("other", r.metric, 0);
+    if (s.value) snap.set(node, r.metric, *s.value);
+    auto ev = evaluate_alerts({r}, states, snap, T0 + std::chrono::seconds(s.at_s));
+    states = ev.states;
+    std::vector<AlertNotification> mine;
+    for (auto& n : ev.notifications)
+      if (n.node == node) mine.push_back(n);
+    if (std::string(s.expect_notice).empty()) {
+      CHECK(mine.empty());
+    } else {
+      REQUIRE(mine.size() == 1);
+      CHECK(std::string(notice_name(mine[0])) == s.expect_notice);
+      CHECK(mine[0].rule == r.name);
+      CHECK(mine[0].channels == r.channels);
+    }
+    auto it = states.find(AlertKey{r.name, node});
+    AlertPhase got = it == states.end() ? AlertPhase::inactive : it->second.phase;
+    CHECK(alert_phase_name(got) == std::string(alert_phase_name(s.phase)));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("pending -> firing after for:, repeat, resolved exactly once", "[alerts]") {
+  auto r = rule("slow", "response_time_ms", ">", 200, 30s, 10min);
+  run_table(r, "primary",
+            {
+                {0, 100, "", AlertPhase::inactive},
+                {1, 300, "", AlertPhase::pending},
+                {20, 300, "", AlertPhase::pending},
+                {30, 250, "", AlertPhase::pending},     // 29 s since it started
+                {31, 250, "firing", AlertPhase::firing},
+                {32, 400, "", AlertPhase::firing},      // no duplicate
+                {300, 400, "", AlertPhase::firing},
+                {631, 400, "repeat", AlertPhase::firing},
+                {632, 400, "", AlertPhase::firing},
+                {1230, 400, "", AlertPhase::firing},
+                {1231, 400, "repeat", AlertPhase::firing},
+                {1240, 150, "resolved", AlertPhase::inactive},
+                {1241, 150, "", AlertPhase::inactive},  // resolved only once
+            });
+}
+
+TEST_CASE("a condition that clears while pending notifies nothing and restarts its for:", "[alerts]") {
+  auto r = rule("slow", "response_time_ms", ">", 200, 30s);
+  run_table(r, "primary",
+            {
+                {0, 300, "", AlertPhase::pending},
+                {29, 300, "", AlertPhase::pending},
+                {30, 100, "", AlertPhase::inactive},
+                {31, 300, "", AlertPhase::pending},
+                {60, 300, "", AlertPhase::pending},     // 29 s since the restart
+                {61, 300, "firing", AlertPhase::firing},
+            });
+}
+
+TEST_CASE("for: 0 fires on the first true evaluation", "[alerts]") {
+  auto r = rule("down", "up", "==", 0, 0s);
+  run_table(r, "secondary1",
+            {
+                {0, 1, "", AlertPhase::inactive},
+                {1, 0, "firing", AlertPhase::firing},
+                {2, 0, "", AlertPhase::firing},
+                {3, 1, "resolved", AlertPhase::inactive},
+                {4, 0, "firing", AlertPhase::firing},   // a new episode notifies again
+            });
+}
+
+TEST_CASE("no data keeps the state: neither resolves nor advances", "[alerts]") {
+  auto r = rule("lag", "lag_bytes", ">=", 1000, 10s);
+  run_table(r, "secondary1",
+            {
+                {0, 5000, "", AlertPhase::pending},
+                {5, std::nullopt, "", AlertPhase::pending},
+                {10, 5000, "firing", AlertPhase::firing},
+                {20, std::nullopt, "", AlertPhase::firing},
+                {30, std::nullopt, "", AlertPhase::firing},
+                {40, 10, "resolved", AlertPhase::inactive},
+            });
+}
+
+TEST_CASE("repeat_interval 0 never repeats", "[alerts]") {
+  auto r = rule("lag", "lag_ms", ">", 1, 0s, 0ms);
+  run_table(r, "s", {{0, 5, "firing", AlertPhase::firing}, {100000, 5, "", AlertPhase::firing}});
+}
+
+TEST_CASE("every comparison operator", "[alerts]") {
+  struct Row { const char* op; double v, t; bool expect; };
+  for (auto row : {Row{">", 2, 1, true}, Row{">", 1, 1, false}, Row{">=", 1, 1, true}, Row{">=", 0, 1, false},
+                   Row{"<", 0, 1, true}, Row{"<", 1, 1, false}, Row{"<=", 1, 1, true}, Row{"<=", 2, 1, false},
+                   Row{"==", 1, 1, true}, Row{"==", 2, 1, false}, Row{"!=", 2, 1, true}, Row{"!=", 1, 1, false},
+                   Row{"~", 1, 1, false}}) {
+    INFO(row.v << " " << row.op << " " << row.t);
+    CHECK(compare_op(row.op, row.v, row.t) == row.expect);
+  }
+}
+
+TEST_CASE("the nodes filter and cluster-wide metrics", "[alerts]") {
+  MetricsSnapshot snap;
+  for (const char* n : {"primary", "secondary1", "secondary2"}) snap.set(n, "disk_free_pct", 5);
+  snap.set("", "disk_free_pct", 5);  // the backup folder
+  snap.set("", "failover", 1);
+  snap.set("", "memory_rss_bytes", 1e9);
+
+  struct Row {
+    AlertRuleConfig r;
+    std::vector<std::string> fired;
+  };
+  auto with_nodes = [](AlertRuleConfig r, std::vector<std::string> nodes) {
+    r.nodes = std::move(nodes);
+    return r;
+  };
+  std::vector<Row> rows = {
+      {rule("disk", "disk_free_pct", "<", 10, 0s), {"", "primary", "secondary1", "secondary2"}},
+      {with_nodes(rule("disk", "disk_free_pct", "<", 10, 0s), {"secondary2"}), {"secondary2"}},
+      {with_nodes(rule("fo", "failover", ">", 0, 0s), {"primary"}), {""}},  // cluster metric ignores nodes:
+      {rule("mem", "memory_rss_bytes", ">", 5e8, 0s), {""}},
+      {rule("mem", "memory_rss_bytes", ">", 5e9, 0s), {}},
+  };
+  for (const auto& row : rows) {
+    INFO(row.r.name << " nodes=" << row.r.nodes.size());
+    auto ev = evaluate_alerts({row.r}, {}, snap, T0);
+    std::vector<std::string> got;
+    for (const auto& n : ev.notifications) got.push_back(n.node);
+    CHECK(got == row.fired);
+  }
+}
+
+TEST_CASE("backup_age is an alias of backup_age_s", "[alerts]") {
+  MetricsSnapshot snap;
+  snap.set("", "backup_age_s", 90000);
+  CHECK(snap.get("", "backup_age") == 90000);
+  auto ev = evaluate_alerts({rule("old", "backup_age", ">", 86400, 0s)}, {}, snap, T0);
+  REQUIRE(ev.notifications.size() == 1);
+  CHECK(ev.notifications[0].metric == "backup_age_s");
+  CHECK(ev.notifications[0].message == "backup_age_s on cluster is 90000 (> 86400)");
+}
+
+TEST_CASE("notifications carry value, threshold, since and a readable message", "[alerts]") {
+  auto r = rule("slow", "response_time_ms", ">", 200, 30s);
+  r.severity = "critical";
+  MetricsSnapshot snap;
+  snap.set("primary", "response_time_ms", 350.5);
+  auto ev = evaluate_alerts({r}, {}, snap, T0);
+  ev = evaluate_alerts({r}, ev.states, snap, T0 + 30s);
+  REQUIRE(ev.notifications.size() == 1);
+  const auto& n = ev.notifications[0];
+  CHECK(n.severity == "critical");
+  CHECK(n.value == 350.5);
+  CHECK(n.threshold == 200);
+  CHECK(n.since == T0 + 30s);
+  CHECK(n.time == T0 + 30s);
+  CHECK(n.message == "response_time_ms on primary is 350.50 (> 200 for 30s)");
+  snap.set("primary", "response_time_ms", 20);
+  ev = evaluate_alerts({r}, ev.states, snap, T0 + 40s);
+  REQUIRE(ev.notifications.size() == 1);
+  CHECK(ev.notifications[0].kind == NotificationKind::resolved);
+  CHECK(ev.notifications[0].since == T0 + 30s);
+  CHECK(ev.notifications[0].message == "response_time_ms on primary is 20 (resolved; rule was > 200)");
+}
+
+TEST_CASE("states of removed rules are dropped silently; a wall-clock step back does not fire", "[alerts]") {
+  auto r = rule("slow", "response_time_ms", ">", 200, 30s);
+  MetricsSnapshot snap;
+  snap.set("primary", "response_time_ms", 500);
+  auto ev = evaluate_alerts({r}, {}, snap, T0);
+  ev = evaluate_alerts({r}, ev.states, snap, T0 + 40s);
+  REQUIRE(ev.notifications.size() == 1);
+  auto gone = evaluate_alerts({}, ev.states, snap, T0 + 50s);
+  CHECK(gone.states.empty());
+  CHECK(gone.notifications.empty());
+
+  auto p = evaluate_alerts({r}, {}, snap, T0 + 100s);
+  p = evaluate_alerts({r}, p.states, snap, T0);  // clock stepped back 100 s
+  CHECK(p.notifications.empty());
+  CHECK(p.states.begin()->second.phase == AlertPhase::pending);
+}
+
+TEST_CASE("two rules on the same node are independent", "[alerts]") {
+  auto warn = rule("slow", "response_time_ms", ">", 200, 0s);
+  auto crit = rule("very_slow", "response_time_ms", ">", 1000, 0s);
+  MetricsSnapshot snap;
+  snap.set("primary", "response_time_ms", 500);
+  auto ev = evaluate_alerts({warn, crit}, {}, snap, T0);
+  REQUIRE(ev.notifications.size() == 1);
+  CHECK(ev.notifications[0].rule == "slow");
+  snap.set("primary", "response_time_ms", 1500);
+  ev = evaluate_alerts({warn, crit}, ev.states, snap, T0 + 1s);
+  REQUIRE(ev.notifications.size() == 1);
+  CHECK(ev.notifications[0].rule == "very_slow");
+  CHECK(ev.states.size() == 2);
+}
