@@ -177,8 +177,20 @@ TEST_CASE("a concurrent writer thread with periodic drd checkpoints", "[replicat
       app.exec("COMMIT");
       ++i;
       commits = i;
+      // A realistic writer pauses between transactions; SQLite's busy
+      // handler is not fair, so a writer in a tight loop can starve drd's
+      // BEGIN IMMEDIATE (it then reports a conflict and the caller retries).
+      std::this_thread::sleep_for(std::chrono::microseconds(300));
     }
   });
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~Joiner() {
+      stop = true;
+      if (t.joinable()) t.join();
+    }
+  } joiner{stop, writer};
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
   int steps = 0;
   while (std::chrono::steady_clock::now() < deadline) {
