@@ -98,7 +98,7 @@ TEST_CASE("salvage_into applies the committed tail of a primary renamed away", "
   CHECK(promoted.integer("SELECT count(*) FROM t") == 5);
 }
 
-TEST_CASE("seed_copy makes a consistent WAL-mode copy; finalize rejects a missing file", "[replication][failover]") {
+TEST_CASE("seed_copy makes a consistent WAL-mode copy and finalize rejects a missing file", "[replication][failover]") {
   TempDir dir{"drd-seed"};
   auto primary = make_primary(dir);
   auto copy = dir / "copy.db";
