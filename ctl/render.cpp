@@ -22,7 +22,8 @@ std::string format_bytes(std::uint64_t bytes) { return format_size(bytes); }
 std::string format_ms(double ms) {
   if (!std::isfinite(ms) || ms < 0) return "-";
   char buf[48];
-  if (ms < 10) std::snprintf(buf, sizeof buf, "%.2f ms", ms);
+  if (ms < 1000 && ms == std::floor(ms)) std::snprintf(buf, sizeof buf, "%.0f ms", ms);  // whole: "4 ms"
+  else if (ms < 10) std::snprintf(buf, sizeof buf, "%.2f ms", ms);
   else if (ms < 100) std::snprintf(buf, sizeof buf, "%.1f ms", ms);
   else if (ms < 1000) std::snprintf(buf, sizeof buf, "%.0f ms", ms);
   else if (ms < 60'000) std::snprintf(buf, sizeof buf, "%.1f s", ms / 1000);
@@ -223,8 +224,8 @@ std::string render_status(const json::value& s, const RenderOptions& o) {
   for (const auto& n : jv::arr(s, "nodes")) {
     const std::string word = health_word(n);
     line("  " + jv::str(n, "name", "?") + ": " + paint(o, tone_of(word), word));
-    std::string rt = "-";
-    if (auto ms = jv::num(n, "response_time_ms")) {
+    std::string rt = "-";  // a failed probe's time says nothing about the node
+    if (auto ms = jv::num(n, "response_time_ms"); ms && jv::boolean(n, "healthy").value_or(false)) {
       char buf[32];
       std::snprintf(buf, sizeof buf, "%.2fms", *ms);
       rt = buf;

@@ -22,7 +22,7 @@ json::value canned_status() {
        "healthy": true, "connection": "ok", "response_time_ms": 15.67, "lag_bytes": 1572864, "lag_ms": 2300,
        "url": "sqlite:///var/data/s1.db", "consecutive_failures": 0, "last_error": "", "fenced": false},
       {"name": "secondary2", "type": "secondary", "role": "down", "priority": 2, "engine": "sqlite",
-       "healthy": false, "connection": "failed", "response_time_ms": null, "lag_bytes": null, "lag_ms": null,
+       "healthy": false, "connection": "failed", "response_time_ms": 0.01, "lag_bytes": null, "lag_ms": null,
        "url": "sqlite:///var/data/s2.db", "consecutive_failures": 5,
        "last_error": "unable to open database file", "fenced": false}],
     "daemon": {"pid": 123, "version": "0.1.0", "uptime_s": 42, "config": "/etc/drd/drd.yaml"}})");
@@ -217,7 +217,7 @@ TEST_CASE("confirmations say what happened", "[render]") {
 
 TEST_CASE("milliseconds format by magnitude", "[render][format]") {
   struct Row { double ms; const char* text; };
-  const Row rows[] = {{0.42, "0.42 ms"}, {0, "0.00 ms"}, {12.345, "12.3 ms"}, {412, "412 ms"},
+  const Row rows[] = {{0.42, "0.42 ms"}, {0, "0 ms"}, {4, "4 ms"}, {9.5, "9.50 ms"}, {12.345, "12.3 ms"}, {412, "412 ms"},
                       {1500, "1.5 s"}, {59'900, "59.9 s"}, {125'000, "2m05s"}, {3'720'000, "1h02m"},
                       {-1, "-"}};
   for (auto r : rows) {
@@ -232,7 +232,8 @@ TEST_CASE("bytes, lag, ratio, percent and time format for people", "[render][for
   CHECK(format_bytes(1572864) == "1.5 MiB");
   CHECK(format_bytes(3ull << 30) == "3.0 GiB");
   CHECK(format_lag(1572864.0, 230.0) == "1.5 MiB, 230 ms");
-  CHECK(format_lag(std::nullopt, 5.0) == "-, 5.00 ms");
+  CHECK(format_lag(std::nullopt, 5.0) == "-, 5 ms");
+  CHECK(format_lag(0.0, 0.0) == "0 B, 0 ms");
   CHECK(format_ratio(1000.0, 250.0) == "4.0x");
   CHECK(format_ratio(1000.0, 0.0) == "-");
   CHECK(format_ratio(std::nullopt, 10.0) == "-");

@@ -76,7 +76,7 @@ TEST_CASE("health shows availability, percentiles and outages", "[render][table]
   auto h = json::parse(R"({"since": "2026-11-24T04:29:20.000Z", "nodes": [
       {"name": "primary", "availability_pct": 100, "p50_ms": 0.4, "p95_ms": 0.9, "p99_ms": 1.7, "failures": 0,
        "samples": 3600, "outages": []},
-      {"name": "secondary2", "availability_pct": 97.5, "p50_ms": 0.5, "p95_ms": 12, "p99_ms": 250, "failures": 90,
+      {"name": "secondary2", "availability_pct": 97.5, "p50_ms": 0.5, "p95_ms": 12.5, "p99_ms": 250, "failures": 90,
        "samples": 3600, "outages": [{"start": "2026-11-24T05:00:00.000Z", "end": "2026-11-24T05:01:30.000Z",
                                      "duration_ms": 90000},
                                     {"start": "2026-11-24T05:20:00.000Z"}]}],
@@ -85,7 +85,7 @@ TEST_CASE("health shows availability, percentiles and outages", "[render][table]
         "since 2026-11-24 04:29:20\n"
         "NODE        AVAILABILITY  P50      P95      P99      FAILURES  SAMPLES  OUTAGES\n"
         "primary     100.00%       0.40 ms  0.90 ms  1.70 ms  0         3600     0\n"
-        "secondary2  97.50%        0.50 ms  12.0 ms  250 ms   90        3600     2\n"
+        "secondary2  97.50%        0.50 ms  12.5 ms  250 ms   90        3600     2\n"
         "\n"
         "Outages:\n"
         "NODE        START                END                  DURATION\n"
