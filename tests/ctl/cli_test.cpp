@@ -145,7 +145,7 @@ TEST_CASE("usage errors exit 2 with a message naming the problem", "[cli]") {
   }
 }
 
-TEST_CASE("--help and --version print and exit 0", "[cli]") {
+TEST_CASE("help and version flags print and exit 0", "[cli]") {
   auto help = parse_command_line({"--help"});
   CHECK_FALSE(help.invocation);
   CHECK(help.exit_code == 0);

@@ -48,7 +48,7 @@ TEST_CASE("status prints the panel without colour when stdout is not a TTY", "[e
   CHECK(f.drd.requests()[0].method == "status");
 }
 
-TEST_CASE("--json prints exactly the daemon's result, for any command", "[e2e]") {
+TEST_CASE("with --json drctl prints exactly the daemon's result, for any command", "[e2e]") {
   Fixture f;
   const json::value status = json::parse(kStatus);
   const json::value history = json::parse(R"([{"time": "2026-11-24T05:29:20.123Z", "from": "primary",
