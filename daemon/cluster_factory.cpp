@@ -1,10 +1,13 @@
 #include "daemon/cluster_factory.hpp"
 
+#include "daemon/engines/sqlite_cluster.hpp"
+
 namespace drd {
 
 std::unique_ptr<ClusterDriver> make_cluster_driver(const Config& cfg, ProcessRunner& runner) {
-  (void)cfg;
   (void)runner;
+  if (cfg.nodes.empty()) return nullptr;
+  if (cfg.nodes.front().engine == Engine::sqlite) return std::make_unique<SqliteCluster>(cfg);
   return nullptr;
 }
 

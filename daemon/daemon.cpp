@@ -62,6 +62,7 @@ void Daemon::start(std::function<void()> ready) {
     // The first decision needs one answer from every node.
     probe_all_now([this, ready = std::move(ready)](json::value) mutable {
       settle_startup_primary(std::move(ready));
+      backup_start();
       if (monitoring_)
         for (auto& name : order_) schedule_probe(name, config_.monitoring.interval);
       schedule_housekeeping();
@@ -80,6 +81,7 @@ void Daemon::stop() {
   for (auto* t : {&housekeeping_timer_, &watchdog_timer_, &tick_timer_, &flush_timer_})
     if (*t) (*t)->cancel();
   flush_samples();
+  backup_stop();
   if (driver_ && cluster_worker_) {
     auto* d = driver_.get();
     cluster_worker_->post([d] { d->detach(); });
@@ -346,9 +348,13 @@ void Daemon::schedule_tick() {
         Status st = d->tick();
         asio::post(control_, [this, st = std::move(st)] {
           tick_running_ = false;
-          if (!st) {
-            if (st.error().message != last_logged_reason_) spdlog::warn("replication: {}", st.error().message);
+          // Log a replication problem when it starts or changes, not on every tick.
+          std::string err = st ? std::string() : st.error().message;
+          if (err != last_tick_error_) {
+            if (err.empty()) spdlog::info("replication: recovered");
+            else spdlog::warn("replication: {}", err);
           }
+          last_tick_error_ = err;
         });
       });
     }

@@ -113,6 +113,17 @@ class Daemon {
   void manual_failover(const json::object& params, const std::string& mode, Reply reply);
   void rejoin(const json::object& params, Reply reply);
 
+  // Backups (daemon_backup.cpp). backup_start() runs from start() once the
+  // primary is settled; backup_stop() from stop().
+  struct BackupRuntime;
+  void backup_start();
+  void backup_stop();
+  void backup_create(const json::object& params, Reply reply, ProgressSink progress);
+  Result<json::value> backup_list();
+  void backup_verify(const json::object& params, Reply reply);
+  void restore(const json::object& params, Reply reply, ProgressSink progress);
+  std::shared_ptr<BackupRuntime> backup_;  // shared_ptr: complete only in daemon_backup.cpp
+
   asio::io_context& io_;
   asio::strand<asio::io_context::executor_type> control_;
   Config config_;
@@ -139,6 +150,7 @@ class Daemon {
   std::atomic<bool> stopped_{false};
   Decision last_decision_;
   std::string last_logged_reason_;
+  std::string last_tick_error_;
   std::vector<HealthSample> pending_samples_;
   SteadyTime started_at_;
   SteadyTime last_round_at_;

@@ -260,7 +260,6 @@ void Daemon::rejoin(const json::object& params, Reply reply) {
 void Daemon::dispatch(const std::string& method, const json::object& params, const Caller& caller, Reply reply,
                       ProgressSink progress) {
   (void)caller;
-  (void)progress;
   if (!started_) return reply(make_error(Errc::unavailable, "drd is still starting"));
   if (method == "ping") return reply(json::value(json::object{{"pong", true}, {"version", "0.1.0"}}));
   if (method == "status") return reply(status_json());
@@ -282,8 +281,11 @@ void Daemon::dispatch(const std::string& method, const json::object& params, con
   if (method == "failover") return manual_failover(params, "manual", std::move(reply));
   if (method == "switchover") return manual_failover(params, "switchover", std::move(reply));
   if (method == "rejoin") return rejoin(params, std::move(reply));
-  if (method == "clone" || method == "backup.create" || method == "backup.list" || method == "backup.verify" ||
-      method == "restore" || method == "alerts")
+  if (method == "backup.create") return backup_create(params, std::move(reply), std::move(progress));
+  if (method == "backup.list") return reply(backup_list());
+  if (method == "backup.verify") return backup_verify(params, std::move(reply));
+  if (method == "restore") return restore(params, std::move(reply), std::move(progress));
+  if (method == "clone" || method == "alerts")
     return reply(make_error(Errc::unsupported, "'" + method + "' is not supported by this drd yet"));
   reply(make_error(Errc::not_found, "unknown method '" + method + "'"));
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "daemon/backup/catalog.hpp"
 #include "daemon/sqlite_stmt.hpp"
 
 namespace drd {
@@ -40,6 +41,8 @@ CREATE TABLE health_minutes (node TEXT NOT NULL, minute_ms INTEGER NOT NULL,
                              min_ms REAL NOT NULL, avg_ms REAL NOT NULL, max_ms REAL NOT NULL,
                              p95_ms REAL NOT NULL, PRIMARY KEY (node, minute_ms)) WITHOUT ROWID;
 )sql",
+    // 2 -> 3: the backup catalog (its schema belongs to daemon/backup/catalog.cpp)
+    nullptr,
 };
 static_assert(std::size(kMigrations) == SqliteStateStore::kSchemaVersion);
 
@@ -99,7 +102,8 @@ Status SqliteStateStore::migrate() {
                       "run the drd version that wrote it, or move the file away to start afresh");
   for (; v < kSchemaVersion; ++v) {
     // Each step and its version bump commit together: a crash leaves the old version.
-    std::string sql = std::string("BEGIN IMMEDIATE;") + kMigrations[v] + "PRAGMA user_version=" +
+    const char* step = kMigrations[v] ? kMigrations[v] : backup::catalog_schema_sql();
+    std::string sql = std::string("BEGIN IMMEDIATE;") + step + "PRAGMA user_version=" +
                       std::to_string(v + 1) + ";COMMIT;";
     if (auto st = exec(sql.c_str()); !st) {
       rollback();

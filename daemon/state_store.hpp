@@ -72,7 +72,7 @@ class ClusterStore {
 
 class SqliteStateStore : public ClusterStore {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens (creating the folder and file) and migrates to kSchemaVersion.
   static Result<std::unique_ptr<SqliteStateStore>> open(const std::filesystem::path& file);

@@ -38,8 +38,9 @@ ProbeResult SqliteNode::probe(Millis timeout, bool deep) {
   if (::stat(path.c_str(), &st) != 0)
     return finish(errno == ENOENT ? "file not found: " + path.string()
                                   : "cannot stat " + path.string() + ": " + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) return finish(path.string() + " is not a regular file");
-  if (st.st_size == 0) return finish(path.string() + " is empty (not seeded yet)");
+  // Not rejecting non-regular files here on purpose: opening is the real test,
+  // and an open that blocks (a FIFO, a dead network mount) is what the monitor's deadline is for.
+  if (S_ISREG(st.st_mode) && st.st_size == 0) return finish(path.string() + " is empty (not seeded yet)");
 
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);

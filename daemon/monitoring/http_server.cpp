@@ -296,7 +296,14 @@ class Session : public std::enable_shared_from_this<Session> {
     asio::post(shared_->callback, [self = shared_from_this(), rq] {
       Data d;
       std::string failure;
-      try {
+      bool stopped;
+      {
+        std::lock_guard lk(self->shared_->mu);
+        stopped = self->shared_->stopped;
+      }
+      // After stop() the providers' owner may be gone: never call them then.
+      if (stopped) failure = "stopping";
+      else try {
         d = gather(rq, self->shared_->providers);
       } catch (const std::exception& e) {
         failure = e.what();
@@ -305,6 +312,7 @@ class Session : public std::enable_shared_from_this<Session> {
         if (self->answered_) return;
         self->answered_ = true;
         self->timer_.cancel();
+        if (failure == "stopping") return self->send(text(503, "drd is stopping\n"), false);
         if (!failure.empty()) {
           spdlog::error("http: {} failed: {}", static_cast<int>(rq.route), failure);
           return self->send(text(500, "internal error\n"), false);

@@ -16,9 +16,12 @@
 // Auth: with a token, every path but /health needs "Authorization: Bearer TOKEN"
 // (compared in constant time); otherwise 401.
 //
-// Lifetime: stop() closes the listener and every open connection; pending
-// handlers keep the shared state alive, so destroying the server after stop()
-// is safe even while the io_context still runs.
+// Lifetime: stop() closes the listener and every open connection, and from
+// then on the providers are never called again (requests in flight get 503).
+// Call stop() on the callback executor (or once the io_context has stopped) so
+// that no provider call is running at that moment; pending handlers keep the
+// shared state alive, so destroying the server after stop() is safe even while
+// the io_context still runs.
 #include <boost/asio.hpp>
 #include <boost/json.hpp>
 

@@ -23,6 +23,19 @@ void make_sqlite_db(const std::filesystem::path& file, int rows) {
   sqlite3_close(db);
 }
 
+long long count_rows(const std::filesystem::path& file) {
+  sqlite3* db = nullptr;
+  long long n = -1;
+  if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM images", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+      n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return n;
+}
+
 DrdFixture::DrdFixture(DrdOptions o) : opts(std::move(o)) {
   ::chmod(dir_.path().c_str(), 0755);  // other users (the access tests) must reach the socket
   std::filesystem::create_directories(dir_ / "data");

@@ -47,5 +47,7 @@ class DrdFixture {
 
 // Creates an image-metadata table with `rows` rows.
 void make_sqlite_db(const std::filesystem::path& file, int rows);
+// Rows in images, or -1 when the file cannot be read.
+long long count_rows(const std::filesystem::path& file);
 
 }  // namespace drd::test

@@ -1,0 +1,72 @@
+#pragma once
+// PgConn: one libpq connection driven non-blocking against a hard deadline.
+//
+// Why: a SIGSTOPped or network-partitioned server accepts the TCP connection
+// (or keeps an established one) and then never answers; blocking libpq calls
+// would hang the node's worker. Connecting uses PQconnectStartParams +
+// PQconnectPoll, queries PQsendQuery + PQconsumeInput, all waiting in poll()
+// only until the caller's deadline. On a timeout or a broken connection the
+// connection is dropped (never cancelled: PQcancel blocks), and the next call
+// reconnects.
+//
+// Limits: host names are resolved synchronously inside libpq (use addresses or
+// a local resolver). Ownership: owns the PGconn. Threading: one thread at a time.
+// Failure: every error message is scrubbed of the password it was given.
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.hpp"
+#include "common/result.hpp"
+#include "daemon/engines/postgres_util.hpp"
+
+struct pg_conn;
+
+namespace drd::pg {
+
+struct ResultSet {
+  std::vector<std::string> columns;
+  std::vector<std::vector<std::optional<std::string>>> rows;  // nullopt = SQL NULL
+  std::string command_status;                                 // "INSERT 0 1", "SELECT 1", ...
+};
+
+class PgConn {
+ public:
+  // `params` are passed to PQconnectStartParams with expand_dbname (so a
+  // "dbname" holding a URI is expanded). `secrets` are scrubbed from errors.
+  PgConn(ConnParams params, std::vector<std::string> secrets);
+  ~PgConn();
+  PgConn(const PgConn&) = delete;
+  PgConn& operator=(const PgConn&) = delete;
+
+  // Connects unless already connected. Errc::timeout past the deadline,
+  // Errc::unavailable when the server refuses.
+  Status connect(SteadyTime deadline);
+  // Sends `sql` (one or more statements) and returns one ResultSet per
+  // statement. Connects first when needed. A failed statement returns an Error
+  // carrying the server's message; sqlstate() then holds its code.
+  Result<std::vector<ResultSet>> query(const std::string& sql, SteadyTime deadline);
+  void close();
+  bool connected() const;
+  // Whether the last connect() made a new connection (rather than reusing one).
+  bool fresh() const { return fresh_; }
+  const std::string& sqlstate() const { return sqlstate_; }
+  // Server process id of this session (0 when not connected).
+  int backend_pid() const;
+
+ private:
+  Error fail(Errc code, const std::string& what);
+  bool wait_socket(bool for_write, SteadyTime deadline);
+
+  ConnParams params_;
+  std::vector<std::string> secrets_;
+  pg_conn* conn_ = nullptr;
+  bool fresh_ = false;
+  std::string sqlstate_;
+};
+
+// Milliseconds left until `deadline` (0 when past).
+long long ms_left(SteadyTime deadline);
+
+}  // namespace drd::pg

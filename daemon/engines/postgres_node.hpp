@@ -1,0 +1,124 @@
+#pragma once
+// PostgresNode: a PostgreSQL 15 server seen through libpq, plus the actions
+// that need the server's files (pg_ctl, pg_rewind, pg_basebackup), which run
+// as `os_user` through a ProcessRunner.
+//
+// Connection: one persistent session, (re)made on demand with the password
+// from the URL or from password_file (read at every connect, passed as the
+// `password` keyword; PGPASSFILE / ~/.pgpass work through libpq). Every call
+// honours its timeout against a frozen server (see PgConn). Errors name the
+// node and never contain a password.
+//
+// Fencing is "soft" while the server answers: default_transaction_read_only=on
+// via ALTER SYSTEM + reload, then every other client session is terminated so
+// no transaction that began read-write survives. A client that deliberately
+// runs `SET default_transaction_read_only = off` could still write; the hard
+// fallback (used when the server does not answer and data_dir + bin_dir are
+// configured) stops it with pg_ctl. last_action() says which was done.
+//
+// Ownership: borrows the ProcessRunner (must outlive the node).
+// Threading: like every Node, one caller at a time.
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/process.hpp"
+#include "daemon/engines/postgres_conn.hpp"
+#include "daemon/node.hpp"
+
+namespace drd {
+
+class PostgresNode : public Node {
+ public:
+  PostgresNode(NodeConfig cfg, ProcessRunner& runner);
+  ~PostgresNode() override;
+
+  const NodeConfig& config() const override { return cfg_; }
+
+  // One round trip: recovery state, timeline, LSNs, replay delay, read-only
+  // settings and (on a primary) pg_stat_replication. `deep` adds nothing on
+  // PostgreSQL (no cheap integrity check exists). Never blocks past `timeout`
+  // (plus a few ms): a frozen server gives ok=false with a timeout error.
+  ProbeResult probe(Millis timeout, bool deep) override;
+  // pg_promote(wait => true), then waits until a new session is writable
+  // (resetting a leftover default_transaction_read_only on the way).
+  // Already a writable primary: ok at once.
+  Status promote(Millis timeout) override;
+  Status fence(Millis timeout) override;
+  // ALTER SYSTEM RESET default_transaction_read_only + reload; if fence()
+  // stopped the server, starts it again with pg_ctl.
+  Status unfence(Millis timeout) override;
+  // A standby only: sets primary_conninfo (reload applies it in PG15), then
+  // waits until pg_stat_wal_receiver streams from `primary`. A primary is
+  // refused (it needs rejoin_with_rewind first).
+  Status follow(const NodeConfig& primary, Millis timeout) override;
+
+  // Turns this (stopped, crashed or running) old primary into a standby of
+  // `primary`: pg_ctl stop, pg_rewind --source-server, restore this node's own
+  // config files (pg_rewind copies the source's), set primary_conninfo and
+  // standby.signal, pg_ctl start, wait until streaming. Needs data_dir and
+  // bin_dir. Refused with hint "use rejoin --reclone" when the cluster has
+  // neither data checksums nor wal_log_hints.
+  Status rejoin_with_rewind(const NodeConfig& primary, Millis timeout);
+  // A fresh copy: stop, move the data folder aside to "<data_dir>.drd-old-<unix time>"
+  // (kept for the operator), pg_basebackup -R -X stream, restore own config
+  // files, start, wait until streaming. The old folder is moved back if the
+  // copy fails.
+  Status reclone(const NodeConfig& primary, Millis timeout);
+  // ALTER SYSTEM SET synchronous_standby_names (empty = RESET) + reload.
+  Status set_synchronous_standby_names(std::string value, Millis timeout = Millis(5000));
+
+  // What the last fence()/unfence()/rejoin did, for logs and the RPC answer,
+  // e.g. "read-only set, 2 client sessions terminated" or "server stopped with pg_ctl -m fast".
+  const std::string& last_action() const { return last_action_; }
+  // Output of the server-file tools run by the last action (scrubbed).
+  const std::string& last_tool_output() const { return tool_log_; }
+
+ private:
+  using Rows = std::vector<pg::ResultSet>;
+  // On the persistent session; a broken reused session is retried once on a new one.
+  Result<Rows> sql(const std::string& text, SteadyTime deadline);
+  // On a new session closed afterwards (sees the server's current defaults).
+  Result<Rows> fresh_sql(const std::string& text, SteadyTime deadline);
+  // On a new session to another node (the primary we follow / rewind from).
+  Result<Rows> remote_sql(const NodeConfig& other, const std::string& text, SteadyTime deadline);
+  Result<pg::ConnParams> conn_params() const;
+  std::vector<std::string> secrets() const;
+  Error named(const Error& e, const std::string& doing) const;
+
+  Status fence_sql(SteadyTime deadline, int& terminated);
+  Status fence_local(SteadyTime deadline);
+  Status wait_writable(SteadyTime deadline);
+  Status wait_streaming_from(const NodeConfig& primary, SteadyTime deadline);
+
+  // Server-file actions (postgres_rejoin.cpp).
+  Status need_local(const std::string& action) const;
+  Result<ProcessOutcome> tool(std::vector<std::string> argv, SteadyTime deadline,
+                              std::map<std::string, std::string> env = {},
+                              std::string stdin_data = {});
+  Result<bool> server_running(SteadyTime deadline);
+  // Stops the server if it runs (fast, then immediate, then SIGKILL); *was_running tells which.
+  Status stop_server(SteadyTime deadline, bool* was_running = nullptr);
+  Status start_server(SteadyTime deadline);
+  Result<std::map<std::string, std::string>> save_config(SteadyTime deadline);
+  Status restore_config(const std::map<std::string, std::string>& saved, const std::string& primary_conninfo,
+                        SteadyTime deadline);
+  Status become_standby_of(const NodeConfig& primary, const std::map<std::string, std::string>& saved,
+                           SteadyTime deadline);
+
+  NodeConfig cfg_;
+  ProcessRunner& runner_;
+  std::unique_ptr<pg::PgConn> conn_;
+  bool stopped_by_fence_ = false;
+  std::string last_action_;
+  std::string tool_log_;
+};
+
+// The password in `password_file`'s first line (trailing newline removed).
+Result<std::string> read_password_file(const std::filesystem::path& file);
+// The password libpq should get for `node`: URL first, then password_file; empty if none.
+Result<std::string> node_password(const NodeConfig& node);
+
+}  // namespace drd

@@ -1,0 +1,225 @@
+// PostgresNode: actions on the server's files (pg_ctl, pg_rewind,
+// pg_basebackup), run as os_user with bin_dir through the ProcessRunner.
+// Config files are read and written with cat as os_user too, so drd itself
+// needs no access to the data folder.
+#include <spdlog/spdlog.h>
+
+#include <ctime>
+#include <thread>
+
+#include "daemon/engines/postgres_node.hpp"
+
+namespace drd {
+
+using namespace std::chrono_literals;
+using pg::ms_left;
+
+namespace {
+SteadyTime now() { return std::chrono::steady_clock::now(); }
+// pg_rewind copies the source's config files over the target's; these are
+// kept and put back so the node keeps its own port, hba rules and settings.
+const char* kConfigFiles[] = {"postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident.conf"};
+}  // namespace
+
+Status PostgresNode::need_local(const std::string& action) const {
+  if (!cfg_.data_dir || !cfg_.bin_dir)
+    return make_error(Errc::invalid_argument,
+                      action + " " + cfg_.name + " needs the server's files, but data_dir or bin_dir is not configured",
+                      "add data_dir: and bin_dir: (and os_user:) to this node in the configuration");
+  return ok_status();
+}
+
+Result<ProcessOutcome> PostgresNode::tool(std::vector<std::string> argv, SteadyTime deadline,
+                                          std::map<std::string, std::string> env, std::string stdin_data) {
+  if (argv[0].rfind("pg_", 0) == 0 || argv[0] == "postgres") argv[0] = (*cfg_.bin_dir / argv[0]).string();
+  ProcessSpec spec{std::move(argv)};
+  spec.user = cfg_.os_user;
+  long long left = ms_left(deadline);
+  spec.timeout = Millis(left < 1000 ? 1000 : left);
+  spec.env = std::move(env);
+  spec.stdin_data = std::move(stdin_data);
+  auto out = runner_.run(spec);
+  if (!out) return named(out.error(), "run " + spec.argv[0] + " for");
+  out->output = pg::scrub(out->output, secrets());
+  if (spec.argv[0] != "sh") tool_log_ += "$ " + spec.argv[0] + "\n" + out->output;
+  return out;
+}
+
+Result<bool> PostgresNode::server_running(SteadyTime deadline) {
+  auto out = tool({"pg_ctl", "status", "-D", cfg_.data_dir->string()}, deadline);
+  if (!out) return out.error();
+  if (out->exit_code == 0) return true;
+  if (out->exit_code == 3) return false;
+  return make_error(Errc::io, "pg_ctl status for " + cfg_.name + " failed (exit " +
+                                  std::to_string(out->exit_code) + "): " + out->output);
+}
+
+Status PostgresNode::stop_server(SteadyTime deadline, bool* was_running) {
+  auto running = server_running(deadline);
+  if (!running) return running.error();
+  if (was_running) *was_running = running.value();
+  if (!running.value()) return ok_status();
+  const std::string d = cfg_.data_dir->string();
+  // fast first (clean shutdown, pg_rewind likes it); immediate if that hangs.
+  auto budget = ms_left(deadline);
+  auto fast = tool({"pg_ctl", "stop", "-D", d, "-m", "fast", "-w", "-t",
+                    std::to_string(pg::whole_seconds(budget * 2 / 3))},
+                   now() + Millis(budget * 2 / 3 + 1000));
+  if (fast && fast->success()) return ok_status();
+  auto imm = tool({"pg_ctl", "stop", "-D", d, "-m", "immediate", "-w", "-t",
+                   std::to_string(pg::whole_seconds(ms_left(deadline)))},
+                  deadline);
+  if (imm && imm->success()) return ok_status();
+  // A frozen (SIGSTOPped) postmaster ignores both; SIGKILL is the last resort.
+  auto pid = tool({"sh", "-c", "head -n 1 \"$1\"/postmaster.pid", "sh", d}, deadline);
+  if (pid && pid->success() && !pid->output.empty()) {
+    std::string p = pid->output.substr(0, pid->output.find('\n'));
+    auto k = tool({"pg_ctl", "kill", "KILL", p}, deadline);
+    if (k && k->success()) {
+      for (int i = 0; i < 100; ++i) {
+        auto r = server_running(deadline);
+        if (r && !r.value()) return ok_status();
+        std::this_thread::sleep_for(50ms);
+      }
+    }
+  }
+  return make_error(Errc::timeout, "could not stop " + cfg_.name + " with pg_ctl: " +
+                                       (imm ? imm->output : imm.error().message));
+}
+
+Status PostgresNode::start_server(SteadyTime deadline) {
+  const std::string d = cfg_.data_dir->string();
+  auto out = tool({"pg_ctl", "start", "-D", d, "-w", "-t", std::to_string(pg::whole_seconds(ms_left(deadline))),
+                   "-l", d + "/drd-pg_ctl.log"},
+                  deadline);
+  if (!out) return out.error();
+  if (!out->success())
+    return make_error(out->timed_out ? Errc::timeout : Errc::io,
+                      "pg_ctl start for " + cfg_.name + " failed: " + out->output,
+                      "see " + d + "/drd-pg_ctl.log");
+  return ok_status();
+}
+
+Result<std::map<std::string, std::string>> PostgresNode::save_config(SteadyTime deadline) {
+  std::map<std::string, std::string> saved;
+  for (const char* f : kConfigFiles) {
+    auto path = (*cfg_.data_dir / f).string();
+    auto out = tool({"sh", "-c", "test -f \"$1\" || exit 3; exec cat -- \"$1\"", "sh", path}, deadline);
+    if (!out) return out.error();
+    if (out->exit_code == 3) continue;
+    if (!out->success()) return make_error(Errc::io, "cannot read " + path + ": " + out->output);
+    saved[f] = out->output;
+  }
+  return saved;
+}
+
+Status PostgresNode::restore_config(const std::map<std::string, std::string>& saved,
+                                    const std::string& primary_conninfo, SteadyTime deadline) {
+  auto files = saved;
+  files["postgresql.auto.conf"] = pg::set_auto_conf(files["postgresql.auto.conf"], "primary_conninfo", primary_conninfo);
+  for (const auto& [name, text] : files) {
+    auto path = (*cfg_.data_dir / name).string();
+    auto out = tool({"sh", "-c", "umask 077; cat > \"$1\"", "sh", path}, deadline, {}, text);
+    if (!out) return out.error();
+    if (!out->success()) return make_error(Errc::io, "cannot write " + path + ": " + out->output);
+  }
+  auto sig = (*cfg_.data_dir / "standby.signal").string();
+  auto out = tool({"sh", "-c", "umask 077; : > \"$1\"", "sh", sig}, deadline);
+  if (!out) return out.error();
+  if (!out->success()) return make_error(Errc::io, "cannot create " + sig + ": " + out->output);
+  return ok_status();
+}
+
+Status PostgresNode::become_standby_of(const NodeConfig& primary, const std::map<std::string, std::string>& saved,
+                                       SteadyTime deadline) {
+  auto conninfo = pg::primary_conninfo_for(primary, cfg_.name);
+  if (!conninfo) return conninfo.error();
+  if (auto r = restore_config(saved, conninfo.value(), deadline); !r) return r;
+  if (auto s = start_server(deadline); !s) return s;
+  conn_.reset();  // the old session died with the server
+  return wait_streaming_from(primary, deadline);
+}
+
+Status PostgresNode::rejoin_with_rewind(const NodeConfig& primary, Millis timeout) {
+  if (auto n = need_local("rejoin"); !n) return n;
+  const auto deadline = now() + timeout;
+  tool_log_.clear();
+  auto src = pg::tool_conninfo_for(primary, "drd_rewind");
+  if (!src) return named(src.error(), "rejoin");
+  auto pw = node_password(primary);
+  if (!pw) return named(pw.error(), "rejoin");
+  std::map<std::string, std::string> env;
+  if (!pw->empty()) env["PGPASSWORD"] = pw.value();  // never on the command line (ps shows it)
+
+  conn_.reset();
+  if (auto s = stop_server(deadline); !s) return named(s.error(), "rejoin");
+  auto saved = save_config(deadline);
+  if (!saved) return named(saved.error(), "rejoin");
+  // PG15 updates the control file's timeline only at the first checkpoint after
+  // promotion; without one pg_rewind sees the same timeline and rewinds nothing.
+  // Not fatal: an unreachable primary makes pg_rewind fail with a clearer
+  // message, and a missed timeline switch is caught by the timeline check.
+  if (auto ck = remote_sql(primary, "CHECKPOINT", deadline); !ck) {
+    spdlog::warn("rejoin {}: CHECKPOINT on {} failed: {}", cfg_.name, primary.name, ck.error().message);
+    tool_log_ += "CHECKPOINT on " + primary.name + " failed: " + ck.error().message + "\n";
+  }
+  // pg_rewind runs crash recovery itself (postgres --single) if the target was not shut down cleanly.
+  auto out = tool({"pg_rewind", "--target-pgdata=" + cfg_.data_dir->string(), "--source-server=" + src.value()},
+                  deadline, env);
+  if (!out) return out.error();
+  if (!out->success()) {
+    const std::string text = pg::scrub(out->output, {pw.value()});
+    if (pg::rewind_impossible(text))
+      return make_error(Errc::refused,
+                        "rejoin " + cfg_.name + ": pg_rewind cannot rewind it (the cluster has neither data "
+                        "checksums nor wal_log_hints=on): " + text,
+                        "use rejoin --reclone (a fresh pg_basebackup copy)");
+    return make_error(out->timed_out ? Errc::timeout : Errc::io,
+                      "rejoin " + cfg_.name + ": pg_rewind failed (exit " + std::to_string(out->exit_code) +
+                          "): " + text,
+                      "check that " + primary.name + " is reachable as a superuser; or use rejoin --reclone");
+  }
+  if (auto b = become_standby_of(primary, saved.value(), deadline); !b) return named(b.error(), "rejoin");
+  last_action_ = "rewound with pg_rewind from " + primary.name + ", streaming";
+  spdlog::info("rejoin {}: {}", cfg_.name, last_action_);
+  return ok_status();
+}
+
+Status PostgresNode::reclone(const NodeConfig& primary, Millis timeout) {
+  if (auto n = need_local("reclone"); !n) return n;
+  const auto deadline = now() + timeout;
+  tool_log_.clear();
+  auto src = pg::tool_conninfo_for(primary, cfg_.name);
+  if (!src) return named(src.error(), "reclone");
+  auto pw = node_password(primary);
+  if (!pw) return named(pw.error(), "reclone");
+  std::map<std::string, std::string> env;
+  if (!pw->empty()) env["PGPASSWORD"] = pw.value();
+
+  conn_.reset();
+  if (auto s = stop_server(deadline); !s) return named(s.error(), "reclone");
+  auto saved = save_config(deadline);
+  if (!saved) return named(saved.error(), "reclone");
+  const std::string d = cfg_.data_dir->string();
+  const std::string aside = d + ".drd-old-" + std::to_string(std::time(nullptr));
+  auto mv = tool({"mv", "--", d, aside}, deadline);
+  if (!mv) return mv.error();
+  if (!mv->success())
+    return make_error(Errc::io, "reclone " + cfg_.name + ": cannot move " + d + " aside: " + mv->output,
+                      "the data folder's parent must be writable by " + cfg_.os_user.value_or("drd's user"));
+  auto bb = tool({"pg_basebackup", "-D", d, "-R", "-X", "stream", "-c", "fast", "-d", src.value()}, deadline, env);
+  if (!bb || !bb->success()) {
+    std::string why = bb ? pg::scrub(bb->output, {pw.value()}) : bb.error().message;
+    auto back = tool({"sh", "-c", "rm -rf -- \"$1\" && mv -- \"$2\" \"$1\"", "sh", d, aside}, now() + 60s);
+    std::string restored = back && back->success() ? "the old data folder was put back"
+                                                   : "the old data folder is still at " + aside;
+    return make_error(bb && bb->timed_out ? Errc::timeout : Errc::io,
+                      "reclone " + cfg_.name + ": pg_basebackup failed: " + why + " (" + restored + ")");
+  }
+  if (auto b = become_standby_of(primary, saved.value(), deadline); !b) return named(b.error(), "reclone");
+  last_action_ = "recloned from " + primary.name + " with pg_basebackup, streaming; old data kept at " + aside;
+  spdlog::info("reclone {}: {}", cfg_.name, last_action_);
+  return ok_status();
+}
+
+}  // namespace drd

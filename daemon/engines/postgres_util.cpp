@@ -1,0 +1,198 @@
+#include "daemon/engines/postgres_util.hpp"
+
+#include <libpq-fe.h>
+
+#include <cstdio>
+
+namespace drd::pg {
+
+std::optional<std::uint64_t> parse_lsn(const std::string& text) {
+  auto slash = text.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 >= text.size()) return std::nullopt;
+  auto hex = [](const std::string& s, std::uint64_t& out) {
+    if (s.empty() || s.size() > 8) return false;
+    out = 0;
+    for (char c : s) {
+      int d;
+      if (c >= '0' && c <= '9') d = c - '0';
+      else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+      else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+      else return false;
+      out = out * 16 + static_cast<std::uint64_t>(d);
+    }
+    return true;
+  };
+  std::uint64_t hi, lo;
+  if (!hex(text.substr(0, slash), hi) || !hex(text.substr(slash + 1), lo)) return std::nullopt;
+  return (hi << 32) | lo;
+}
+
+std::string format_lsn(std::uint64_t lsn) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%X/%X", static_cast<unsigned>(lsn >> 32),
+                static_cast<unsigned>(lsn & 0xffffffffu));
+  return buf;
+}
+
+namespace {
+std::string scrub_conninfo_error(const std::string& msg, const std::string& conninfo) {
+  NodeConfig c;
+  c.pg_conninfo = conninfo;
+  return scrub(msg, {url_password(c).value_or("")});
+}
+}  // namespace
+
+Result<ConnParams> parse_conninfo(const std::string& conninfo) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
+  if (!opts) {
+    std::string msg = err ? err : "out of memory";
+    if (err) PQfreemem(err);
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    return make_error(Errc::invalid_argument,
+                      "invalid PostgreSQL connection string " + redact_url(conninfo) + ": " +
+                          scrub_conninfo_error(msg, conninfo));
+  }
+  ConnParams out;
+  for (auto* o = opts; o->keyword; ++o)
+    if (o->val && *o->val) out.emplace_back(o->keyword, o->val);
+  PQconninfoFree(opts);
+  return out;
+}
+
+std::optional<std::string> param(const ConnParams& p, const std::string& key) {
+  for (const auto& [k, v] : p)
+    if (k == key) return v;
+  return std::nullopt;
+}
+
+std::string quote_conninfo_value(const std::string& v) {
+  std::string out = "'";
+  for (char c : v) {
+    if (c == '\'' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "'";
+}
+
+std::string to_conninfo(const ConnParams& p) {
+  std::string out;
+  for (const auto& [k, v] : p) {
+    if (!out.empty()) out += ' ';
+    out += k + "=" + quote_conninfo_value(v);
+  }
+  return out;
+}
+
+std::string sql_literal(const std::string& v) {
+  std::string out = "'";
+  for (char c : v) {
+    if (c == '\'') out += '\'';
+    out += c;
+  }
+  return out + "'";
+}
+
+namespace {
+Result<ConnParams> stream_params(const NodeConfig& primary, const std::string& app, bool keep_password) {
+  auto parsed = parse_conninfo(primary.pg_conninfo);
+  if (!parsed) return parsed.error();
+  ConnParams out;
+  for (auto& [k, v] : parsed.value()) {
+    if (k == "dbname" || k == "application_name" || k == "fallback_application_name" ||
+        k == "replication" || k == "target_session_attrs")
+      continue;
+    if (k == "password" && !keep_password) continue;
+    out.emplace_back(k, v);
+  }
+  if (!app.empty()) out.emplace_back("application_name", app);
+  return out;
+}
+}  // namespace
+
+Result<std::string> primary_conninfo_for(const NodeConfig& primary, const std::string& standby_name) {
+  auto p = stream_params(primary, standby_name, true);
+  if (!p) return p.error();
+  return to_conninfo(p.value());
+}
+
+Result<std::string> tool_conninfo_for(const NodeConfig& primary, const std::string& application_name) {
+  auto p = stream_params(primary, application_name, false);
+  if (!p) return p.error();
+  // pg_rewind needs a database connection; dbname was dropped above.
+  auto parsed = parse_conninfo(primary.pg_conninfo);
+  p->emplace_back("dbname", parsed ? param(parsed.value(), "dbname").value_or("postgres") : "postgres");
+  return to_conninfo(p.value());
+}
+
+std::optional<std::string> url_password(const NodeConfig& node) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(node.pg_conninfo.c_str(), &err);
+  if (!opts) {
+    if (err) PQfreemem(err);
+    // Unparseable: fall back to the URL shape user:pass@ so it can still be scrubbed.
+    auto scheme = node.pg_conninfo.find("://");
+    auto at = node.pg_conninfo.find('@');
+    if (scheme == std::string::npos || at == std::string::npos || at < scheme) return std::nullopt;
+    auto colon = node.pg_conninfo.find(':', scheme + 3);
+    if (colon == std::string::npos || colon > at) return std::nullopt;
+    return node.pg_conninfo.substr(colon + 1, at - colon - 1);
+  }
+  std::optional<std::string> out;
+  for (auto* o = opts; o->keyword; ++o)
+    if (std::string(o->keyword) == "password" && o->val && *o->val) out = o->val;
+  PQconninfoFree(opts);
+  return out;
+}
+
+std::string set_auto_conf(const std::string& text, const std::string& key,
+                          const std::optional<std::string>& value) {
+  std::string out;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    auto nl = text.find('\n', pos);
+    std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    pos = nl == std::string::npos ? text.size() : nl + 1;
+    // "key = ..." or "key=..." (leading spaces allowed), case-insensitive like the server.
+    std::size_t i = line.find_first_not_of(" \t");
+    bool match = false;
+    if (i != std::string::npos && line.size() >= i + key.size()) {
+      std::string head = line.substr(i, key.size());
+      bool same = true;
+      for (std::size_t k = 0; k < key.size(); ++k)
+        if (std::tolower(static_cast<unsigned char>(head[k])) != std::tolower(static_cast<unsigned char>(key[k])))
+          same = false;
+      if (same) {
+        std::size_t j = line.find_first_not_of(" \t", i + key.size());
+        match = j != std::string::npos && line[j] == '=';
+      }
+    }
+    if (!match) out += line + "\n";
+  }
+  if (value) out += key + " = " + sql_literal(*value) + "\n";
+  return out;
+}
+
+std::string scrub(std::string text, const std::vector<std::string>& secrets) {
+  for (const auto& s : secrets) {
+    if (s.empty()) continue;
+    std::size_t pos = 0;
+    while ((pos = text.find(s, pos)) != std::string::npos) {
+      text.replace(pos, s.size(), "***");
+      pos += 3;
+    }
+  }
+  return redact_url(text);
+}
+
+bool rewind_impossible(const std::string& out) {
+  return out.find("wal_log_hints") != std::string::npos ||
+         out.find("data checksums") != std::string::npos;
+}
+
+int whole_seconds(long long ms) {
+  long long s = (ms + 999) / 1000;
+  return s < 1 ? 1 : static_cast<int>(s);
+}
+
+}  // namespace drd::pg

@@ -1,0 +1,66 @@
+#pragma once
+// Pure helpers of the PostgreSQL engine: LSN text, conninfo building and
+// quoting, postgresql.auto.conf editing, secret scrubbing and classification of
+// tool output. No I/O here (libpq is used only to parse conninfo strings), so
+// everything is unit-tested table-driven.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/config.hpp"
+#include "common/result.hpp"
+
+namespace drd::pg {
+
+// "16/B374D848" -> 0x16B374D848. nullopt on anything else.
+std::optional<std::uint64_t> parse_lsn(const std::string& text);
+std::string format_lsn(std::uint64_t lsn);
+
+// Ordered libpq keyword/value pairs.
+using ConnParams = std::vector<std::pair<std::string, std::string>>;
+
+// Splits a libpq URI or key=value string into its set parameters (expanded,
+// as PQconninfoParse sees them). Error (invalid_argument, message without
+// secrets) when libpq refuses it.
+Result<ConnParams> parse_conninfo(const std::string& conninfo);
+std::optional<std::string> param(const ConnParams& p, const std::string& key);
+
+// Quotes a value for a key=value conninfo string: single quotes, with quote and backslash
+// escaped by a backslash (libpq's rule, unlike SQL's doubled quotes).
+std::string quote_conninfo_value(const std::string& v);
+std::string to_conninfo(const ConnParams& p);
+// A SQL string literal ('...' with quotes doubled; standard_conforming_strings on).
+std::string sql_literal(const std::string& v);
+
+// The primary_conninfo a standby should use to stream from `primary`:
+// its connection parameters minus dbname, with application_name = standby_name.
+// The password is kept only when the primary's URL itself holds one; with a
+// password_file the server's own ~/.pgpass (or passfile=) has to supply it.
+Result<std::string> primary_conninfo_for(const NodeConfig& primary, const std::string& standby_name);
+
+// Same parameters for a client tool (pg_rewind --source-server, pg_basebackup -d):
+// never with a password (that goes in PGPASSWORD, see tool_password()).
+Result<std::string> tool_conninfo_for(const NodeConfig& primary, const std::string& application_name);
+
+// The password for `node`: from its URL, else the first line of password_file
+// (read by the caller and passed in). nullopt when neither has one.
+std::optional<std::string> url_password(const NodeConfig& node);
+
+// Sets (or with nullopt removes) `key` in postgresql.auto.conf text, keeping
+// every other line; the result ends with a newline.
+std::string set_auto_conf(const std::string& text, const std::string& key,
+                          const std::optional<std::string>& value);
+
+// Replaces every occurrence of each non-empty secret with "***", then any
+// URL password or password=... parameter (redact_url).
+std::string scrub(std::string text, const std::vector<std::string>& secrets);
+
+// pg_rewind refused because the target lacks wal_log_hints / data checksums.
+bool rewind_impossible(const std::string& pg_rewind_output);
+
+// Seconds for pg_ctl -t / pg_promote wait_seconds: ceil(ms / 1000), at least 1.
+int whole_seconds(long long ms);
+
+}  // namespace drd::pg

@@ -1,0 +1,281 @@
+#include "daemon/engines/sqlite_cluster.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "daemon/replication/standby_ops.hpp"
+
+namespace drd {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr std::uint64_t kCheckpointEvery = 4u << 20;  // WAL bytes between drd's own checkpoints
+constexpr auto kIdleTruncateAfter = std::chrono::seconds(10);
+constexpr auto kRetryEvery = std::chrono::seconds(1);
+
+Status fsync_dir(const std::filesystem::path& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return make_error(Errc::io, "cannot open " + dir.string() + ": " + std::strerror(errno));
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return make_error(Errc::io, "cannot fsync " + dir.string() + ": " + std::strerror(errno));
+  return ok_status();
+}
+
+}  // namespace
+
+SqliteCluster::SqliteCluster(const Config& cfg) : nodes_(cfg.nodes), link_(cfg.current_link) {}
+
+SqliteCluster::~SqliteCluster() { detach(); }
+
+const NodeConfig* SqliteCluster::node(const std::string& name) const {
+  for (auto& n : nodes_)
+    if (n.name == name) return &n;
+  return nullptr;
+}
+
+Status SqliteCluster::repoint_link(const std::string& primary) {
+  if (!link_) return ok_status();
+  const NodeConfig* p = node(primary);
+  if (!p) return make_error(Errc::not_found, "no node named '" + primary + "'");
+  std::error_code ec;
+  auto current = std::filesystem::read_symlink(*link_, ec);
+  if (!ec && current == p->sqlite_path) return ok_status();
+  std::filesystem::create_directories(link_->parent_path(), ec);
+  auto tmp = link_->string() + ".drd-tmp";
+  ::unlink(tmp.c_str());
+  if (::symlink(p->sqlite_path.c_str(), tmp.c_str()) != 0)
+    return make_error(Errc::io, "cannot create link " + tmp + ": " + std::strerror(errno));
+  if (::rename(tmp.c_str(), link_->c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return make_error(Errc::io, "cannot repoint " + link_->string() + ": " + std::strerror(err));
+  }
+  return fsync_dir(link_->parent_path());
+}
+
+Status SqliteCluster::attach(const std::string& primary, const std::vector<std::string>& fenced) {
+  primary_ = primary;
+  fenced_ = {fenced.begin(), fenced.end()};
+  fenced_.erase(primary_);
+  if (!node(primary_)) return make_error(Errc::not_found, "no node named '" + primary_ + "'");
+  // A crash in the middle of applying a batch leaves a -wal beside the new primary: finish it.
+  if (auto st = replication::recover_standby(node(primary_)->sqlite_path); !st)
+    spdlog::warn("recovering {} before use: {}", primary_, st.error().message);
+  if (auto st = repoint_link(primary_); !st) return st;
+  needs_start_ = true;
+  next_start_attempt_ = {};
+  return start_replicator();
+}
+
+Status SqliteCluster::start_replicator() {
+  if (!needs_start_ || Clock::now() < next_start_attempt_) return ok_status();
+  if (repl_) {
+    repl_->stop();
+    repl_.reset();
+  }
+  std::vector<std::filesystem::path> paths;
+  repl_standbys_.clear();
+  for (auto& n : nodes_) {
+    if (n.name == primary_ || fenced_.count(n.name)) continue;
+    paths.push_back(n.sqlite_path);
+    repl_standbys_.push_back(n.name);
+  }
+  auto r = std::make_unique<replication::SqliteReplicator>(node(primary_)->sqlite_path, paths);
+  replication::StepReport rep;
+  Status st = r->start(&rep);
+  for (auto& note : rep.notes) spdlog::info("replication from {}: {}", primary_, note);
+  if (!st) {
+    next_start_attempt_ = Clock::now() + kRetryEvery;
+    if (st.error().message != last_start_error_)
+      spdlog::error("cannot replicate from {}: {}", primary_, st.error().message);
+    last_start_error_ = st.error().message;
+    return st;
+  }
+  last_start_error_.clear();
+  repl_ = std::move(r);
+  needs_start_ = false;
+  last_checkpoint_ = last_change_ = Clock::now();
+  checkpointed_at_bytes_ = last_end_bytes_ = repl_->primary_wal_end_bytes();
+  publish();
+  return ok_status();
+}
+
+void SqliteCluster::publish() {
+  std::map<std::string, ReplicaInfo> snap;
+  if (repl_) {
+    auto st = repl_->standbys();
+    for (std::size_t i = 0; i < st.size() && i < repl_standbys_.size(); ++i) {
+      ReplicaInfo info;
+      info.position = st[i].seeded ? std::optional<std::uint64_t>(st[i].applied_bytes) : std::nullopt;
+      info.lag_bytes = st[i].lag_bytes;
+      info.lag_ms = st[i].lag_ms;
+      info.streaming = st[i].seeded && st[i].last_error.empty();
+      info.note = st[i].last_error.empty() ? (st[i].seeded ? "" : "waiting for seed") : st[i].last_error;
+      snap[repl_standbys_[i]] = info;
+    }
+  }
+  for (auto& f : fenced_) {
+    ReplicaInfo info;
+    info.note = path_fences_.count(f) || !retired_.empty() ? "fenced: drd holds its write lock" : "fenced";
+    snap[f] = info;
+  }
+  std::lock_guard g(mu_);
+  snapshot_ = std::move(snap);
+}
+
+std::map<std::string, ReplicaInfo> SqliteCluster::replicas() const {
+  std::lock_guard g(mu_);
+  return snapshot_;
+}
+
+Status SqliteCluster::tick() {
+  if (needs_start_) {
+    if (auto st = start_replicator(); !st) return st;
+  }
+  if (!repl_) return ok_status();
+  auto step = repl_->step();
+  if (!step) {
+    publish();
+    return step.error();
+  }
+  for (auto& note : step->notes) spdlog::info("replication from {}: {}", primary_, note);
+  auto end = repl_->primary_wal_end_bytes();
+  auto now = Clock::now();
+  if (end != last_end_bytes_) {
+    last_end_bytes_ = end;
+    last_change_ = now;
+  }
+  // drd's own checkpoints keep the WAL short (application auto-checkpoints can't restart it while pinned).
+  if (end - checkpointed_at_bytes_ >= kCheckpointEvery) {
+    if (auto st = repl_->checkpoint(false); !st) spdlog::warn("checkpoint of {}: {}", primary_, st.error().message);
+    checkpointed_at_bytes_ = end;
+    last_checkpoint_ = now;
+  } else if (end != checkpointed_at_bytes_ && now - last_change_ > kIdleTruncateAfter) {
+    if (auto st = repl_->checkpoint(true); !st) spdlog::warn("checkpoint of {}: {}", primary_, st.error().message);
+    checkpointed_at_bytes_ = end;
+    last_checkpoint_ = now;
+  }
+  if (now >= next_fence_attempt_) {
+    fence_reappeared();
+    next_fence_attempt_ = now + kRetryEvery;
+  }
+  publish();
+  return ok_status();
+}
+
+void SqliteCluster::hold_fence_by_path(const std::string& name) {
+  const NodeConfig* n = node(name);
+  if (!n || path_fences_.count(name)) return;
+  std::error_code ec;
+  if (!std::filesystem::exists(n->sqlite_path, ec)) return;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(n->sqlite_path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+    sqlite3_close(db);
+    return;
+  }
+  sqlite3_busy_timeout(db, 100);
+  if (sqlite3_exec(db, "PRAGMA wal_autocheckpoint=0; BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    sqlite3_close(db);  // a writer holds it right now; try again next second
+    return;
+  }
+  spdlog::warn("fenced node {} is reachable again at {}; drd holds its write lock", name, n->sqlite_path.string());
+  path_fences_[name] = db;
+}
+
+void SqliteCluster::fence_reappeared() {
+  for (auto& f : fenced_) hold_fence_by_path(f);
+}
+
+Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
+  PromoteOutcome out;
+  const NodeConfig* target = node(req.target);
+  if (!target) return make_error(Errc::not_found, "no node named '" + req.target + "'");
+  std::uint64_t target_lag = 0;
+  if (auto snap = replicas(); snap.count(req.target)) target_lag = snap[req.target].lag_bytes;
+
+  if (repl_ && primary_ == req.old_primary) {
+    // 1. Fence: hold the old primary's write lock through the connection drd already has.
+    auto fenced = repl_->fence_primary();
+    out.old_primary_fenced = fenced.ok();
+    if (!fenced) {
+      if (req.switchover)
+        return make_error(Errc::refused, "switchover aborted before promotion: cannot fence " + req.old_primary +
+                                             ": " + fenced.error().message);
+      out.notes.push_back("could not fence " + req.old_primary + ": " + fenced.error().message);
+    } else {
+      out.notes.push_back("holding the write lock of " + req.old_primary);
+    }
+    // 2. Ship what is left: every committed frame when fenced, else whatever can still be read.
+    auto before = replicas();
+    auto step = repl_->step();
+    if (!step) out.notes.push_back("last shipping from " + req.old_primary + " failed: " + step.error().message);
+    auto salvaged = repl_->salvage_into(target->sqlite_path);
+    if (salvaged) out.salvaged_bytes = *salvaged;
+    else out.notes.push_back("salvage: " + salvaged.error().message);
+    publish();
+    auto after = replicas();
+    if (after.count(req.target)) target_lag = after[req.target].lag_bytes;
+    if (req.switchover && target_lag > 0) {
+      (void)repl_->release_fence();
+      return make_error(Errc::refused, "switchover aborted before promotion: " + req.target + " is still " +
+                                           std::to_string(target_lag) + " bytes behind after the last shipping");
+    }
+    // 3. The old replicator stays alive as the holder of the old primary's lock.
+    retired_.push_back(std::move(repl_));
+  }
+  out.lag_bytes = target_lag;
+  // 4. Make the target a clean primary and point applications at it.
+  if (auto st = replication::finalize_standby_for_promotion(target->sqlite_path); !st) return st.error();
+  primary_ = req.target;
+  if (!req.switchover) fenced_.insert(req.old_primary);
+  else fenced_.erase(req.old_primary);
+  fenced_.erase(primary_);
+  if (auto st = repoint_link(primary_); !st) return st.error();
+  out.notes.push_back(link_ ? "current_link now points at " + target->sqlite_path.string() : "no current_link configured");
+  // 5. Replication from the new primary starts on the next tick (it may seed standbys: not on the failover path).
+  needs_start_ = true;
+  next_start_attempt_ = {};
+  publish();
+  return out;
+}
+
+Status SqliteCluster::rejoin(const std::string& name, bool reclone) {
+  (void)reclone;  // every SQLite rejoin is a reseed from the current primary
+  if (!node(name)) return make_error(Errc::not_found, "no node named '" + name + "'");
+  // Any lock we hold by path on this file is released by the reseed's rename
+  // making it an orphan inode; keep holding the old inode (see the header).
+  fenced_.erase(name);
+  needs_start_ = true;
+  next_start_attempt_ = {};
+  if (auto st = start_replicator(); !st) {
+    fenced_.insert(name);
+    return st;
+  }
+  auto st = repl_->standbys();
+  for (std::size_t i = 0; i < st.size() && i < repl_standbys_.size(); ++i)
+    if (repl_standbys_[i] == name && !st[i].seeded)
+      return make_error(Errc::io, "rejoin of " + name + " could not seed it: " + st[i].last_error);
+  return ok_status();
+}
+
+Status SqliteCluster::clone(const std::string& name) { return rejoin(name, true); }
+
+void SqliteCluster::detach() {
+  if (repl_) repl_->stop();
+  repl_.reset();
+  for (auto& r : retired_) r->stop();
+  retired_.clear();
+  for (auto& [name, db] : path_fences_) {
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  path_fences_.clear();
+}
+
+}  // namespace drd

@@ -1,0 +1,74 @@
+#pragma once
+// SqliteCluster: the ClusterDriver for SQLite nodes.
+//
+// - One SqliteReplicator ships WAL from the current primary to every standby
+//   that is not fenced.
+// - current_link (a symlink) names the primary; it is replaced atomically
+//   (symlink to a temporary name + rename) so an application reopening it sees
+//   the old or the new primary, never nothing.
+// - Fencing: drd holds the old primary's write lock, so application writers
+//   still connected to it get SQLITE_BUSY and reopen through the link. The old
+//   replicator object is kept as the lock holder after a failover (its
+//   connection holds the inode even if the file was renamed away); a fenced
+//   file that reappears at its path is locked through a new connection.
+//   Holders are kept until drd stops: releasing the lock on an inode that
+//   applications may still have open would let their writes land there.
+// Threading: as ClusterDriver (one worker thread); replicas() is locked.
+#include <sqlite3.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+
+#include "daemon/cluster_driver.hpp"
+#include "daemon/replication/sqlite_replicator.hpp"
+
+namespace drd {
+
+class SqliteCluster : public ClusterDriver {
+ public:
+  explicit SqliteCluster(const Config& cfg);
+  ~SqliteCluster() override;
+
+  Status attach(const std::string& primary, const std::vector<std::string>& fenced) override;
+  Status tick() override;
+  std::map<std::string, ReplicaInfo> replicas() const override;
+  Result<PromoteOutcome> promote(const PromoteRequest& req) override;
+  Status rejoin(const std::string& node, bool reclone) override;
+  Status clone(const std::string& node) override;
+  void detach() override;
+  Millis tick_interval() const override { return Millis(5); }
+
+ private:
+  const NodeConfig* node(const std::string& name) const;
+  Status start_replicator();
+  Status repoint_link(const std::string& primary);
+  void publish();  // refreshes the replicas() snapshot
+  void fence_reappeared();
+  void hold_fence_by_path(const std::string& name);
+
+  std::vector<NodeConfig> nodes_;
+  std::optional<std::filesystem::path> link_;
+  std::string primary_;
+  std::set<std::string> fenced_;
+  std::unique_ptr<replication::SqliteReplicator> repl_;
+  std::vector<std::string> repl_standbys_;  // node names, in the replicator's order
+  bool needs_start_ = false;
+  std::string last_start_error_;
+  std::chrono::steady_clock::time_point next_start_attempt_{};
+  std::chrono::steady_clock::time_point next_fence_attempt_{};
+  std::chrono::steady_clock::time_point last_checkpoint_{};
+  std::uint64_t checkpointed_at_bytes_ = 0;
+  std::uint64_t last_end_bytes_ = 0;
+  std::chrono::steady_clock::time_point last_change_{};
+
+  // Lock holders on fenced inodes, kept until drd stops.
+  std::vector<std::unique_ptr<replication::SqliteReplicator>> retired_;
+  std::map<std::string, sqlite3*> path_fences_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, ReplicaInfo> snapshot_;
+};
+
+}  // namespace drd
