@@ -1,0 +1,161 @@
+// PostgresNode's actions against real clusters: promote, fence, follow, rejoin.
+#include <catch2/catch.hpp>
+#include <libpq-fe.h>
+
+#include <chrono>
+#include <thread>
+
+#include "daemon/engines/postgres_node.hpp"
+#include "tests/support/pg_cluster.hpp"
+
+using namespace drd;
+using namespace std::chrono_literals;
+using drd::test::PgCluster;
+
+TEST_CASE("promote a standby after the primary died: it becomes writable", "[pg][promote]") {
+  PgCluster c(1);
+  c.wait_streaming();
+  c.exec(0, "CREATE TABLE t(x int); INSERT INTO t VALUES (1)");
+  REQUIRE(c.wait_for(1, "SELECT count(*) FROM t", "1"));
+  c.kill9(0);
+  RealProcessRunner runner;
+  PostgresNode s1(c.node_config(1), runner);
+  auto t0 = std::chrono::steady_clock::now();
+  auto st = s1.promote(10s);
+  INFO((st.ok() ? "" : st.error().message));
+  REQUIRE(st.ok());
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+  auto r = s1.probe(2000ms, false);
+  REQUIRE(r.ok);
+  CHECK(r.role == Role::primary);
+  CHECK(r.writable);
+  CHECK(r.timeline == std::optional<std::uint32_t>(2));
+  c.exec(1, "INSERT INTO t VALUES (2)");
+  CHECK(c.query(1, "SELECT count(*) FROM t") == std::optional<std::string>("2"));
+  // Promoting a primary again is a no-op.
+  CHECK(s1.promote(2s).ok());
+}
+
+TEST_CASE("fence makes a primary refuse writes at once; unfence undoes it", "[pg][fence]") {
+  PgCluster c(0);
+  c.exec(0, "CREATE TABLE t(x int)");
+  RealProcessRunner runner;
+  PostgresNode p(c.node_config(0), runner);
+
+  // A client inside an open read-write transaction before the fence.
+  std::string conninfo = "host=127.0.0.1 port=" + std::to_string(c.port(0)) + " user=postgres dbname=postgres";
+  PGconn* client = PQconnectdb(conninfo.c_str());
+  REQUIRE(PQstatus(client) == CONNECTION_OK);
+  PQclear(PQexec(client, "BEGIN; INSERT INTO t VALUES (0)"));
+
+  auto f = p.fence(5s);
+  INFO((f.ok() ? "" : f.error().message));
+  REQUIRE(f.ok());
+  CHECK(p.last_action().find("read-only") != std::string::npos);
+  // The old session was terminated: its transaction cannot commit.
+  PGresult* res = PQexec(client, "INSERT INTO t VALUES (1); COMMIT");
+  CHECK(PQresultStatus(res) != PGRES_COMMAND_OK);
+  PQclear(res);
+  PQfinish(client);
+  // A new session cannot write.
+  CHECK_THROWS_WITH(c.exec(0, "INSERT INTO t VALUES (2)"),
+                    Catch::Contains("read-only transaction"));
+  auto r = p.probe(2000ms, false);
+  REQUIRE(r.ok);
+  CHECK(r.role == Role::primary);
+  CHECK_FALSE(r.writable);
+
+  auto u = p.unfence(5s);
+  INFO((u.ok() ? "" : u.error().message));
+  REQUIRE(u.ok());
+  c.exec(0, "INSERT INTO t VALUES (3)");
+  CHECK(c.query(0, "SELECT count(*) FROM t") == std::optional<std::string>("1"));
+  CHECK(p.probe(2000ms, false).writable);
+}
+
+TEST_CASE("fence of a server drd cannot reach stops it locally with pg_ctl", "[pg][fence]") {
+  // drd's link to the server is broken (a wrong port stands in for a
+  // partition) but the data folder is local: the fallback stops it.
+  PgCluster c(0);
+  RealProcessRunner runner;
+  auto cfg = c.node_config(0);
+  cfg.pg_conninfo = cfg.url = "postgresql://postgres@127.0.0.1:" +
+                              std::to_string(drd::test::free_loopback_port()) + "/postgres";
+  PostgresNode p(cfg, runner);
+  auto t0 = std::chrono::steady_clock::now();
+  auto f = p.fence(10s);
+  INFO((f.ok() ? "" : f.error().message));
+  REQUIRE(f.ok());
+  CHECK(std::chrono::steady_clock::now() - t0 < 8s);
+  CHECK(p.last_action() == "server stopped with pg_ctl");
+  CHECK_FALSE(c.running(0));
+  // Fencing it again: already stopped.
+  REQUIRE(p.fence(5s).ok());
+  CHECK(p.last_action() == "server already stopped");
+}
+
+TEST_CASE("follow: a standby re-points to the promoted one and streams from it", "[pg][follow]") {
+  PgCluster c(2);
+  c.wait_streaming();
+  c.exec(0, "CREATE TABLE t(x int); INSERT INTO t VALUES (1)");
+  REQUIRE(c.wait_for(2, "SELECT count(*) FROM t", "1"));
+  c.kill9(0);
+  RealProcessRunner runner;
+  PostgresNode s1(c.node_config(1), runner), s2(c.node_config(2), runner);
+  REQUIRE(s1.promote(10s).ok());
+
+  auto f = s2.follow(c.node_config(1), 15s);
+  INFO((f.ok() ? "" : f.error().message));
+  REQUIRE(f.ok());
+  c.exec(1, "INSERT INTO t VALUES (2)");
+  CHECK(c.wait_for(2, "SELECT count(*) FROM t", "2"));
+  auto r = s1.probe(2000ms, false);
+  REQUIRE(r.ok);
+  REQUIRE(r.replicas.size() == 1);
+  CHECK(r.replicas[0].application_name == "node2");
+  CHECK(r.replicas[0].state == "streaming");
+  auto r2 = s2.probe(2000ms, false);
+  REQUIRE(r2.ok);
+  CHECK(r2.timeline == std::optional<std::uint32_t>(2));
+
+  // A primary refuses to follow.
+  auto bad = s1.follow(c.node_config(2), 2s);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().code == Errc::refused);
+  CHECK(bad.error().hint.find("rejoin") != std::string::npos);
+}
+
+TEST_CASE("rejoin: the crashed old primary is rewound and streams; reclone works too", "[pg][rewind]") {
+  PgCluster c(1);
+  c.wait_streaming();
+  c.exec(0, "CREATE TABLE t(x int); INSERT INTO t VALUES (1)");
+  REQUIRE(c.wait_for(1, "SELECT count(*) FROM t", "1"));
+  c.kill9(0);  // crashed: not shut down cleanly
+  RealProcessRunner runner;
+  PostgresNode old_primary(c.node_config(0), runner), s1(c.node_config(1), runner);
+  REQUIRE(s1.promote(10s).ok());
+  c.exec(1, "INSERT INTO t VALUES (2)");
+  // The old primary diverges: it comes back and writes on the old timeline.
+  c.start(0);
+  c.exec(0, "INSERT INTO t SELECT generate_series(100, 1000)");
+  REQUIRE(old_primary.fence(5s).ok());
+
+  auto rj = old_primary.rejoin_with_rewind(c.node_config(1), 60s);
+  INFO((rj.ok() ? "" : rj.error().message + "\n" + old_primary.last_tool_output()));
+  REQUIRE(rj.ok());
+  auto r = old_primary.probe(2000ms, false);
+  REQUIRE(r.ok);
+  CHECK(r.role == Role::standby);
+  CHECK(r.timeline == std::optional<std::uint32_t>(2));
+  // Its own port survived (pg_rewind copied node1's postgresql.conf).
+  CHECK(c.query(0, "SHOW port") == std::optional<std::string>(std::to_string(c.port(0))));
+  c.exec(1, "INSERT INTO t VALUES (3)");
+  CHECK(c.wait_for(0, "SELECT string_agg(x::text, ',' ORDER BY x) FROM t", "1,2,3"));
+
+  auto rc = old_primary.reclone(c.node_config(1), 60s);
+  INFO((rc.ok() ? "" : rc.error().message + "\n" + old_primary.last_tool_output()));
+  REQUIRE(rc.ok());
+  c.exec(1, "INSERT INTO t VALUES (4)");
+  CHECK(c.wait_for(0, "SELECT count(*) FROM t", "4"));
+  CHECK(old_primary.probe(2000ms, false).role == Role::standby);
+}
