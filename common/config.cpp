@@ -77,7 +77,8 @@ std::string describe(const YAML::Node& n) {
   if (n.IsSequence()) return "a list";
   if (n.IsMap()) return "a mapping";
   if (!present(n)) return "nothing";
-  std::string s = n.Scalar();
+  // Redact before truncating: a cut URL may no longer show where its password ends.
+  std::string s = redact_url(n.Scalar());
   if (s.size() > 60) s = s.substr(0, 57) + "...";
   return "'" + s + "'";
 }
@@ -96,8 +97,30 @@ fs::path normal(const fs::path& p) {
 Loader::Loader(std::string file_name, fs::path base_dir)
     : file_(std::move(file_name)), base_(std::move(base_dir)) {}
 
+// Defence in depth: whatever a message quotes, a URL or password= in it is redacted.
+// Tokens end at whitespace or quotes, so a message's own words are never touched.
+static std::string scrub_secrets(const std::string& message) {
+  std::string out;
+  std::size_t i = 0;
+  while (i < message.size()) {
+    std::size_t end = message.find_first_of(" \t\n'\"", i);
+    if (end == i) {
+      out.push_back(message[i++]);
+      continue;
+    }
+    std::string token = message.substr(i, end == std::string::npos ? std::string::npos : end - i);
+    std::string lowered = token;
+    for (auto& c : lowered) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (token.find("://") != std::string::npos || lowered.find("password=") != std::string::npos)
+      token = redact_url(token);
+    out += token;
+    i = end == std::string::npos ? message.size() : end;
+  }
+  return out;
+}
+
 void Loader::add(Where w, std::string message) {
-  problems_.push_back(ConfigProblem{file_, w.line, w.column, std::move(message)});
+  problems_.push_back(ConfigProblem{file_, w.line, w.column, scrub_secrets(message)});
 }
 
 fs::path Loader::resolve(const fs::path& p) const { return normal(p.is_absolute() ? p : base_ / p); }
@@ -111,7 +134,7 @@ bool Loader::section(const YAML::Node& n, const std::string& path, const std::ve
   }
   std::vector<std::pair<std::string, Where>> seen;
   for (auto it = n.begin(); it != n.end(); ++it) {
-    const YAML::Node& k = it->first;
+    const YAML::Node k = it->first;
     if (!k.IsScalar()) {
       add(where(k), shown + ": keys must be plain names, got " + describe(k));
       continue;
@@ -344,7 +367,10 @@ ConfigLoadResult finish(Loader& loader, std::optional<Config> cfg) {
 }  // namespace
 
 ConfigLoadResult load_config_text(const std::string& text, const std::string& name, const fs::path& base_dir) {
-  const fs::path base = config_detail::normal(fs::absolute(base_dir));
+  std::error_code ec;
+  fs::path abs_base = fs::absolute(base_dir, ec);
+  if (ec) abs_base = base_dir;
+  const fs::path base = config_detail::normal(abs_base);
   Loader loader(name, base);
   Config cfg;
   cfg.file = config_detail::normal(fs::path(name).is_absolute() ? fs::path(name) : base / name);

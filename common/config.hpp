@@ -90,8 +90,10 @@ struct AlertChannelConfig {
 
 struct AlertRuleConfig {
   std::string name;
-  std::string metric;   // up, response_time_ms, lag_bytes, lag_ms, backup_age, backup_failed,
-                        // failover, disk_free_pct, memory_rss_bytes
+  std::string metric;   // up, response_time_ms, lag_bytes, lag_ms, backup_age, backup_age_s,
+                        // backup_failed, failover, disk_free_pct, memory_rss_bytes
+  // op/threshold: required, except for the event metrics failover and backup_failed where
+  // they default to "> 0" (fire whenever it happens).
   std::string op;       // > >= < <= == !=
   double threshold = 0;
   Millis for_duration{0};
@@ -132,7 +134,9 @@ struct Config {
   HttpConfig http;
 
   const NodeConfig* find_node(std::string_view name) const;
-  // The node whose type is primary (the loader guarantees at most one).
+  // The node whose type is primary (the loader guarantees at most one); when none is typed
+  // primary (the seed's url-only examples), the lowest priority number, then the first
+  // declared. Null only for a Config without nodes (never one returned by the loader).
   const NodeConfig* configured_primary() const;
 };
 
@@ -148,7 +152,11 @@ struct ConfigLoadResult {
   std::vector<ConfigProblem> problems;
 };
 
-// Loads and validates. Relative paths resolve against the file's folder.
+// Loads and validates. Relative paths resolve against the file's folder. Only the
+// `disaster_recovery:` top-level section is read (others belong to the application sharing
+// the file). Never throws; pure apart from reading `file` (secret files named in it are not
+// read or checked here — the daemon does that when it uses them). Thread-safe.
+// Problems come back sorted by position; a missing file is one problem with line 0.
 ConfigLoadResult load_config(const std::filesystem::path& file);
 // Same, from text (tests and fuzzing); `name` is used in messages and `base_dir` for paths.
 ConfigLoadResult load_config_text(const std::string& text, const std::string& name,

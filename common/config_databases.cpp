@@ -54,7 +54,7 @@ void Loader::load_databases(const YAML::Node& n, Config& cfg, Where section_key)
     }
     seen_keys.push_back(nc.key);
     const std::string p = "databases." + nc.key;
-    const YAML::Node& e = it->second;
+    const YAML::Node e = it->second;
     Marks m;
     m.name = m.type = m.url = key_at;
     if (!present(e)) {

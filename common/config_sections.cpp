@@ -115,7 +115,7 @@ void Loader::load_alerts(const YAML::Node& n, Config& cfg) {
       ch.line = key_at.line;
       ch.column = key_at.column;
       const std::string p = "alerts.channels." + ch.name;
-      const YAML::Node& e = it->second;
+      const YAML::Node e = it->second;
       if (!present(e)) {
         add(key_at, p + ": missing type (webhook, exec, email or log)");
         continue;

@@ -78,9 +78,12 @@ bool split_host_port(std::string_view hp, std::string& host, std::string& port) 
 
 std::string redact_url(const std::string& url) {
   std::string out = url;
-  // 1. scheme://user:password@host
-  if (auto sep = out.find("://"); sep != std::string::npos) {
-    std::size_t begin = sep + 3;
+  // 1. scheme://user:password@host — also when the "scheme:" part is mangled or missing
+  // ("postgresql//u:pw@h", "u:pw@h"): a message may quote such a string back.
+  {
+    std::size_t begin = 0;
+    if (auto sep = out.find("://"); sep != std::string::npos) begin = sep + 3;
+    else if (auto sl = out.find("//"); sl != std::string::npos) begin = sl + 2;
     std::size_t at = userinfo_end(out, begin);
     if (at != std::string::npos) {
       std::size_t colon = out.find(':', begin);

@@ -31,6 +31,9 @@ TEST_CASE("redact_url hides passwords and nothing else", "[config][redact]") {
       {"sqlite:////abs/a.db", "sqlite:////abs/a.db"},
       {"http://127.0.0.1:9000/hook", "http://127.0.0.1:9000/hook"},
       {"", ""},
+      {"postgresql//u:secret@h/db", "postgresql//u:***@h/db"},  // mangled, still redacted
+      {"u:secret@h/db", "u:***@h/db"},
+      {"user@host", "user@host"},
   };
   for (const auto& r : rows) {
     INFO(r.in);
