@@ -165,6 +165,32 @@ const Row kRows[] = {
      "  databases:\n"
      "    a: { url: \"postgresql://u@h/db\" }\n",
      2, 17, "current_link: only SQLite clusters have a current link"},
+    {"current_link pointing at a database file",
+     "disaster_recovery:\n"
+     "  current_link: data/a.db\n"
+     "  databases:\n"
+     "    a: { url: \"sqlite:///data/a.db\" }\n",
+     2, 17, "current_link: is the database file of 'a' (line 4); it must be a separate symlink path"},
+    {"duplicate rule names",
+     "disaster_recovery:\n"
+     "  databases: { a: { url: \"sqlite:///a.db\" } }\n"
+     "  alerts:\n"
+     "    rules:\n"
+     "      - { name: r, metric: failover }\n"
+     "      - { name: r, metric: backup_failed }\n",
+     6, 17, "alerts.rules.r: duplicate rule name (first at line 5)"},
+    {"exec channel with an empty command",
+     "disaster_recovery:\n"
+     "  databases: { a: { url: \"sqlite:///a.db\" } }\n"
+     "  alerts:\n"
+     "    channels:\n"
+     "      run: { type: exec, command: [] }\n",
+     5, 35, "alerts.channels.run.command: must name a program to run"},
+    {"a database entry that is not a mapping",
+     "disaster_recovery:\n"
+     "  databases:\n"
+     "    a: \"sqlite:///a.db\"\n",
+     3, 8, "databases.a: expected a mapping of keys, got 'sqlite:///a.db'"},
     {"bad boolean",
      "disaster_recovery:\n"
      "  enabled: maybe\n"
