@@ -21,6 +21,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -222,6 +223,9 @@ Result<ProcessOutcome> RealProcessRunner::run(const ProcessSpec& spec) {
     child_fail(keep, 6);
   }
   ::setpgid(pid, pid);  // also in the parent: no race with an early timeout
+  // A pidfd turns readable when the child exits, so poll() wakes at once
+  // (without it, exits are noticed within 50 ms).
+  Fd exit_fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   out_w.reset();
   in_r.reset();
   err_w.reset();
@@ -282,8 +286,9 @@ Result<ProcessOutcome> RealProcessRunner::run(const ProcessSpec& spec) {
       term_sent = now + std::chrono::hours(24);  // once
     }
 
-    pollfd fds[2];
+    pollfd fds[3];
     int nfds = 0;
+    if (exit_fd.fd >= 0 && !exited_at) fds[nfds++] = {exit_fd.fd, POLLIN, 0};
     int out_idx = -1, in_idx = -1;
     if (out_open) { fds[nfds] = {out_r.fd, POLLIN, 0}; out_idx = nfds++; }
     if (in_w.fd >= 0) { fds[nfds] = {in_w.fd, POLLOUT, 0}; in_idx = nfds++; }

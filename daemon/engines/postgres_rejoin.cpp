@@ -38,8 +38,11 @@ Result<ProcessOutcome> PostgresNode::tool(std::vector<std::string> argv, SteadyT
   spec.timeout = Millis(left < 1000 ? 1000 : left);
   spec.env = std::move(env);
   spec.stdin_data = std::move(stdin_data);
+  const auto t0 = now();
   auto out = runner_.run(spec);
   if (!out) return named(out.error(), "run " + spec.argv[0] + " for");
+  spdlog::debug("{}: {} {} took {} ms (exit {})", cfg_.name, spec.argv[0], spec.argv.size() > 1 ? spec.argv[1] : "",
+                std::chrono::duration_cast<std::chrono::milliseconds>(now() - t0).count(), out->exit_code);
   out->output = pg::scrub(out->output, secrets());
   if (spec.argv[0] != "sh") tool_log_ += "$ " + spec.argv[0] + "\n" + out->output;
   return out;
