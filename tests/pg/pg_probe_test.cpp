@@ -97,14 +97,14 @@ TEST_CASE("probe of a SIGSTOPped server returns within its timeout, then recover
   // On the established session (query phase).
   auto t0 = std::chrono::steady_clock::now();
   auto r = reused.probe(400ms, false);
-  CHECK(elapsed_ms(t0) < 400 + 150);
+  CHECK(elapsed_ms(t0) < 400 + 350);  // margin for a loaded 2-core machine
   CHECK_FALSE(r.ok);
   CHECK(r.error.find("timed out") != std::string::npos);
   // On a new connection (startup phase: the kernel accepts, the server never answers).
   PostgresNode fresh(c.node_config(0), runner);
   t0 = std::chrono::steady_clock::now();
   auto r2 = fresh.probe(400ms, false);
-  CHECK(elapsed_ms(t0) < 400 + 150);
+  CHECK(elapsed_ms(t0) < 400 + 350);  // margin for a loaded 2-core machine
   CHECK_FALSE(r2.ok);
 
   c.sigcont(0);

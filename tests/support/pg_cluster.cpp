@@ -103,7 +103,7 @@ const Template& the_template(ProcessRunner& runner) {
     tpl.root = make_temp_root("drd-pgtpl");
     tpl.data = tpl.root / "data";
     ProcessSpec spec{{std::string(PgCluster::kBinDir) + "/initdb", "-D", tpl.data.string(),
-                      "--data-checksums", "-A", "trust", "-U", "postgres", "--no-sync",
+                      "--data-checksums", "-A", "trust", "-U", "postgres", "--no-sync", "--wal-segsize=1",
                       "--no-instructions", "-E", "UTF8", "--locale=C"}};
     spec.user = PgCluster::kOsUser;
     spec.timeout = 60s;

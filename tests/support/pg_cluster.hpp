@@ -3,8 +3,9 @@
 // for tests. Everything lives under one temporary folder owned by the
 // `postgres` OS user; servers run as that user (the tests run as root).
 //
-// Speed: initdb runs once per test process into a template (checksums on, so
-// pg_rewind works); each node's data folder is a `cp -a` of it. Standbys are
+// Speed: initdb runs once per test process into a template (1 MB WAL segments
+// so copies are small; data checksums on, so pg_rewind works); each node's
+// data folder is a `cp -a` of it. Standbys are
 // cold copies of the same template with standby.signal + primary_conninfo, so
 // they stream from the primary's first checkpoint without a pg_basebackup.
 //
