@@ -15,7 +15,17 @@ constexpr Millis kProbeSlack{50};  // grace past monitoring.timeout before a pro
 Daemon::Daemon(asio::io_context& io, Config config, std::unique_ptr<SqliteStateStore> store, Clock& clock,
                Notifier& notifier, ProcessRunner& runner)
     : io_(io), control_(asio::make_strand(io)), config_(std::move(config)), store_(std::move(store)),
-      clock_(clock), notifier_(notifier), runner_(runner) {}
+      clock_(clock), notifier_(notifier), runner_(runner) {
+  monitoring::Monitoring::Hooks hooks{
+      [this] { return status_json(); },
+      [this] {
+        return clock_.steady() - last_round_at_ <
+               2 * (config_.monitoring.interval + config_.monitoring.timeout) + std::chrono::seconds(5);
+      }};
+  mon_ = std::make_unique<monitoring::Monitoring>(io_, control_, config_, runner_, std::move(hooks), "0.1.0");
+}
+
+Status Daemon::start_http() { return mon_->start(); }
 
 Daemon::~Daemon() { stop(); }
 
@@ -82,6 +92,7 @@ void Daemon::stop() {
     if (*t) (*t)->cancel();
   flush_samples();
   backup_stop();
+  if (mon_) mon_->stop();
   if (driver_ && cluster_worker_) {
     auto* d = driver_.get();
     cluster_worker_->post([d] { d->detach(); });
@@ -156,6 +167,7 @@ void Daemon::on_probe_result(const std::string& name, ProbeResult r, bool timed_
   const Health before = n.health.health;
   n.health = next_health(n.health, r.ok, config_.monitoring.failure_threshold);
   n.last_probe_at = clock_.now();
+  mon_->on_probe(name, clock_.now(), r.ok, r.response_ms);
   pending_samples_.push_back({name, to_unix_ms(clock_.now()), r.ok, r.response_ms, r.error});
   if (before != n.health.health && n.health.health != Health::unknown) {
     bool up = n.health.health == Health::up;
@@ -217,6 +229,11 @@ ClusterView Daemon::cluster_view() const {
 
 void Daemon::after_round() {
   last_round_at_ = clock_.steady();
+  // Alert rules see at most five evaluations a second, however many nodes answer.
+  if (started_ && last_round_at_ - last_evaluation_ >= std::chrono::milliseconds(200)) {
+    last_evaluation_ = last_round_at_;
+    mon_->evaluate(clock_.now());
+  }
   if (!started_ || primary_.empty()) return;
   Decision d = decide(cluster_view());
   if (d.kind == Decision::Kind::failover) {

@@ -23,6 +23,7 @@
 #include "common/process.hpp"
 #include "daemon/blocking_worker.hpp"
 #include "daemon/cluster_driver.hpp"
+#include "daemon/monitoring/monitoring.hpp"
 #include "daemon/node.hpp"
 #include "daemon/notifier.hpp"
 #include "daemon/policy.hpp"
@@ -49,6 +50,8 @@ class Daemon {
 
   // Loads persisted flags, builds nodes, probes once, settles the primary, starts timers.
   // `ready` runs on the control strand once the first decision is made.
+  // Binds http.listen when configured (an error means drd must not start).
+  Status start_http();
   void start(std::function<void()> ready);
   // Stops timers and workers; flushes health samples. Idempotent.
   void stop();
@@ -111,7 +114,7 @@ class Daemon {
   Result<json::value> audit_json(const json::object& params);
   Result<json::value> set_flag(const std::string& flag, bool value);
   void manual_failover(const json::object& params, const std::string& mode, Reply reply);
-  void rejoin(const json::object& params, Reply reply);
+  void rejoin(const json::object& params, Reply reply, bool clone = false);
 
   // Backups (daemon_backup.cpp). backup_start() runs from start() once the
   // primary is settled; backup_stop() from stop().
@@ -135,6 +138,8 @@ class Daemon {
   std::map<std::string, NodeRuntime> nodes_;
   std::vector<std::string> order_;  // declaration order
   std::unique_ptr<ClusterDriver> driver_;
+  std::unique_ptr<monitoring::Monitoring> mon_;  // alerts, /metrics, status page
+  SteadyTime last_evaluation_{};
   std::unique_ptr<BlockingWorker> cluster_worker_;
   std::unique_ptr<asio::steady_timer> housekeeping_timer_, watchdog_timer_, tick_timer_, flush_timer_;
 

@@ -11,24 +11,27 @@ namespace drd {
 void Daemon::settle_startup_primary(std::function<void()> ready) {
   auto views = node_views();
   StartupChoice c = choose_startup_primary(views, primary_);
-  auto attach = [this, ready = std::move(ready)]() mutable {
+  // Attaches the engine to the settled primary, then reports ready. Takes
+  // `ready` only when called, so the failover branch below can take it instead.
+  auto attach = [this, &ready]() {
+    auto done = std::move(ready);
     if (driver_ && !primary_.empty()) {
       auto* d = driver_.get();
       auto primary = primary_;
       auto fenced = fenced_;
-      cluster_worker_->post([this, d, primary, fenced, ready = std::move(ready)]() mutable {
+      cluster_worker_->post([this, d, primary, fenced, done = std::move(done)]() mutable {
         Status st = d->attach(primary, fenced);
-        asio::post(control_, [this, st = std::move(st), ready = std::move(ready)]() mutable {
+        asio::post(control_, [this, st = std::move(st), done = std::move(done)]() mutable {
           if (!st) spdlog::error("cannot attach replication to primary {}: {}", primary_, st.error().message);
           schedule_tick();
           after_round();
-          ready();
+          done();
         });
       });
       return;
     }
     after_round();
-    ready();
+    done();
   };
   if (!c.primary) {
     spdlog::warn("no primary yet: {}", c.reason);
@@ -140,6 +143,7 @@ void Daemon::finish_failover(const std::string& from, const std::string& to, con
   for (auto& note : outcome->notes) spdlog::info("failover {} -> {}: {}", from, to, note);
   FailoverRecord rec{to_unix_ms(clock_.now()), from, to, mode, reason, ms, outcome->lag_bytes, term};
   if (auto st = store_->append_history(rec); !st) spdlog::error("cannot record failover history: {}", st.error().message);
+  mon_->on_failover(clock_.now());
   if (mode == "switchover") {
     // The old primary stays a standby, not fenced.
     if (auto st = store_->set_fenced(from, false); !st) spdlog::error("{}", st.error().message);

@@ -46,6 +46,7 @@ Result<json::value> Daemon::reload() {
   }
   bool interval_changed = loaded.config->monitoring.interval != config_.monitoring.interval;
   config_ = std::move(*loaded.config);
+  mon_->reconfigure(config_);
   if (interval_changed && monitoring_)
     for (auto& name : order_)
       asio::post(*nodes_.at(name).strand, [this, name] { schedule_probe(name, config_.monitoring.interval); });

@@ -236,7 +236,7 @@ void Daemon::manual_failover(const json::object& params, const std::string& mode
                  force, std::move(reply));
 }
 
-void Daemon::rejoin(const json::object& params, Reply reply) {
+void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
   auto node = string_param(params, "node", true);
   if (!node) return reply(node.error());
   if (!nodes_.count(*node)) return reply(make_error(Errc::not_found, "no node named '" + *node + "'"));
@@ -245,8 +245,8 @@ void Daemon::rejoin(const json::object& params, Reply reply) {
   bool reclone = bool_param(params, "reclone");
   auto* d = driver_.get();
   std::string name = *node;
-  cluster_worker_->post([this, d, name, reclone, reply = std::move(reply)]() mutable {
-    Status st = d->rejoin(name, reclone);
+  cluster_worker_->post([this, d, name, reclone, clone, reply = std::move(reply)]() mutable {
+    Status st = clone ? d->clone(name) : d->rejoin(name, reclone);
     asio::post(control_, [this, name, st = std::move(st), reply = std::move(reply)]() mutable {
       if (!st) return reply(st.error());
       if (auto s2 = store_->set_fenced(name, false); !s2) return reply(s2.error());
@@ -285,8 +285,8 @@ void Daemon::dispatch(const std::string& method, const json::object& params, con
   if (method == "backup.list") return reply(backup_list());
   if (method == "backup.verify") return backup_verify(params, std::move(reply));
   if (method == "restore") return restore(params, std::move(reply), std::move(progress));
-  if (method == "clone" || method == "alerts")
-    return reply(make_error(Errc::unsupported, "'" + method + "' is not supported by this drd yet"));
+  if (method == "alerts") return reply(mon_->alerts_json());
+  if (method == "clone") return rejoin(params, std::move(reply), /*clone=*/true);
   reply(make_error(Errc::not_found, "unknown method '" + method + "'"));
 }
 

@@ -75,6 +75,11 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  if (auto http = daemon.start_http(); !http) {
+    spdlog::critical("{}", http.error().message);
+    return 1;
+  }
+
   bool stopping = false;
   auto shutdown = [&] {
     if (stopping) return;

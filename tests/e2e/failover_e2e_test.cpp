@@ -1,0 +1,261 @@
+// SQLite high availability with real files and real processes: replication,
+// automatic and manual failover, switchover, fencing, rejoin, restarts.
+#include <catch2/catch.hpp>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "tests/e2e/drd_fixture.hpp"
+
+using namespace drd::test;
+namespace json = boost::json;
+
+namespace {
+
+std::set<long long> acked_ids(const std::filesystem::path& ack_file) {
+  std::set<long long> ids;
+  std::ifstream in(ack_file);
+  long long id, ms;
+  while (in >> id >> ms) ids.insert(id);
+  return ids;
+}
+
+std::set<long long> ids_in(const std::filesystem::path& db_file) {
+  std::set<long long> ids;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(db_file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db, "SELECT id FROM images", -1, &st, nullptr);
+    while (sqlite3_step(st) == SQLITE_ROW) ids.insert(sqlite3_column_int64(st, 0));
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return ids;
+}
+
+std::string integrity(const std::filesystem::path& db_file) {
+  sqlite3* db = nullptr;
+  std::string out = "cannot open";
+  if (sqlite3_open_v2(db_file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, nullptr);
+    if (sqlite3_step(st) == SQLITE_ROW) out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return out;
+}
+
+void write_rows(const std::filesystem::path& db_file, int first, int count) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(db_file.c_str(), &db) == SQLITE_OK);
+  sqlite3_busy_timeout(db, 2000);
+  std::string sql = "BEGIN;";
+  for (int i = first; i < first + count; ++i)
+    sql += "INSERT INTO images (id, url, sha256, size, path, crawled_at) VALUES (" + std::to_string(i) +
+           ", 'u', 's', 1, 'p', 'now');";
+  sql += "COMMIT;";
+  REQUIRE(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+}
+
+std::unique_ptr<Background> start_writer(DrdFixture& f, double seconds, int rate = 300) {
+  return std::make_unique<Background>(
+      std::vector<std::string>{bin("drd-example-writer"), "--db", (f.dir() / "data/current.db").string(), "--rate",
+                               std::to_string(rate), "--duration", std::to_string(seconds), "--ack",
+                               (f.dir() / "acks.txt").string(), "--start-id", "100000"},
+      f.dir() / "writer.log");
+}
+
+// Every acknowledged row is on `node`'s file.
+void check_no_acked_row_lost(DrdFixture& f, const std::string& node) {
+  auto acked = acked_ids(f.dir() / "acks.txt");
+  auto present = ids_in(f.db(node));
+  std::vector<long long> missing;
+  for (auto id : acked)
+    if (!present.count(id)) missing.push_back(id);
+  INFO("acked " << acked.size() << ", missing " << missing.size() << (missing.empty() ? "" : ", first " + std::to_string(missing.front())));
+  CHECK(acked.size() > 50);
+  CHECK(missing.empty());
+}
+
+}  // namespace
+
+TEST_CASE("standbys are seeded and follow every committed write", "[e2e][sqlite-ha]") {
+  DrdFixture f;
+  std::filesystem::remove(f.db("secondary2"));  // a missing standby is seeded automatically
+  f.start();
+  CHECK(std::filesystem::read_symlink(f.dir() / "data/current.db") == f.db("primary"));
+  write_rows(f.dir() / "data/current.db", 1000, 500);
+  CHECK(eventually([&] { return ids_in(f.db("secondary1")) == ids_in(f.db("primary")); }));
+  CHECK(eventually([&] { return ids_in(f.db("secondary2")) == ids_in(f.db("primary")); }));
+  CHECK(integrity(f.db("secondary2")) == "ok");
+  auto s1 = f.node_status("secondary1");
+  CHECK(eventually([&] { return f.node_status("secondary1").at("lag_bytes").to_number<double>() == 0; }));
+  CHECK(s1.contains("position"));
+}
+
+TEST_CASE("primary renamed away: automatic failover, link repointed, no acknowledged row lost", "[e2e][sqlite-ha]") {
+  DrdFixture f;
+  f.start();
+  auto writer = start_writer(f, 3.0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  std::filesystem::rename(f.db("primary"), f.dir() / "lost-disk.db");
+  CHECK(eventually([&] { return f.call("status").at("primary").as_string() == "secondary1"; }));
+  REQUIRE(writer->wait(std::chrono::seconds(15)).has_value());
+  INFO(writer->log());
+  CHECK(std::filesystem::read_symlink(f.dir() / "data/current.db") == f.db("secondary1"));
+  auto st = f.call("status").as_object();
+  CHECK(st.at("term").as_int64() == 2);
+  auto hist = f.call("history").as_array();
+  REQUIRE(hist.size() == 1);
+  CHECK(hist[0].at("from").as_string() == "primary");
+  CHECK(hist[0].at("to").as_string() == "secondary1");
+  CHECK(hist[0].at("mode").as_string() == "auto");
+  CHECK(f.node_status("primary").at("role").as_string() == "fenced");
+  check_no_acked_row_lost(f, "secondary1");
+  CHECK(integrity(f.db("secondary1")) == "ok");
+  // The remaining standby now follows the new primary.
+  CHECK(eventually([&] { return ids_in(f.db("secondary2")) == ids_in(f.db("secondary1")); }));
+}
+
+TEST_CASE("corrupted primary header triggers failover", "[e2e][sqlite-ha]") {
+  DrdFixture f;
+  f.start();
+  {
+    std::fstream db(f.db("primary"), std::ios::in | std::ios::out | std::ios::binary);
+    db.write("this is not sqlite", 16);
+  }
+  CHECK(eventually([&] { return f.call("status").at("primary").as_string() == "secondary1"; }));
+  CHECK_THAT(std::string(f.call("history").as_array()[0].at("reason").as_string()), Catch::Contains("down after 3"));
+}
+
+TEST_CASE("a primary path replaced by a FIFO is failed over", "[e2e][sqlite-ha]") {
+  DrdFixture f;
+  f.opts.timeout = "200ms";
+  f.write_config();
+  f.start();
+  std::filesystem::rename(f.db("primary"), f.dir() / "away.db");
+  REQUIRE(::mkfifo(f.db("primary").c_str(), 0600) == 0);  // neither a database nor a regular file
+  CHECK(eventually([&] { return f.call("status").at("primary").as_string() == "secondary1"; }, std::chrono::seconds(15)));
+  CHECK_FALSE(std::string(f.node_status("primary").at("last_error").as_string()).empty());
+}
+
+TEST_CASE("manual failover: refuses an unhealthy target, promotes a healthy one", "[e2e][sqlite-ha]") {
+  DrdFixture f;
+  f.start();
+  std::filesystem::remove(f.db("secondary1"));
+  std::filesystem::create_directories(f.db("secondary1"));
+  CHECK(eventually([&] { return !f.node_status("secondary1").at("healthy").as_bool(); }));
+  auto refused = f.drctl({"failover", "secondary1"});
+  CHECK(refused.exit_code == 1);
+  CHECK_THAT(refused.err, Catch::Contains("not healthy"));
+
+  write_rows(f.dir() / "data/current.db", 5000, 10);
+  CHECK(eventually([&] { return ids_in(f.db("secondary2")) == ids_in(f.db("primary")); }));
+  auto ok = f.drctl({"failover", "secondary2"});
+  INFO(ok.out << ok.err);
+  CHECK(ok.exit_code == 0);
+  CHECK(f.call("primary").at("name").as_string() == "secondary2");
+  CHECK(f.call("history").as_array()[0].at("mode").as_string() == "manual");
+  CHECK(std::filesystem::read_symlink(f.dir() / "data/current.db") == f.db("secondary2"));
+  CHECK(ids_in(f.db("secondary2")).count(5009));
+}
+
+TEST_CASE("switchover under a write load loses nothing and keeps the old primary as a standby", "[e2e][sqlite-ha]") {
+  DrdFixture f;
+  f.start();
+  auto writer = start_writer(f, 3.0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  auto r = f.drctl({"switchover", "secondary1"});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 0);
+  REQUIRE(writer->wait(std::chrono::seconds(15)).has_value());
+  INFO(writer->log());
+  CHECK(f.call("primary").at("name").as_string() == "secondary1");
+  check_no_acked_row_lost(f, "secondary1");
+  CHECK(f.call("history").as_array()[0].at("mode").as_string() == "switchover");
+  // The old primary is re-seeded as a standby of the new one, not fenced.
+  CHECK(eventually([&] { return f.node_status("primary").at("role").as_string() == "standby"; }));
+  CHECK(eventually([&] { return ids_in(f.db("primary")) == ids_in(f.db("secondary1")); }));
+}
+
+TEST_CASE("a returning old primary stays fenced until rejoin, then follows", "[e2e][sqlite-ha]") {
+  DrdFixture f;
+  f.start();
+  std::filesystem::rename(f.db("primary"), f.dir() / "away.db");
+  CHECK(eventually([&] { return f.call("status").at("primary").as_string() == "secondary1"; }));
+  write_rows(f.dir() / "data/current.db", 7000, 20);
+  std::filesystem::rename(f.dir() / "away.db", f.db("primary"));
+  CHECK(eventually([&] { return f.node_status("primary").at("healthy").as_bool(); }));
+  CHECK(f.node_status("primary").at("role").as_string() == "fenced");
+  CHECK(f.call("primary").at("name").as_string() == "secondary1");  // never made primary again by itself
+  // Writers still holding the old file are refused: drd holds its write lock.
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(f.db("primary").c_str(), &db) == SQLITE_OK);
+    int rc = sqlite3_exec(db, "INSERT INTO images (id) VALUES (999999)", nullptr, nullptr, nullptr);
+    CHECK(rc == SQLITE_BUSY);
+    sqlite3_close(db);
+  }
+  auto r = f.drctl({"rejoin", "primary"});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(f.node_status("primary").at("role").as_string() == "standby");
+  CHECK(eventually([&] { return ids_in(f.db("primary")) == ids_in(f.db("secondary1")); }));
+  CHECK(ids_in(f.db("primary")).count(7019));
+}
+
+TEST_CASE("automatic failover disabled: the primary's loss is reported, not acted on", "[e2e][sqlite-ha]") {
+  DrdFixture f;
+  f.opts.auto_failover = false;
+  f.write_config();
+  f.start();
+  std::filesystem::rename(f.db("primary"), f.dir() / "away.db");
+  CHECK(eventually([&] { return f.call("status").at("failover_state").as_string() == "disabled"; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(f.call("primary").at("name").as_string() == "primary");
+  CHECK(f.call("auto_failover.enable").at("auto_failover").as_bool());
+  CHECK(eventually([&] { return f.call("primary").at("name").as_string() == "secondary1"; }));
+}
+
+TEST_CASE("no candidate: drd stays put and says why", "[e2e][sqlite-ha]") {
+  DrdFixture f;
+  f.start();
+  for (auto* n : {"secondary1", "secondary2"}) {
+    std::filesystem::remove(f.db(n));
+    std::filesystem::create_directories(f.db(n));
+  }
+  CHECK(eventually([&] { return !f.node_status("secondary2").at("healthy").as_bool(); }));
+  std::filesystem::rename(f.db("primary"), f.dir() / "away.db");
+  CHECK(eventually([&] { return f.call("status").at("failover_state").as_string() == "no_candidate"; }));
+  auto st = f.call("status").as_object();
+  CHECK(st.at("primary").as_string() == "primary");
+  CHECK_THAT(std::string(st.at("failover_reason").as_string()), Catch::Contains("secondary1 not healthy"));
+  CHECK(f.call("history").as_array().empty());
+}
+
+TEST_CASE("drd killed in the middle of a failover converges after restart with one primary", "[e2e][sqlite-ha]") {
+  for (int delay_ms : {250, 320, 400}) {
+    DrdFixture f;
+    f.start();
+    std::filesystem::rename(f.db("primary"), f.dir() / "away.db");
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    f.process()->signal(SIGKILL);
+    f.process()->wait(std::chrono::seconds(5));
+    f.start();
+    CHECK(eventually([&] { return f.call("status").at("primary").as_string() == "secondary1"; }));
+    CHECK(eventually([&] {
+      return std::filesystem::read_symlink(f.dir() / "data/current.db") == f.db("secondary1");
+    }));
+    auto st = f.call("status").as_object();
+    int primaries = 0;
+    for (auto& n : st.at("nodes").as_array()) primaries += n.at("role").as_string() == "primary";
+    CHECK(primaries == 1);
+    CHECK(integrity(f.db("secondary1")) == "ok");
+  }
+}
