@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PACKAGES := build-essential cmake ninja-build pkg-config git \
   libboost1.81-dev libboost-json1.81-dev libyaml-cpp-dev libpq-dev libsqlite3-dev \
   libspdlog-dev libfmt-dev libsystemd-dev catch2 libzstd-dev libssl-dev libcli11-dev \
-  postgresql-15 postgresql-client-15 sqlite3 zstd iproute2 procps util-linux \
+  postgresql-15 postgresql-client-15 sqlite3 zstd iproute2 procps util-linux python3 \
   systemd man-db groff-base file dpkg-dev
 
 .PHONY: all deps build run test test-unit test-integration asan bench package clean chaos fuzz
@@ -32,8 +32,14 @@ $(BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
+# The embedded default: an image-metadata primary under var/data/ (created once
+# if missing), two standbys that drd seeds itself, state and backups under var/.
 run: build
 	@mkdir -p var/data var/drd var/backups
+	@[ -s var/data/images_primary.db ] || sqlite3 var/data/images_primary.db \
+	  "PRAGMA journal_mode=WAL; CREATE TABLE IF NOT EXISTS images (id INTEGER PRIMARY KEY, url TEXT NOT NULL, \
+	   sha256 TEXT, size INTEGER, path TEXT, crawled_at TEXT DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')));" >/dev/null
+	@echo "drd starting; in another shell: $(BUILD)/bin/drctl --config $(CONFIG) status"
 	$(BUILD)/bin/drd --config $(CONFIG) --foreground
 
 # The whole suite: unit tests, then real SQLite / PostgreSQL / process tests.
