@@ -16,6 +16,8 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <algorithm>
+#include <vector>
 
 namespace {
 
@@ -96,6 +98,7 @@ int main(int argc, char** argv) {
   sqlite3* db = nullptr;
   sqlite3_stmt* ins = nullptr;
   std::string last_error;
+  std::vector<long long> latencies_us;  // commit latency of each acknowledged row
   while (Clock::now() < end) {
     if (!db) {
       db = open_db(o);
@@ -110,14 +113,16 @@ int main(int argc, char** argv) {
                          -1, &ins, nullptr);
     }
     sqlite3_bind_int64(ins, 1, id);
+    auto t_commit = Clock::now();
     int rc = sqlite3_step(ins);
     sqlite3_reset(ins);
     if (rc == SQLITE_DONE) {
       auto t = Clock::now();
+      latencies_us.push_back(std::chrono::duration_cast<std::chrono::microseconds>(t - t_commit).count());
       max_gap_ms = std::max<long long>(max_gap_ms, std::chrono::duration_cast<std::chrono::milliseconds>(t - last_ack).count());
       last_ack = t;
       if (ack) {
-        std::fprintf(ack, "%lld %lld\n", id, now_ms());
+        std::fprintf(ack, "%lld %lld %lld\n", id, now_ms(), reopens);
         std::fflush(ack);
       }
       ++acked;
@@ -143,7 +148,12 @@ int main(int argc, char** argv) {
   sqlite3_finalize(ins);
   sqlite3_close_v2(db);
   if (ack) std::fclose(ack);
-  std::printf("{\"acked\": %lld, \"last_id\": %lld, \"reopens\": %lld, \"max_gap_ms\": %lld}\n", acked, id - 1, reopens,
-              max_gap_ms);
+  std::sort(latencies_us.begin(), latencies_us.end());
+  auto pct = [&](double q) {
+    return latencies_us.empty() ? 0.0 : latencies_us[std::min(latencies_us.size() - 1, std::size_t(q * latencies_us.size()))] / 1000.0;
+  };
+  std::printf("{\"acked\": %lld, \"last_id\": %lld, \"reopens\": %lld, \"max_gap_ms\": %lld, "
+              "\"commit_p50_ms\": %.3f, \"commit_p99_ms\": %.3f}\n",
+              acked, id - 1, reopens, max_gap_ms, pct(0.5), pct(0.99));
   return 0;
 }

@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <fstream>
 #include <set>
 #include <thread>
@@ -19,8 +20,11 @@ namespace {
 std::set<long long> acked_ids(const std::filesystem::path& ack_file) {
   std::set<long long> ids;
   std::ifstream in(ack_file);
-  long long id, ms;
-  while (in >> id >> ms) ids.insert(id);
+  std::string line;
+  while (std::getline(in, line)) {  // "id unix_ms reopens"
+    long long id = 0;
+    if (std::sscanf(line.c_str(), "%lld", &id) == 1) ids.insert(id);
+  }
   return ids;
 }
 
