@@ -1,24 +1,637 @@
-// Backups through the control socket: not wired to daemon/backup/ yet.
+// Backups through the control socket and on a schedule (docs/backups.md, docs/rpc.md):
+// backup.create, backup.list, backup.verify, restore, the schedule timer and retention.
+//
+// Threading: every Daemon/BackupRuntime method here runs on the control strand and only
+// decides, validates and touches the catalog (the state store's connection, under its lock).
+// The blocking work (copying, compressing, decrypting, deleting files) runs on the
+// runtime's two BlockingWorkers — `worker` for backups and retention deletions, `checker`
+// for verify and restore, so a long verify never delays a scheduled backup — and its result
+// is posted back to the control strand. Standby snapshots run on the cluster worker,
+// between replication steps (the replicator rewrites a standby's -wal under any reader).
+//
+// Lifetime: jobs hold the runtime by shared_ptr and a copy of the strand; once
+// backup_stop() has set `stopped`, late results are dropped without touching the Daemon.
+// A backup still streaming at stop is cancelled (its partial files are removed);
+// anything cut off harder is cleaned by prepare_directory() at the next start.
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <set>
+
+#include "common/log.hpp"
+#include "daemon/backup/catalog.hpp"
+#include "daemon/backup/incremental.hpp"
+#include "daemon/backup/retention.hpp"
+#include "daemon/backup/schedule.hpp"
+#include "daemon/backup/util.hpp"
+#include "daemon/backup_runtime.hpp"
 #include "daemon/daemon.hpp"
 
 namespace drd {
 
-struct Daemon::BackupRuntime {};
+namespace fs = std::filesystem;
 
-void Daemon::backup_start() {}
-void Daemon::backup_stop() {}
+namespace {
 
-void Daemon::backup_create(const json::object&, Reply reply, ProgressSink) {
-  reply(make_error(Errc::unsupported, "'backup' is not supported by this drd yet"));
+constexpr std::chrono::seconds kScheduleRecheck{30};       // notices reloads and wall-clock steps
+constexpr std::chrono::milliseconds kProgressEvery{100};   // at most ~10 progress notifications/s
+
+Result<std::string> str_param(const json::object& p, const char* key) {
+  auto* v = p.if_contains(key);
+  if (!v || v->is_null()) return std::string();
+  if (!v->is_string()) return make_error(Errc::invalid_argument, std::string("parameter \"") + key + "\" must be a string");
+  return std::string(v->as_string());
 }
+
+Result<bool> bool_param(const json::object& p, const char* key) {
+  auto* v = p.if_contains(key);
+  if (!v || v->is_null()) return false;
+  if (!v->is_bool()) return make_error(Errc::invalid_argument, std::string("parameter \"") + key + "\" must be true or false");
+  return v->as_bool();
+}
+
+// Forwards progress from a worker thread: rate-limited there, delivered on the control strand.
+backup::Progress forward_progress(ProgressSink sink, asio::strand<asio::io_context::executor_type> strand) {
+  if (!sink) return {};
+  auto last = std::make_shared<std::chrono::steady_clock::time_point>();
+  return [sink = std::move(sink), strand, last](std::uint64_t done, std::uint64_t total, const char* phase) {
+    auto now = std::chrono::steady_clock::now();
+    if (now - *last < kProgressEvery && done != total) return;
+    *last = now;
+    json::object p{{"done", done}, {"total", total ? json::value(total) : json::value(nullptr)}, {"phase", phase}};
+    asio::post(strand, [sink, p = std::move(p)]() mutable { sink(std::move(p)); });
+  };
+}
+
+}  // namespace
+
+struct Daemon::BackupRuntime {
+  explicit BackupRuntime(Daemon& daemon)
+      : d(daemon), strand(daemon.control_), timer(std::make_unique<asio::steady_timer>(daemon.control_)),
+        worker(std::make_unique<BlockingWorker>()), checker(std::make_unique<BlockingWorker>()) {}
+
+  Daemon& d;
+  asio::strand<asio::io_context::executor_type> strand;  // a copy: jobs may outlive the Daemon
+  std::unique_ptr<asio::steady_timer> timer;  // reset at stop: never destroyed after the io_context
+  std::unique_ptr<BlockingWorker> worker, checker;
+  std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
+  bool stopped = false;
+  bool ready = false;                       // prepare_directory() has run
+  std::set<std::string> running;            // nodes with a backup in progress
+  // Schedule (control strand).
+  std::string schedule_text;                // as armed; compared with the live config
+  std::optional<backup::Schedule> schedule;
+  std::optional<SysTime> next_due;
+  bool prune_running = false, prune_again = false;
+
+  struct Request {
+    std::string name, node, kind;
+    bool scheduled = false;
+  };
+
+  // ---- control strand ----------------------------------------------------
+
+  void post_result(std::function<void()> fn) {
+    asio::post(strand, std::move(fn));
+  }
+
+  Result<std::string> choose_node(const std::string& requested) const {
+    if (!requested.empty()) return requested;
+    if (d.primary_.empty()) return make_error(Errc::refused, "there is no primary to back up yet");
+    if (d.config_.backup.prefer_standby) {
+      for (auto& name : d.order_) {
+        if (name == d.primary_ || is_fenced(name)) continue;
+        if (d.nodes_.at(name).health.health == Health::up) return name;
+      }
+    }
+    return d.primary_;
+  }
+
+  bool is_fenced(const std::string& name) const {
+    return std::find(d.fenced_.begin(), d.fenced_.end(), name) != d.fenced_.end();
+  }
+
+  void launch(Request req, Reply reply, ProgressSink progress) {
+    const BackupConfig& cfg = d.config_.backup;
+    if (cfg.directory.empty())
+      return reply(make_error(Errc::refused, "backups are not configured",
+                              "set disaster_recovery.backup.directory in " + d.config_.file.string()));
+    auto node = choose_node(req.node);
+    if (!node) return reply(node.error());
+    const NodeConfig* nc = d.config_.find_node(*node);
+    if (!nc) return reply(make_error(Errc::not_found, "no node named '" + *node + "'"));
+    if (nc->engine == Engine::postgresql)
+      return reply(make_error(Errc::unsupported, "PostgreSQL backups are not supported by this drd yet"));
+    if (req.kind == "logical")
+      return reply(make_error(Errc::unsupported, "logical dumps are for PostgreSQL; SQLite backups are full copies",
+                              "omit --kind or use --kind full"));
+    if (!req.kind.empty() && req.kind != "full")
+      return reply(make_error(Errc::invalid_argument, "parameter \"kind\" must be \"full\" or \"logical\", got '" + req.kind + "'"));
+    if (is_fenced(*node))
+      return reply(make_error(Errc::refused, *node + " is fenced and may hold stale data; not backing it up",
+                              "back up the primary " + d.primary_ + " instead"));
+    if (d.nodes_.at(*node).health.health == Health::down)
+      return reply(make_error(Errc::refused, *node + " is down; not backing it up",
+                              "check `drctl status`; back up another node with --node"));
+    if (running.count(*node))
+      return reply(make_error(Errc::conflict, "a backup of " + *node + " is already running", "wait for it to finish"));
+    if (!ready) return reply(make_error(Errc::unavailable, "the backup directory is still being prepared; retry"));
+
+    running.insert(*node);
+    backup::NewBackup info;
+    info.name = !req.name.empty() ? req.name : (req.scheduled ? "scheduled" : "manual");
+    info.node = *node;
+    info.kind = "full";
+    info.now = d.clock_.now();
+    const bool standby = *node != d.primary_;
+    auto started = d.clock_.steady();
+    auto done = [this, node = *node, reply, started](Result<backup::Manifest> m) {
+      finish_backup(node, std::move(m), started, reply);
+    };
+    if (!standby) {
+      run_backup(cfg, nc->sqlite_path, std::move(info), forward_progress(progress, strand), done, {});
+      return;
+    }
+    // A standby: copy it between replication steps, then stream the copy like a primary.
+    fs::path snap = cfg.directory / (backup::new_backup_id(info.now, *node) + ".standby.snapshot.tmp");
+    if (progress) progress(json::object{{"done", 0}, {"total", nullptr}, {"phase", "snapshot"}});
+    fs::path src = nc->sqlite_path;
+    auto self = d.backup_;
+    bool posted = d.cluster_worker_ && d.cluster_worker_->post([self, src, snap, cfg, info, progress, done]() mutable {
+      Status st = bkrt::snapshot_sqlite(src, snap);
+      self->post_result([self, st = std::move(st), cfg, snap, info = std::move(info), progress, done]() mutable {
+        if (self->stopped) return;
+        if (!st) {
+          std::error_code ec;
+          fs::remove(snap, ec);
+          return done(st.error());
+        }
+        self->run_backup(cfg, snap, std::move(info), forward_progress(progress, self->strand), done, snap);
+      });
+    });
+    if (!posted) done(make_error(Errc::unavailable, "drd is stopping"));
+  }
+
+  // Streams `db` into a new backup on the worker; `remove_after` (a standby snapshot) is deleted.
+  void run_backup(const BackupConfig& cfg, const fs::path& db, backup::NewBackup info, backup::Progress progress,
+                  std::function<void(Result<backup::Manifest>)> done, fs::path remove_after) {
+    auto self = d.backup_;
+    auto cancel = this->cancel;
+    bool posted = worker->post([self, cfg, db, info = std::move(info), progress = std::move(progress), done, remove_after,
+                                cancel]() mutable {
+      auto m = bkrt::take_sqlite_backup(cfg, db, std::move(info), progress, cancel.get());
+      if (!remove_after.empty()) {
+        std::error_code ec;
+        for (const char* suf : {"", "-wal", "-shm", "-journal"}) fs::remove(remove_after.string() + suf, ec);
+      }
+      self->post_result([self, m = std::move(m), done]() mutable {
+        if (self->stopped) return;
+        done(std::move(m));
+      });
+    });
+    if (!posted) done(make_error(Errc::unavailable, "drd is stopping"));
+  }
+
+  void finish_backup(const std::string& node, Result<backup::Manifest> m, SteadyTime started, const Reply& reply) {
+    running.erase(node);
+    if (!m) {
+      log::event(spdlog::level::err, "backup", {{"NODE", node}}, "backup of " + node + " failed: " + m.error().message);
+      return reply(m.error());
+    }
+    const fs::path dir = d.config_.backup.directory;
+    Result<backup::CatalogEntry> entry = make_error(Errc::internal, "");
+    {
+      auto lk = d.store_->lock();
+      if (auto st = backup::catalog_insert(d.store_->raw(), *m, dir); !st) entry = st.error();
+      else entry = backup::catalog_get(d.store_->raw(), m->id);
+    }
+    if (!entry) {
+      std::string msg = "backup " + m->id + " of " + node + " is complete in " + dir.string() +
+                        " but could not be entered in the catalog: " + entry.error().message;
+      log::event(spdlog::level::err, "backup", {{"NODE", node}, {"BACKUP_ID", m->id}}, msg);
+      return reply(make_error(Errc::io, msg, "verify or restore it by path"));
+    }
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d.clock_.steady() - started).count();
+    log::event(spdlog::level::info, "backup", {{"NODE", node}, {"BACKUP_ID", m->id}},
+               "backup " + m->id + " of " + node + " done in " + std::to_string(ms) + " ms: " +
+                   backup::human_bytes(m->size_bytes) + " from " + backup::human_bytes(m->source_bytes) +
+                   (m->encrypted ? ", encrypted" : ""));
+    reply(json::value(backup::backup_to_json(*entry)));
+    prune();
+  }
+
+  // Retention: decided here, files deleted on the worker, rows removed and audited here.
+  void prune() {
+    if (prune_running) {
+      prune_again = true;
+      return;
+    }
+    const BackupConfig& cfg = d.config_.backup;
+    Result<std::vector<backup::CatalogEntry>> list = make_error(Errc::internal, "");
+    {
+      auto lk = d.store_->lock();
+      list = backup::catalog_list(d.store_->raw());
+    }
+    if (!list) {
+      spdlog::error("backup retention skipped: {}", list.error().message);
+      return;
+    }
+    std::vector<backup::RetentionItem> items;
+    for (auto& e : *list)
+      items.push_back({e.manifest.id, e.manifest.created_at, e.verified.value_or(false), e.manifest.kind,
+                       e.manifest.parent, e.manifest.node});
+    backup::RetentionPolicy policy{cfg.keep_last, cfg.keep_daily, cfg.keep_weekly, cfg.keep_monthly};
+    auto decision = backup::apply_retention(items, policy, d.clock_.now());
+    if (decision.remove.empty()) return;
+    std::vector<backup::CatalogEntry> doomed;
+    for (auto& id : decision.remove)
+      for (auto& e : *list)
+        if (e.manifest.id == id) doomed.push_back(e);
+    std::string why = "retention keep_last=" + std::to_string(policy.keep_last) + " keep_daily=" +
+                      std::to_string(policy.keep_daily) + " keep_weekly=" + std::to_string(policy.keep_weekly) +
+                      " keep_monthly=" + std::to_string(policy.keep_monthly);
+    prune_running = true;
+    auto self = d.backup_;
+    bool posted = worker->post([self, doomed, why] {
+      std::vector<Status> results;
+      for (auto& e : doomed) results.push_back(backup::remove_backup_files(e.directory, e.manifest));
+      self->post_result([self, doomed, why, results = std::move(results)] {
+        if (self->stopped) return;
+        self->finish_prune(doomed, results, why);
+      });
+    });
+    if (!posted) prune_running = false;
+  }
+
+  void finish_prune(const std::vector<backup::CatalogEntry>& doomed, const std::vector<Status>& results,
+                    const std::string& why) {
+    prune_running = false;
+    for (std::size_t i = 0; i < doomed.size(); ++i) {
+      const auto& m = doomed[i].manifest;
+      if (!results[i]) {  // the row stays so the next pass retries
+        log::event(spdlog::level::err, "backup_prune", {{"NODE", m.node}, {"BACKUP_ID", m.id}},
+                   "cannot delete backup " + m.id + ": " + results[i].error().message);
+        continue;
+      }
+      Status st = ok_status();
+      {
+        auto lk = d.store_->lock();
+        st = backup::catalog_remove(d.store_->raw(), m.id);
+      }
+      if (!st && st.error().code != Errc::not_found)
+        spdlog::error("backup {} deleted but still in the catalog: {}", m.id, st.error().message);
+      log::event(spdlog::level::info, "backup_prune", {{"NODE", m.node}, {"BACKUP_ID", m.id}},
+                 "deleted backup " + m.id + " of " + backup::format_time_utc(m.created_at) + " (" + why + ")");
+      json::object params{{"id", m.id}, {"node", m.node}, {"created_at", backup::format_time_utc(m.created_at)}};
+      AuditRecord a{to_unix_ms(d.clock_.now()), 0, static_cast<std::int64_t>(::getpid()), "backup.prune",
+                    json::serialize(params), true, "deleted by " + why};
+      if (auto au = d.store_->append_audit(a); !au) spdlog::error("cannot write audit log: {}", au.error().message);
+    }
+    if (prune_again) {
+      prune_again = false;
+      prune();
+    }
+  }
+
+  // Re-reads the schedule from the live config (reload may change it), runs a due backup,
+  // and re-arms the timer. `startup`: also take one backup when a run was missed while down.
+  void tick(bool startup) {
+    if (stopped) return;
+    const BackupConfig& cfg = d.config_.backup;
+    const std::string text = cfg.enabled && !cfg.directory.empty() ? cfg.schedule : std::string();
+    const SysTime now = d.clock_.now();
+    if (text != schedule_text) {
+      schedule_text = text;
+      schedule.reset();
+      next_due.reset();
+      if (!text.empty()) {
+        auto s = backup::parse_schedule(text);
+        if (!s) {
+          spdlog::error("backup.schedule '{}' is not usable: {}; no scheduled backups", text, s.error().message);
+        } else {
+          schedule = s.value();
+          next_due = backup::next_run(*schedule, now);
+          if (next_due)
+            spdlog::info("backups scheduled '{}' (UTC); next at {}", text, backup::format_time_utc(*next_due));
+        }
+      }
+      if (startup && schedule) {
+        std::optional<SysTime> last;
+        {
+          auto lk = d.store_->lock();
+          if (auto l = backup::catalog_list(d.store_->raw()); l && !l->empty()) last = l->front().manifest.created_at;
+        }
+        if (backup::missed_run(*schedule, last, now)) {
+          spdlog::info("a scheduled backup was due while drd was down (last backup {}); taking one now",
+                       backup::format_time_utc(*last));
+          run_scheduled();
+        }
+      }
+    } else if (schedule && next_due && now >= *next_due) {
+      run_scheduled();
+      next_due = backup::next_run(*schedule, now);
+    }
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(kScheduleRecheck);
+    if (next_due) {
+      auto until = std::chrono::duration_cast<std::chrono::milliseconds>(*next_due - now);
+      wait = std::max(std::chrono::milliseconds(10), std::min(wait, until));
+    }
+    timer->expires_after(wait);
+    timer->async_wait([self = d.backup_](const boost::system::error_code& ec) {
+      if (!ec && !self->stopped) self->tick(false);
+    });
+  }
+
+  void run_scheduled() {
+    Request req;
+    req.scheduled = true;
+    launch(req, [](Result<json::value> r) {
+      // Successes and engine failures are logged by finish_backup; refusals only here.
+      if (!r && r.error().code != Errc::io && r.error().code != Errc::corrupt)
+        spdlog::warn("scheduled backup skipped: {}", r.error().message);
+    }, {});
+  }
+};
+
+// ---- Daemon methods ---------------------------------------------------------
+
+void Daemon::backup_start() {
+  backup_ = std::make_shared<BackupRuntime>(*this);
+  const BackupConfig cfg = config_.backup;
+  if (cfg.directory.empty()) {
+    if (cfg.enabled) spdlog::warn("backup.enabled is set but backup.directory is not; no backups");
+    return;
+  }
+  auto self = backup_;
+  bool posted = backup_->worker->post([self, cfg] {
+    auto removed = bkrt::prepare_directory(cfg.directory);
+    auto settings = backup::BackupSettings::from_config(cfg);
+    std::optional<Error> settings_error;
+    if (!settings) settings_error = settings.error();
+    self->post_result([self, removed = std::move(removed), settings_error, dir = cfg.directory] {
+      if (self->stopped) return;
+      if (!removed) {
+        log::event(spdlog::level::err, "backup", {}, removed.error().message);
+      } else {
+        for (auto& p : *removed) spdlog::info("removed leftover of an interrupted backup: {}", p);
+      }
+      if (settings_error)
+        log::event(spdlog::level::err, "backup", {},
+                   "backups will fail until the configuration is fixed: " + settings_error->message);
+      self->ready = removed.ok();
+      self->tick(true);
+    });
+  });
+  if (!posted) spdlog::error("cannot prepare the backup directory: worker not running");
+}
+
+void Daemon::backup_stop() {
+  if (!backup_) return;
+  backup_->stopped = true;
+  backup_->cancel->store(true);
+  backup_->timer->cancel();
+  backup_->timer.reset();
+  // Each waits up to 2 s for a running job (cancelled backups end at their next chunk).
+  backup_->worker.reset();
+  backup_->checker.reset();
+}
+
+void Daemon::backup_create(const json::object& params, Reply reply, ProgressSink progress) {
+  if (!backup_) return reply(make_error(Errc::unavailable, "drd is still starting"));
+  BackupRuntime::Request req;
+  for (auto [key, out] : {std::pair{"name", &req.name}, std::pair{"node", &req.node}, std::pair{"kind", &req.kind}}) {
+    auto v = str_param(params, key);
+    if (!v) return reply(v.error());
+    *out = *v;
+  }
+  if (req.name.size() > 200) return reply(make_error(Errc::invalid_argument, "parameter \"name\" is longer than 200 characters"));
+  backup_->launch(std::move(req), std::move(reply), std::move(progress));
+}
+
 Result<json::value> Daemon::backup_list() {
-  return make_error(Errc::unsupported, "'backups' is not supported by this drd yet");
+  Result<std::vector<backup::CatalogEntry>> list = make_error(Errc::internal, "");
+  {
+    auto lk = store_->lock();
+    list = backup::catalog_list(store_->raw());
+  }
+  if (!list) return list.error();
+  json::array out;
+  for (auto& e : *list) out.push_back(backup::backup_to_json(e));
+  return json::value(std::move(out));
 }
-void Daemon::backup_verify(const json::object&, Reply reply) {
-  reply(make_error(Errc::unsupported, "'verify' is not supported by this drd yet"));
+
+namespace {
+
+// id or path, as both verify and restore take them.
+struct RefParams {
+  std::string id, path;
+};
+Result<RefParams> ref_params(const json::object& params) {
+  RefParams r;
+  auto id = str_param(params, "id");
+  if (!id) return id.error();
+  auto path = str_param(params, "path");
+  if (!path) return path.error();
+  r.id = *id;
+  r.path = *path;
+  if (r.id.empty() && r.path.empty()) return make_error(Errc::invalid_argument, "missing parameter \"id\" (or \"path\")");
+  if (!r.id.empty() && !r.path.empty()) return make_error(Errc::invalid_argument, "give \"id\" or \"path\", not both");
+  if (!r.path.empty() && fs::path(r.path).is_relative())
+    return make_error(Errc::invalid_argument, "parameter \"path\" must be an absolute path, got '" + r.path + "'");
+  return r;
 }
-void Daemon::restore(const json::object&, Reply reply, ProgressSink) {
-  reply(make_error(Errc::unsupported, "'restore' is not supported by this drd yet"));
+
+// Under the store's lock, released before anyone replies (the reply writes the audit log).
+Result<backup::CatalogEntry> catalog_entry(SqliteStateStore& store, const std::string& id) {
+  auto lk = store.lock();
+  return backup::catalog_get(store.raw(), id);
+}
+
+}  // namespace
+
+void Daemon::backup_verify(const json::object& params, Reply reply) {
+  if (!backup_) return reply(make_error(Errc::unavailable, "drd is still starting"));
+  auto rp = ref_params(params);
+  if (!rp) return reply(rp.error());
+  std::optional<backup::CatalogEntry> entry;
+  if (!rp->id.empty()) {
+    auto e = catalog_entry(*store_, rp->id);
+    if (!e) return reply(e.error());
+    entry = e.value();
+  }
+  const BackupConfig cfg = config_.backup;
+  auto self = backup_;
+  std::string path = rp->path;
+  bool posted = backup_->checker->post([self, cfg, entry, path, reply]() mutable {
+    backup::BackupRef ref;
+    auto work = [&]() -> Result<backup::VerifyReport> {
+      std::string manifest_problem;
+      if (entry) {
+        ref = bkrt::ref_from_catalog(entry->data_file(), entry->manifest_file(), entry->manifest, &manifest_problem);
+      } else {
+        auto r = backup::resolve_backup(path);
+        if (!r) return r.error();
+        ref = r.value();
+      }
+      auto key = bkrt::load_key(cfg);
+      if (key.error && bkrt::is_encrypted(ref))
+        return make_error(key.error->code, "cannot verify an encrypted backup: " + key.error->message, key.error->hint);
+      // verify_backup makes (and removes) its scratch folder under here.
+      fs::path scratch = cfg.directory.empty() ? ref.data.parent_path() : cfg.directory;
+      auto rep = backup::verify_backup(ref, key.ptr(), scratch);
+      if (!manifest_problem.empty()) {  // checked against the catalog's copy; the file itself is bad
+        for (auto& c : rep.checks)
+          if (c.name == "manifest") c = backup::Check{"manifest", false, manifest_problem};
+        rep.ok = false;
+      }
+      return rep;
+    };
+    Result<backup::VerifyReport> out = work();
+    self->post_result([self, out = std::move(out), ref, reply]() mutable {
+      if (self->stopped) return;
+      if (!out) return reply(out.error());
+      const auto& rep = *out;
+      // Record the verdict when the backup verified is one of the catalog's.
+      std::string id = ref.manifest ? ref.manifest->id : "";
+      if (!id.empty()) {
+        auto& d = self->d;
+        auto lk = d.store_->lock();
+        auto e = backup::catalog_get(d.store_->raw(), id);
+        if (e && bkrt::same_file(e->data_file(), ref.data)) {
+          if (auto st = backup::catalog_mark_verified(d.store_->raw(), id, rep.ok, d.clock_.now(), bkrt::failed_checks(rep));
+              !st)
+            spdlog::error("cannot record the verification of {}: {}", id, st.error().message);
+        }
+      }
+      log::event(rep.ok ? spdlog::level::info : spdlog::level::err, "backup_verify", {{"BACKUP_ID", rep.id}},
+                 rep.ok ? "backup " + rep.id + " verified" : "backup " + rep.id + " FAILED verification: " + bkrt::failed_checks(rep));
+      json::array checks;
+      for (auto& c : rep.checks) checks.push_back(json::object{{"name", c.name}, {"ok", c.ok}, {"detail", c.detail}});
+      reply(json::value(json::object{{"ok", rep.ok}, {"id", rep.id}, {"checks", std::move(checks)}}));
+    });
+  });
+  if (!posted) reply(make_error(Errc::unavailable, "drd is stopping"));
+}
+
+void Daemon::restore(const json::object& params, Reply reply, ProgressSink progress) {
+  if (!backup_) return reply(make_error(Errc::unavailable, "drd is still starting"));
+  auto rp = ref_params(params);
+  if (!rp) return reply(rp.error());
+  auto target_p = str_param(params, "target");
+  if (!target_p) return reply(target_p.error());
+  auto node_p = str_param(params, "node");
+  if (!node_p) return reply(node_p.error());
+  auto to_time_p = str_param(params, "to_time");
+  if (!to_time_p) return reply(to_time_p.error());
+  auto force = bool_param(params, "force");
+  if (!force) return reply(force.error());
+  const std::string target = *target_p, node = *node_p;
+  if (target.empty() && node.empty())
+    return reply(make_error(Errc::invalid_argument, "missing parameter \"target\" (or \"node\")",
+                            "restore into a new file with --target PATH"));
+  if (!target.empty() && !node.empty())
+    return reply(make_error(Errc::invalid_argument, "give \"target\" or \"node\", not both"));
+
+  if (!node.empty()) {
+    const NodeConfig* nc = config_.find_node(node);
+    if (!nc) return reply(make_error(Errc::not_found, "no node named '" + node + "'"));
+    if (nc->engine == Engine::postgresql)
+      return reply(make_error(Errc::unsupported, "PostgreSQL restores are not supported by this drd yet"));
+    if (node != primary_)
+      return reply(make_error(Errc::refused,
+                              node + " is a standby: standbys are re-seeded from the primary automatically, "
+                                     "so restoring a backup onto one would be overwritten",
+                              "use `drctl rejoin " + node + "` to rebuild it, or --target PATH to restore into a new file"));
+    if (!*force)
+      return reply(make_error(Errc::refused,
+                              node + " is the live primary: restoring onto it would replace the data applications are using",
+                              "restore with --target PATH and switch over, or pass --force"));
+    return reply(make_error(Errc::unsupported,
+                            "restoring onto the live primary is not supported by this drd yet; restore with --target "
+                            "and switch over"));
+  }
+
+  if (fs::path(target).is_relative())
+    return reply(make_error(Errc::invalid_argument, "parameter \"target\" must be an absolute path, got '" + target + "'"));
+  std::optional<SysTime> to_time;
+  if (!to_time_p->empty()) {
+    auto t = bkrt::parse_restore_time(*to_time_p);
+    if (!t) return reply(t.error());
+    to_time = *t;
+  }
+  std::optional<backup::CatalogEntry> entry;
+  if (!rp->id.empty()) {
+    auto e = catalog_entry(*store_, rp->id);
+    if (!e) return reply(e.error());
+    entry = e.value();
+  }
+  // Files that belong to nodes: a restore there would pull data out from under drd.
+  std::vector<std::pair<std::string, fs::path>> node_files;
+  for (auto& n : config_.nodes)
+    if (n.engine == Engine::sqlite) node_files.emplace_back(n.name, n.sqlite_path);
+  if (config_.current_link) node_files.emplace_back("current_link", *config_.current_link);
+
+  const BackupConfig cfg = config_.backup;
+  auto self = backup_;
+  auto sink = forward_progress(progress, backup_->strand);
+  bool overwrite = *force;
+  std::string path = rp->path;
+  bool posted = backup_->checker->post([self, cfg, entry, path, target, to_time, node_files, overwrite, sink, reply]() mutable {
+    auto work = [&]() -> Result<json::value> {
+      for (auto& [name, file] : node_files)
+        if (bkrt::same_file(target, file))
+          return make_error(Errc::refused, "restore target " + target + " is the database file of " +
+                                               (name == "current_link" ? "the current primary (current_link)" : "node " + name),
+                            "use --node NODE to restore onto a node, or choose a new file");
+      backup::BackupRef ref;
+      if (entry) {
+        ref = bkrt::ref_from_catalog(entry->data_file(), entry->manifest_file(), entry->manifest, nullptr);
+      } else {
+        auto r = backup::resolve_backup(path);
+        if (!r) return r.error();
+        ref = r.value();
+      }
+      auto key = bkrt::load_key(cfg);
+      if (key.error && bkrt::is_encrypted(ref))
+        return make_error(key.error->code, "cannot restore an encrypted backup: " + key.error->message, key.error->hint);
+      backup::RestoreOptions opts;
+      opts.allow_overwrite = overwrite;
+      opts.key = key.ptr();
+      std::string id = ref.manifest ? ref.manifest->id : ref.data.filename().string();
+      json::object out;
+      if (to_time) {
+        if (!ref.manifest)
+          return make_error(Errc::invalid_argument, "point-in-time restore needs a backup with a manifest; " +
+                                                        ref.data.string() + " has none");
+        auto segs = backup::list_segments(ref.data.parent_path(), ref.manifest->id);
+        if (!segs) return segs.error();
+        if (segs->empty())
+          return make_error(Errc::refused, "backup " + id + " has no WAL segments; point-in-time restore needs incremental backups",
+                            "restore without --to-time to get the database as of the backup");
+        auto r = backup::restore_sqlite_to_time(ref, target, *to_time, opts);
+        if (!r) return r.error();
+        out = {{"restored_to", r->restore.restored_to.string()}, {"integrity", r->restore.integrity}, {"id", id},
+               {"bytes", r->restore.bytes}, {"applied_segments", r->applied_segments}};
+        if (r->restored_time) out["restored_time"] = backup::format_time_utc(*r->restored_time);
+      } else {
+        auto r = backup::restore_sqlite(ref, target, opts, sink);
+        if (!r) return r.error();
+        out = {{"restored_to", r->restored_to.string()}, {"integrity", r->integrity}, {"id", id}, {"bytes", r->bytes}};
+      }
+      return json::value(std::move(out));
+    };
+    Result<json::value> res = work();
+    self->post_result([self, res = std::move(res), target, reply]() mutable {
+      if (self->stopped) return;
+      if (res)
+        log::event(spdlog::level::info, "restore", {{"BACKUP_ID", std::string(res->as_object().at("id").as_string())}},
+                   "restored backup " + std::string(res->as_object().at("id").as_string()) + " into " + target);
+      else
+        log::event(spdlog::level::err, "restore", {}, "restore into " + target + " failed: " + res.error().message);
+      reply(std::move(res));
+    });
+  });
+  if (!posted) reply(make_error(Errc::unavailable, "drd is stopping"));
 }
 
 }  // namespace drd

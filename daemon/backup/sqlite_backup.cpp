@@ -57,22 +57,20 @@ void remove_db_files(const fs::path& p) {
 Status stream_file(const fs::path& p, const std::function<Status(const void*, std::size_t)>& sink) {
   int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return errno_error(Errc::io, "cannot open", p, errno);
+  // Closed on every path, including an exception from `sink` (the daemon aborts a
+  // backup at shutdown by throwing from its progress callback).
+  struct Fd {
+    int fd;
+    ~Fd() { ::close(fd); }
+  } guard{fd};
   std::vector<char> buf(1 << 20);
   for (;;) {
     ssize_t n = ::read(fd, buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      return errno_error(Errc::io, "read failed for", p, e);
-    }
+    if (n < 0) return errno_error(Errc::io, "read failed for", p, errno);
     if (n == 0) break;
-    if (auto s = sink(buf.data(), static_cast<std::size_t>(n)); !s) {
-      ::close(fd);
-      return s;
-    }
+    if (auto s = sink(buf.data(), static_cast<std::size_t>(n)); !s) return s;
   }
-  ::close(fd);
   return ok_status();
 }
 

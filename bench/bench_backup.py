@@ -1,0 +1,168 @@
+"""Backup throughput and memory of drd on a SQLite primary of DRD_BENCH_BACKUP_MB MiB (default 256)
+of image-metadata rows, against the shell pipeline `sqlite3 DB ".backup F"` + `zstd -3 -T0 F`
+measured in the same run on the same file.
+
+Targets: drd's backup (zstd 3, AES-256-GCM) no slower than the pipeline (which does not encrypt);
+drd's peak RSS while backing up <= 64 MB. Restore time and sizes are reported.
+"""
+import json, os, shutil, socket, sqlite3, subprocess, sys, tempfile, threading, time
+sys.path.insert(0, os.path.dirname(__file__))
+from common import BIN, row
+
+MB = int(os.environ.get("DRD_BENCH_BACKUP_MB", "256"))
+MiB = 1 << 20
+
+
+def make_big_db(path, mib):
+    """Image-metadata rows (url, sha256, size, path, time) until the file holds `mib` MiB."""
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE images (id INTEGER PRIMARY KEY, url TEXT, sha256 TEXT, size INTEGER, path TEXT, crawled_at TEXT)")
+    i = 0
+    batch = 50_000
+    while True:
+        rows = [(f"https://cdn{n % 17}.example.test/images/{n // 1000}/{n:09d}-{(n * 2654435761) % 10**8:08d}.jpg",
+                 os.urandom(32).hex(), (n * 7919) % 5_000_000, f"/srv/img/{n % 4096:04x}/{n:09d}.jpg",
+                 f"2026-11-{1 + n % 28:02d} {n % 24:02d}:{n % 60:02d}:{(n * 7) % 60:02d}")
+                for n in range(i, i + batch)]
+        db.executemany("INSERT INTO images VALUES (NULL,?,?,?,?,?)", rows)
+        db.commit()
+        i += batch
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if os.path.getsize(path) >= mib * MiB:
+            break
+    db.close()
+    return i
+
+
+def rss_kb(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class Drd:
+    def __init__(self, d):
+        self.dir = d
+        key = f"{d}/backup.key"
+        with open(key, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        os.chmod(key, 0o600)
+        cfg = f"""disaster_recovery:
+  state_dir: ./state
+  current_link: ./data/current.db
+  databases:
+    primary:
+      type: primary
+      priority: 0
+      url: "sqlite:///data/primary.db"
+  monitoring:
+    interval: 1s
+    timeout: 2s
+  backup:
+    enabled: true
+    directory: ./backups
+    compression: {{ algorithm: zstd, level: 3 }}
+    encryption: {{ key_file: ./backup.key }}
+    retention: {{ keep_last: 100 }}
+"""
+        with open(f"{d}/drd.yaml", "w") as f:
+            f.write(cfg)
+        self.socket = f"{d}/state/drd.sock"
+        self.log = open(f"{d}/drd.log", "w")
+        self.proc = subprocess.Popen([f"{BIN}/drd", "--config", f"{d}/drd.yaml", "--foreground"],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                s = socket.socket(socket.AF_UNIX)
+                s.connect(self.socket)
+                s.close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("drd did not start; see " + self.log.name)
+
+    def drctl(self, *args):
+        r = subprocess.run([f"{BIN}/drctl", "--socket", self.socket, *args, "--json"], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"drctl {' '.join(args)} failed: {r.stderr.strip()}")
+        return json.loads(r.stdout)
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+
+
+def main():
+    d = tempfile.mkdtemp(prefix="drd-bench-backup-")
+    drd = None
+    try:
+        os.makedirs(f"{d}/data")
+        db = f"{d}/data/primary.db"
+        rows = make_big_db(db, MB)
+        src_bytes = os.path.getsize(db)
+
+        # The shell pipeline first, so both read a warm page cache.
+        snap = f"{d}/pipe.db"
+        t0 = time.perf_counter()
+        subprocess.run(["sqlite3", db, f".backup {snap}"], check=True)
+        subprocess.run(["zstd", "-q", "-3", "-T0", "-f", snap, "-o", snap + ".zst"], check=True)
+        os.remove(snap)
+        pipe_s = time.perf_counter() - t0
+        pipe_size = os.path.getsize(snap + ".zst")
+        os.remove(snap + ".zst")
+
+        drd = Drd(d)
+        pid = drd.proc.pid
+        time.sleep(1.0)  # first probe round and replication attach
+        hwm_before = rss_kb(pid, "VmHWM")
+        peak = [rss_kb(pid, "VmRSS")]
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                try:
+                    peak[0] = max(peak[0], rss_kb(pid, "VmRSS"))
+                except OSError:
+                    return
+                time.sleep(0.01)
+
+        th = threading.Thread(target=sample)
+        th.start()
+        t0 = time.perf_counter()
+        b = drd.drctl("backup")
+        drd_s = time.perf_counter() - t0
+        stop.set()
+        th.join()
+        hwm_after = rss_kb(pid, "VmHWM")
+        peak_kb = max(peak[0], hwm_after if hwm_after > hwm_before else 0)
+
+        t0 = time.perf_counter()
+        drd.drctl("restore", b["id"], "--target", f"{d}/restored.db")
+        restore_s = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        v = drd.drctl("verify", b["id"])
+        verify_s = time.perf_counter() - t0
+
+        label = f"{src_bytes / MiB:.0f} MiB, {rows} rows"
+        row(f"drd backup, zstd 3 + AES-256-GCM ({label})", f"{drd_s:.2f} s ({src_bytes / MiB / drd_s:.0f} MiB/s)",
+            f"<= pipeline {pipe_s:.2f} s", drd_s <= pipe_s)
+        row("sqlite3 .backup + zstd -3 -T0 (same file, no encryption)", f"{pipe_s:.2f} s", "(reference)", True)
+        row("drd backup size / pipeline size", f"{b['size_bytes'] / MiB:.1f} MiB / {pipe_size / MiB:.1f} MiB",
+            "(reported)", True)
+        row("drd peak RSS during backup", f"{peak_kb / 1024:.1f} MB (before: {hwm_before / 1024:.1f} MB)",
+            "<= 64 MB", peak_kb <= 64 * 1024)
+        row("drd restore into a new file (decrypt, decompress, integrity_check)", f"{restore_s:.2f} s", "(reported)", True)
+        row("drd verify (checksums + test restore)", f"{verify_s:.2f} s, ok={v['ok']}", "ok", bool(v["ok"]))
+    finally:
+        if drd:
+            drd.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+main()
