@@ -100,7 +100,7 @@ void make_db(const fs::path& file) {
 
 }  // namespace
 
-ServiceCluster::ServiceCluster(const std::string& interval) {
+ServiceCluster::ServiceCluster(const std::string& interval, const std::string& timeout) {
   fs::create_directories(dir / "data");
   make_db(dir / "data/primary.db");
   fs::copy_file(dir / "data/primary.db", dir / "data/secondary1.db");
@@ -114,7 +114,7 @@ ServiceCluster::ServiceCluster(const std::string& interval) {
              "    secondary1: { type: secondary, priority: 1, url: \"sqlite:///data/secondary1.db\" }\n"
              "  monitoring:\n"
              "    interval: " + interval + "\n"
-             "    timeout: 500ms\n"
+             "    timeout: " + timeout + "\n"
              "    failure_threshold: 3\n");
 }
 

@@ -47,9 +47,9 @@ class NotifyListener {
 };
 
 // A folder with two SQLite databases (primary + secondary1) and drd.yaml
-// (state in ./state, socket ./state/drd.sock, the given probe interval).
+// (state in ./state, socket ./state/drd.sock, the given probe interval and timeout).
 struct ServiceCluster {
-  explicit ServiceCluster(const std::string& interval = "100ms");
+  explicit ServiceCluster(const std::string& interval = "100ms", const std::string& timeout = "500ms");
   TempDir dir{"drd-svc"};
   std::filesystem::path config() const { return dir / "drd.yaml"; }
   std::filesystem::path socket() const { return dir / "state/drd.sock"; }
