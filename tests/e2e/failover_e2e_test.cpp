@@ -135,6 +135,8 @@ TEST_CASE("corrupted primary header triggers failover", "[e2e][sqlite-ha]") {
     db.write("this is not sqlite", 16);
   }
   CHECK(eventually([&] { return f.call("status").at("primary").as_string() == "secondary1"; }));
+  // The primary changes in the store before the history row is written: wait for the latter.
+  REQUIRE(eventually([&] { return !f.call("history").as_array().empty(); }));
   CHECK_THAT(std::string(f.call("history").as_array()[0].at("reason").as_string()), Catch::Contains("down after 3"));
 }
 
