@@ -265,3 +265,4 @@ TEST_CASE("drd killed in the middle of a failover converges after restart with o
     CHECK(integrity(f.db("secondary1")) == "ok");
   }
 }
+
