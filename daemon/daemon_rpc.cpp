@@ -8,6 +8,7 @@
 
 #include "common/log.hpp"
 #include "daemon/daemon.hpp"
+#include "daemon/health_report.hpp"
 
 namespace drd {
 
@@ -41,14 +42,6 @@ Result<std::int64_t> int_param(const json::object& p, const char* key, std::int6
 }
 
 double round2(double v) { return std::round(v * 100.0) / 100.0; }
-
-double percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  auto idx = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size()))) ;
-  idx = std::min(v.size() - 1, idx == 0 ? 0 : idx - 1);
-  return v[idx];
-}
 
 }  // namespace
 
@@ -144,37 +137,26 @@ Result<json::value> Daemon::health_json(const json::object& params) {
   json::array rows;
   for (auto& name : order_) {
     if (!node->empty() && name != *node) continue;
+    auto minutes = store_->health_minutes(name, from_ms);
+    if (!minutes) return minutes.error();
     auto samples = store_->health_samples(name, from_ms);
     if (!samples) return samples.error();
-    std::vector<double> ms;
-    std::int64_t failures = 0;
+    HealthReport rep = analyse_health(*minutes, *samples);
     json::array outages;
-    std::optional<std::int64_t> outage_start;
-    for (auto& s : *samples) {
-      if (s.ok) {
-        ms.push_back(s.response_ms);
-        if (outage_start) {
-          outages.push_back(json::object{{"start", iso8601_ms(*outage_start)}, {"end", iso8601_ms(s.time_ms)},
-                                         {"duration_ms", s.time_ms - *outage_start}});
-          outage_start.reset();
-        }
-      } else {
-        ++failures;
-        if (!outage_start) outage_start = s.time_ms;
-      }
+    for (auto& o : rep.outages) {
+      auto end = o.end_ms.value_or(now_ms);
+      outages.push_back(json::object{{"start", iso8601_ms(o.start_ms)},
+                                     {"end", o.end_ms ? json::value(iso8601_ms(*o.end_ms)) : json::value(nullptr)},
+                                     {"duration_ms", end - o.start_ms}});
     }
-    if (outage_start)
-      outages.push_back(json::object{{"start", iso8601_ms(*outage_start)}, {"end", nullptr},
-                                     {"duration_ms", now_ms - *outage_start}});
-    auto total = static_cast<double>(samples->size());
     rows.push_back(json::object{
         {"name", name},
-        {"samples", samples->size()},
-        {"availability_pct", total > 0 ? round2(100.0 * (total - static_cast<double>(failures)) / total) : 0.0},
-        {"p50_ms", round2(percentile(ms, 0.50))},
-        {"p95_ms", round2(percentile(ms, 0.95))},
-        {"p99_ms", round2(percentile(ms, 0.99))},
-        {"failures", failures},
+        {"samples", rep.samples},
+        {"availability_pct", round2(rep.availability_pct)},
+        {"p50_ms", round2(rep.p50_ms)},
+        {"p95_ms", round2(rep.p95_ms)},
+        {"p99_ms", round2(rep.p99_ms)},
+        {"failures", rep.failures},
         {"outages", std::move(outages)},
     });
   }

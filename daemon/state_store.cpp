@@ -221,6 +221,20 @@ Result<std::vector<HealthSample>> SqliteStateStore::health_samples(const std::st
   return out;
 }
 
+Result<std::vector<SqliteStateStore::HealthMinute>> SqliteStateStore::health_minutes(const std::string& node,
+                                                                                 std::int64_t since_ms) {
+  std::lock_guard g(mu_);
+  Stmt q(db_, "SELECT minute_ms, count, failures, min_ms, avg_ms, max_ms, p95_ms FROM health_minutes "
+              "WHERE node = ?1 AND minute_ms >= ?2 ORDER BY minute_ms");
+  q.bind(1, node).bind(2, since_ms);
+  std::vector<HealthMinute> out;
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW)
+    out.push_back({q.i64(0), q.i64(1), q.i64(2), q.dbl(3), q.dbl(4), q.dbl(5), q.dbl(6)});
+  if (rc != SQLITE_DONE) return db_error(db_, "reading health aggregates");
+  return out;
+}
+
 Status SqliteStateStore::prune_health(std::int64_t raw_before_ms, std::int64_t keep_after_ms, int max_rows) {
   std::lock_guard g(mu_);
   // Fold the oldest raw samples (bounded batch) into per-minute rows.

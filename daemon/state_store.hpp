@@ -89,6 +89,12 @@ class SqliteStateStore : public ClusterStore {
 
   Status add_health_samples(const std::vector<HealthSample>& samples);  // one transaction
   Result<std::vector<HealthSample>> health_samples(const std::string& node, std::int64_t since_ms);
+  // Per-minute aggregates of samples already folded (older than the raw retention).
+  struct HealthMinute {
+    std::int64_t minute_ms = 0, count = 0, failures = 0;
+    double min_ms = 0, avg_ms = 0, max_ms = 0, p95_ms = 0;
+  };
+  Result<std::vector<HealthMinute>> health_minutes(const std::string& node, std::int64_t since_ms);
   // Raw samples older than raw_before_ms become per-minute aggregates; aggregates older
   // than keep_after_ms are deleted. Bounded work per call (max_rows) so it never stalls.
   Status prune_health(std::int64_t raw_before_ms, std::int64_t keep_after_ms, int max_rows = 20000);
