@@ -10,9 +10,9 @@ DEB_PACKAGES := build-essential cmake ninja-build pkg-config git \
   libboost1.81-dev libboost-json1.81-dev libyaml-cpp-dev libpq-dev libsqlite3-dev \
   libspdlog-dev libfmt-dev libsystemd-dev catch2 libzstd-dev libssl-dev libcli11-dev \
   postgresql-15 postgresql-client-15 sqlite3 zstd iproute2 procps util-linux python3 \
-  systemd man-db groff-base file dpkg-dev
+  systemd man-db groff-base file dpkg-dev clang libclang-rt-14-dev
 
-.PHONY: all deps build run test test-unit test-integration asan bench package clean chaos fuzz
+.PHONY: all deps build run test test-unit test-integration asan bench package clean chaos fuzz fuzz-short fuzz-build
 
 all: build
 
@@ -45,6 +45,7 @@ run: build
 # The whole suite: unit tests, then real SQLite / PostgreSQL / process tests.
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
+	$(MAKE) --no-print-directory fuzz-short
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L unit
@@ -55,6 +56,23 @@ asan: deps
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) --timeout 900
 
+# libFuzzer targets (tests/fuzz/, docs/reliability.md): a separate clang build in build-fuzz
+# with coverage instrumentation + ASan + UBSan, each target run on its corpus for
+# DRD_FUZZ_SECONDS (fuzz) or 10 s (fuzz-short, part of `make test`); any crash fails.
+FUZZ_BUILD ?= build-fuzz
+DRD_FUZZ_SECONDS ?= 600
+FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+fuzz-build: deps
+	@[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS="$(FUZZ_SAN)" -DCMAKE_CXX_FLAGS="$(FUZZ_SAN)" >/dev/null
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_targets
+
+fuzz: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(DRD_FUZZ_SECONDS)
+
+fuzz-short: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_BUILD) 10
+
 bench: build
 	bench/run.sh $(BUILD)
 
@@ -62,4 +80,4 @@ package: build
 	cd $(BUILD) && cpack -G DEB
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan $(FUZZ_BUILD)
