@@ -137,11 +137,18 @@ Result<json::value> Daemon::health_json(const json::object& params) {
   json::array rows;
   for (auto& name : order_) {
     if (!node->empty() && name != *node) continue;
-    auto minutes = store_->health_minutes(name, from_ms);
-    if (!minutes) return minutes.error();
-    auto samples = store_->health_samples(name, from_ms);
-    if (!samples) return samples.error();
-    HealthReport rep = analyse_health(*minutes, *samples);
+    // Up to 6 hours: every raw sample (exact percentiles and outage times); beyond,
+    // the per-minute rows, so a 7-day question stays cheap.
+    HealthReport rep;
+    if (since->count() <= 6 * 3'600'000LL) {
+      auto samples = store_->health_samples(name, from_ms);
+      if (!samples) return samples.error();
+      rep = analyse_health({}, *samples);
+    } else {
+      auto minutes = store_->health_minutes(name, from_ms - from_ms % 60000);
+      if (!minutes) return minutes.error();
+      rep = analyse_health(*minutes, {});
+    }
     json::array outages;
     for (auto& o : rep.outages) {
       auto end = o.end_ms.value_or(now_ms);

@@ -193,18 +193,59 @@ Status SqliteStateStore::set_fenced(const std::string& node, bool fenced) {
   return ok_status();
 }
 
+namespace {
+
+// Per-minute summary of a batch of samples, merged into health_minutes.
+struct MinuteAgg {
+  std::int64_t count = 0, failures = 0;
+  std::vector<double> ms;
+};
+
+}  // namespace
+
 Status SqliteStateStore::add_health_samples(const std::vector<HealthSample>& samples) {
   if (samples.empty()) return ok_status();
   std::lock_guard g(mu_);
+  std::map<std::pair<std::string, std::int64_t>, MinuteAgg> aggs;
+  for (auto& smp : samples) {
+    auto& a = aggs[{smp.node, smp.time_ms - smp.time_ms % 60000}];
+    a.count++;
+    if (smp.ok) a.ms.push_back(smp.response_ms);
+    else a.failures++;
+  }
   if (auto st = exec("BEGIN"); !st) return st;
   Stmt i(db_, "INSERT INTO health_samples (node, time_ms, ok, response_ms, error) VALUES (?1, ?2, ?3, ?4, ?5)");
-  for (auto& s : samples) {
-    i.bind(1, s.node).bind(2, s.time_ms).bind(3, static_cast<std::int64_t>(s.ok)).bind(4, s.response_ms).bind(5, s.error);
+  for (auto& smp : samples) {
+    i.bind(1, smp.node).bind(2, smp.time_ms).bind(3, static_cast<std::int64_t>(smp.ok)).bind(4, smp.response_ms).bind(5, smp.error);
     if (i.step() != SQLITE_DONE) {
       rollback();
       return db_error(db_, "recording health samples");
     }
     i.reset();
+  }
+  // The per-minute rows are kept current as samples arrive, so long windows never
+  // need to scan raw samples; a minute split across batches is merged.
+  Stmt up(db_, "INSERT INTO health_minutes (node, minute_ms, count, failures, min_ms, avg_ms, max_ms, p95_ms) "
+               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (node, minute_ms) DO UPDATE SET "
+               "avg_ms = CASE WHEN count - failures + ?3 - ?4 > 0 THEN "
+               "(avg_ms * (count - failures) + excluded.avg_ms * (?3 - ?4)) / (count - failures + ?3 - ?4) ELSE 0 END, "
+               "min_ms = CASE WHEN count - failures = 0 THEN excluded.min_ms WHEN ?3 - ?4 = 0 THEN min_ms "
+               "ELSE MIN(min_ms, excluded.min_ms) END, "
+               "max_ms = MAX(max_ms, excluded.max_ms), p95_ms = MAX(p95_ms, excluded.p95_ms), "
+               "count = count + excluded.count, failures = failures + excluded.failures");
+  for (auto& [key, a] : aggs) {
+    std::sort(a.ms.begin(), a.ms.end());
+    double mn = a.ms.empty() ? 0 : a.ms.front(), mx = a.ms.empty() ? 0 : a.ms.back(), sum = 0;
+    for (double v : a.ms) sum += v;
+    double avg = a.ms.empty() ? 0 : sum / static_cast<double>(a.ms.size());
+    double p95 = a.ms.empty() ? 0
+                              : a.ms[std::min(a.ms.size() - 1, static_cast<std::size_t>(0.95 * static_cast<double>(a.ms.size())))];
+    up.bind(1, key.first).bind(2, key.second).bind(3, a.count).bind(4, a.failures).bind(5, mn).bind(6, avg).bind(7, mx).bind(8, p95);
+    if (up.step() != SQLITE_DONE) {
+      rollback();
+      return db_error(db_, "aggregating health samples");
+    }
+    up.reset();
   }
   return exec("COMMIT");
 }
@@ -237,53 +278,16 @@ Result<std::vector<SqliteStateStore::HealthMinute>> SqliteStateStore::health_min
 
 Status SqliteStateStore::prune_health(std::int64_t raw_before_ms, std::int64_t keep_after_ms, int max_rows) {
   std::lock_guard g(mu_);
-  // Fold the oldest raw samples (bounded batch) into per-minute rows.
-  struct Agg { std::int64_t count = 0, failures = 0; std::vector<double> ms; };
-  std::map<std::pair<std::string, std::int64_t>, Agg> aggs;
-  std::int64_t last_time = -1;
-  {
-    Stmt q(db_, "SELECT node, time_ms, ok, response_ms FROM health_samples WHERE time_ms < ?1 "
-                "ORDER BY time_ms LIMIT ?2");
-    q.bind(1, raw_before_ms).bind(2, static_cast<std::int64_t>(max_rows));
-    int rc;
-    while ((rc = q.step()) == SQLITE_ROW) {
-      auto t = q.i64(1);
-      auto& a = aggs[{q.text(0), t - t % 60000}];
-      a.count++;
-      if (q.i64(2) == 0) a.failures++;
-      else a.ms.push_back(q.dbl(3));
-      last_time = t;
-    }
-    if (rc != SQLITE_DONE) return db_error(db_, "reading health samples to prune");
-  }
-  if (auto st = exec("BEGIN IMMEDIATE"); !st) return st;
-  if (last_time >= 0) {
-    // Merge into existing minute rows (a minute may be split across batches).
-    Stmt up(db_, "INSERT INTO health_minutes (node, minute_ms, count, failures, min_ms, avg_ms, max_ms, p95_ms) "
-                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (node, minute_ms) DO UPDATE SET "
-                 "avg_ms = CASE WHEN count - failures + ?3 - ?4 > 0 THEN "
-                 "(avg_ms * (count - failures) + excluded.avg_ms * (?3 - ?4)) / (count - failures + ?3 - ?4) ELSE 0 END, "
-                 "count = count + excluded.count, failures = failures + excluded.failures, "
-                 "min_ms = MIN(min_ms, excluded.min_ms), max_ms = MAX(max_ms, excluded.max_ms), "
-                 "p95_ms = MAX(p95_ms, excluded.p95_ms)");
-    for (auto& [key, a] : aggs) {
-      std::sort(a.ms.begin(), a.ms.end());
-      double mn = a.ms.empty() ? 0 : a.ms.front(), mx = a.ms.empty() ? 0 : a.ms.back(), sum = 0;
-      for (double v : a.ms) sum += v;
-      double avg = a.ms.empty() ? 0 : sum / static_cast<double>(a.ms.size());
-      double p95 = a.ms.empty() ? 0 : a.ms[std::min(a.ms.size() - 1, static_cast<std::size_t>(0.95 * static_cast<double>(a.ms.size())))];
-      up.bind(1, key.first).bind(2, key.second).bind(3, a.count).bind(4, a.failures).bind(5, mn).bind(6, avg).bind(7, mx).bind(8, p95);
-      if (up.step() != SQLITE_DONE) { rollback(); return db_error(db_, "aggregating health samples"); }
-      up.reset();
-    }
-    Stmt del(db_, "DELETE FROM health_samples WHERE time_ms <= ?1 AND time_ms < ?2");
-    del.bind(1, last_time).bind(2, raw_before_ms);
-    if (del.step() != SQLITE_DONE) { rollback(); return db_error(db_, "pruning health samples"); }
-  }
+  // Raw samples are already summarised in health_minutes (add_health_samples), so
+  // old ones are simply dropped, a bounded batch at a time so this never stalls.
+  Stmt del(db_, "DELETE FROM health_samples WHERE rowid IN "
+                "(SELECT rowid FROM health_samples WHERE time_ms < ?1 ORDER BY time_ms LIMIT ?2)");
+  del.bind(1, raw_before_ms).bind(2, static_cast<std::int64_t>(max_rows));
+  if (del.step() != SQLITE_DONE) return db_error(db_, "pruning health samples");
   Stmt old(db_, "DELETE FROM health_minutes WHERE minute_ms < ?1");
   old.bind(1, keep_after_ms);
-  if (old.step() != SQLITE_DONE) { rollback(); return db_error(db_, "pruning health aggregates"); }
-  return exec("COMMIT");
+  if (old.step() != SQLITE_DONE) return db_error(db_, "pruning health aggregates");
+  return ok_status();
 }
 
 Status SqliteStateStore::append_audit(const AuditRecord& r) {

@@ -87,7 +87,8 @@ class SqliteStateStore : public ClusterStore {
   Result<std::vector<std::string>> fenced_nodes() override;
   Status set_fenced(const std::string& node, bool fenced) override;
 
-  Status add_health_samples(const std::vector<HealthSample>& samples);  // one transaction
+  // One transaction: the raw samples plus their per-minute summary rows.
+  Status add_health_samples(const std::vector<HealthSample>& samples);
   Result<std::vector<HealthSample>> health_samples(const std::string& node, std::int64_t since_ms);
   // Per-minute aggregates of samples already folded (older than the raw retention).
   struct HealthMinute {
@@ -95,8 +96,9 @@ class SqliteStateStore : public ClusterStore {
     double min_ms = 0, avg_ms = 0, max_ms = 0, p95_ms = 0;
   };
   Result<std::vector<HealthMinute>> health_minutes(const std::string& node, std::int64_t since_ms);
-  // Raw samples older than raw_before_ms become per-minute aggregates; aggregates older
-  // than keep_after_ms are deleted. Bounded work per call (max_rows) so it never stalls.
+
+  // Drops raw samples older than raw_before_ms (their per-minute rows stay) and
+  // per-minute rows older than keep_after_ms. Bounded work per call (max_rows).
   Status prune_health(std::int64_t raw_before_ms, std::int64_t keep_after_ms, int max_rows = 20000);
 
   Status append_audit(const AuditRecord& r);

@@ -70,30 +70,30 @@ TEST_CASE("history, flags, fenced nodes and audit persist across reopen", "[stor
   CHECK(a[0].method == "failover");
 }
 
-TEST_CASE("health samples fold into per-minute aggregates", "[store]") {
+TEST_CASE("health samples keep per-minute summaries; pruning drops old raw rows", "[store]") {
   test::TempDir dir;
   auto s = std::move(SqliteStateStore::open(dir / "state.db").value());
   std::vector<HealthSample> batch;
   for (int i = 0; i < 120; ++i) batch.push_back({"p", 60000LL * 10 + i * 1000LL, i % 10 != 0, double(i), ""});
-  REQUIRE(s->add_health_samples(batch).ok());
+  // Two batches splitting minute 10 in half: the summary merges them.
+  REQUIRE(s->add_health_samples({batch.begin(), batch.begin() + 30}).ok());
+  REQUIRE(s->add_health_samples({batch.begin() + 30, batch.end()}).ok());
   CHECK(s->health_samples("p", 0).value().size() == 120);
-  // Fold everything before minute 11 (the first 60 samples), keep aggregates after 0.
+  auto minutes = s->health_minutes("p", 0).value();
+  REQUIRE(minutes.size() == 2);
+  CHECK(minutes[0].minute_ms == 600000);
+  CHECK(minutes[0].count == 60);
+  CHECK(minutes[0].failures == 6);
+  CHECK(minutes[0].min_ms == 1.0);
+  CHECK(minutes[0].max_ms == 59.0);
+  CHECK(minutes[0].avg_ms == Approx(30.0));  // mean of 1..59 without the multiples of 10
+  // Raw samples before minute 11 go; their summary stays.
   REQUIRE(s->prune_health(60000LL * 11, 0).ok());
   CHECK(s->health_samples("p", 0).value().size() == 60);
-  sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(s->raw(), "SELECT count, failures, min_ms, max_ms FROM health_minutes", -1, &st, nullptr);
-  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-  CHECK(sqlite3_column_int(st, 0) == 60);
-  CHECK(sqlite3_column_int(st, 1) == 6);
-  CHECK(sqlite3_column_double(st, 2) == 1.0);
-  CHECK(sqlite3_column_double(st, 3) == 59.0);
-  sqlite3_finalize(st);
-  // Aggregates older than the retention go.
+  CHECK(s->health_minutes("p", 0).value().size() == 2);
+  // Summaries older than the retention go too.
   REQUIRE(s->prune_health(60000LL * 11, 60000LL * 11).ok());
-  sqlite3_prepare_v2(s->raw(), "SELECT count(*) FROM health_minutes", -1, &st, nullptr);
-  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-  CHECK(sqlite3_column_int(st, 0) == 0);
-  sqlite3_finalize(st);
+  CHECK(s->health_minutes("p", 0).value().size() == 1);
 }
 
 TEST_CASE("state store survives kill -9 in the middle of term changes", "[store][crash]") {
