@@ -200,6 +200,7 @@ std::vector<NodeView> Daemon::node_views() const {
     if (auto r = reps.find(name); r != reps.end()) {
       if (r->second.position) v.position = r->second.position;
       v.lag_bytes = r->second.lag_bytes;
+      if (r->second.sync) v.sync_standby = true;  // survives the primary's death (its probe rows do not)
     }
     for (auto& rs : n.last.replicas)
       if (rs.application_name == name && rs.sync_state == "sync") v.sync_standby = true;
@@ -297,7 +298,9 @@ void Daemon::probe_all_now(std::function<void(json::value)> done) {
       complete(std::move(r), true);
     });
     Node* node = n.node.get();
-    bool posted = !n.worker->busy() && n.worker->post([this, node, complete, timer, timeout] {
+    // Queued behind a scheduled probe that may be running right now; if the worker is
+    // stuck instead, the timer above answers "timed out".
+    bool posted = n.worker->post([this, node, complete, timer, timeout] {
       ProbeResult r = node->probe(timeout, false);
       asio::post(control_, [complete, timer, r = std::move(r)]() mutable {
         timer->cancel();
@@ -307,7 +310,7 @@ void Daemon::probe_all_now(std::function<void(json::value)> done) {
     if (!posted) {
       timer->cancel();
       ProbeResult r;
-      r.error = "previous probe still hanging";
+      r.error = "drd is stopping";
       asio::post(control_, [complete, r]() mutable { complete(std::move(r), true); });
     }
   }

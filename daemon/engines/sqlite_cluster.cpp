@@ -164,6 +164,17 @@ Status SqliteCluster::tick() {
   if (now >= next_fence_attempt_) {
     fence_reappeared();
     next_fence_attempt_ = now + kRetryEvery;
+    // A standby file that disappeared while the primary is idle would otherwise
+    // wait for the next write to be noticed: restart replication to re-seed it.
+    for (auto& name : repl_standbys_) {
+      std::error_code ec;
+      if (!std::filesystem::exists(node(name)->sqlite_path, ec) && !ec) {
+        spdlog::warn("standby {} is missing ({}); re-seeding it", name, node(name)->sqlite_path.string());
+        needs_start_ = true;
+        next_start_attempt_ = {};
+        break;
+      }
+    }
   }
   publish();
   return ok_status();
