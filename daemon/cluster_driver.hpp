@@ -26,6 +26,9 @@ struct ReplicaInfo {
   std::uint64_t lag_bytes = 0;
   double lag_ms = 0;
   bool streaming = false;
+  // A synchronous standby (PostgreSQL sync_state = sync) as last seen on the
+  // primary; kept while the primary is unreachable, for the failover policy.
+  bool sync = false;
   std::string note;  // last replication error or state, for status
 };
 
