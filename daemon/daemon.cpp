@@ -34,7 +34,7 @@ void Daemon::build_nodes() {
   order_.clear();
   for (auto& nc : config_.nodes) {
     NodeRuntime rt;
-    rt.node = make_node(nc, runner_);
+    rt.node = node_factory_ ? node_factory_(nc) : make_node(nc, runner_);
     rt.strand = std::make_unique<asio::strand<asio::io_context::executor_type>>(asio::make_strand(io_));
     rt.timer = std::make_unique<asio::steady_timer>(*rt.strand);
     rt.deadline = std::make_unique<asio::steady_timer>(*rt.strand);

@@ -50,6 +50,11 @@ class Daemon {
 
   // Loads persisted flags, builds nodes, probes once, settles the primary, starts timers.
   // `ready` runs on the control strand once the first decision is made.
+  // Tests and fault injection: build nodes with this instead of the engine's Node
+  // (call before start()).
+  using NodeFactory = std::function<std::unique_ptr<Node>(const NodeConfig&)>;
+  void set_node_factory(NodeFactory f) { node_factory_ = std::move(f); }
+
   // Binds http.listen when configured (an error means drd must not start).
   Status start_http();
   void start(std::function<void()> ready);
@@ -138,6 +143,7 @@ class Daemon {
   std::map<std::string, NodeRuntime> nodes_;
   std::vector<std::string> order_;  // declaration order
   std::unique_ptr<ClusterDriver> driver_;
+  NodeFactory node_factory_;
   std::unique_ptr<monitoring::Monitoring> mon_;  // alerts, /metrics, status page
   SteadyTime last_evaluation_{};
   std::unique_ptr<BlockingWorker> cluster_worker_;
