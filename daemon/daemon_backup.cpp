@@ -76,7 +76,8 @@ struct Daemon::BackupRuntime {
   std::unique_ptr<BlockingWorker> worker, checker;
   std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
   bool stopped = false;
-  bool ready = false;                       // prepare_directory() has run
+  bool prepared = false;                    // prepare_directory() has run
+  std::optional<Error> prepare_error;       // ... and failed: every backup reports it
   std::set<std::string> running;            // nodes with a backup in progress
   // Schedule (control strand).
   std::string schedule_text;                // as armed; compared with the live config
@@ -97,7 +98,9 @@ struct Daemon::BackupRuntime {
 
   Result<std::string> choose_node(const std::string& requested) const {
     if (!requested.empty()) return requested;
-    if (d.primary_.empty()) return make_error(Errc::refused, "there is no primary to back up yet");
+    if (d.primary_.empty())
+      return make_error(Errc::unavailable, "no primary has been chosen yet (drd is starting, or no node is healthy)",
+                        "retry in a moment, or name a node with --node");
     if (d.config_.backup.prefer_standby) {
       for (auto& name : d.order_) {
         if (name == d.primary_ || is_fenced(name)) continue;
@@ -135,7 +138,8 @@ struct Daemon::BackupRuntime {
                               "check `drctl status`; back up another node with --node"));
     if (running.count(*node))
       return reply(make_error(Errc::conflict, "a backup of " + *node + " is already running", "wait for it to finish"));
-    if (!ready) return reply(make_error(Errc::unavailable, "the backup directory is still being prepared; retry"));
+    // Before prepare_directory() has finished is fine: it runs first on the same worker.
+    if (prepare_error) return reply(*prepare_error);
 
     running.insert(*node);
     backup::NewBackup info;
@@ -153,6 +157,11 @@ struct Daemon::BackupRuntime {
       return;
     }
     // A standby: copy it between replication steps, then stream the copy like a primary.
+    // The copy goes into the backup directory from another worker, so only once it is prepared.
+    if (!prepared) {
+      running.erase(*node);
+      return reply(make_error(Errc::unavailable, "the backup directory is still being prepared; retry in a moment"));
+    }
     fs::path snap = cfg.directory / (backup::new_backup_id(info.now, *node) + ".standby.snapshot.tmp");
     if (progress) progress(json::object{{"done", 0}, {"total", nullptr}, {"phase", "snapshot"}});
     fs::path src = nc->sqlite_path;
@@ -356,7 +365,7 @@ struct Daemon::BackupRuntime {
 // ---- Daemon methods ---------------------------------------------------------
 
 void Daemon::backup_start() {
-  backup_ = std::make_shared<BackupRuntime>(*this);
+  if (!backup_) backup_ = std::make_shared<BackupRuntime>(*this);
   const BackupConfig cfg = config_.backup;
   if (cfg.directory.empty()) {
     if (cfg.enabled) spdlog::warn("backup.enabled is set but backup.directory is not; no backups");
@@ -372,13 +381,14 @@ void Daemon::backup_start() {
       if (self->stopped) return;
       if (!removed) {
         log::event(spdlog::level::err, "backup", {}, removed.error().message);
+        self->prepare_error = removed.error();
       } else {
+        self->prepared = true;
         for (auto& p : *removed) spdlog::info("removed leftover of an interrupted backup: {}", p);
       }
       if (settings_error)
         log::event(spdlog::level::err, "backup", {},
                    "backups will fail until the configuration is fixed: " + settings_error->message);
-      self->ready = removed.ok();
       self->tick(true);
     });
   });
@@ -397,7 +407,9 @@ void Daemon::backup_stop() {
 }
 
 void Daemon::backup_create(const json::object& params, Reply reply, ProgressSink progress) {
-  if (!backup_) return reply(make_error(Errc::unavailable, "drd is still starting"));
+  if (stopped_) return reply(make_error(Errc::unavailable, "drd is stopping"));
+  // A request may come before backup_start() (between the first ping and the settled primary).
+  if (!backup_) backup_ = std::make_shared<BackupRuntime>(*this);
   BackupRuntime::Request req;
   for (auto [key, out] : {std::pair{"name", &req.name}, std::pair{"node", &req.node}, std::pair{"kind", &req.kind}}) {
     auto v = str_param(params, key);
@@ -450,7 +462,9 @@ Result<backup::CatalogEntry> catalog_entry(SqliteStateStore& store, const std::s
 }  // namespace
 
 void Daemon::backup_verify(const json::object& params, Reply reply) {
-  if (!backup_) return reply(make_error(Errc::unavailable, "drd is still starting"));
+  if (stopped_) return reply(make_error(Errc::unavailable, "drd is stopping"));
+  // A request may come before backup_start() (between the first ping and the settled primary).
+  if (!backup_) backup_ = std::make_shared<BackupRuntime>(*this);
   auto rp = ref_params(params);
   if (!rp) return reply(rp.error());
   std::optional<backup::CatalogEntry> entry;
@@ -514,7 +528,9 @@ void Daemon::backup_verify(const json::object& params, Reply reply) {
 }
 
 void Daemon::restore(const json::object& params, Reply reply, ProgressSink progress) {
-  if (!backup_) return reply(make_error(Errc::unavailable, "drd is still starting"));
+  if (stopped_) return reply(make_error(Errc::unavailable, "drd is stopping"));
+  // A request may come before backup_start() (between the first ping and the settled primary).
+  if (!backup_) backup_ = std::make_shared<BackupRuntime>(*this);
   auto rp = ref_params(params);
   if (!rp) return reply(rp.error());
   auto target_p = str_param(params, "target");

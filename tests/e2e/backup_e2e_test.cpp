@@ -313,8 +313,14 @@ TEST_CASE("a scheduled run missed while drd was down is taken once at start", "[
   exec_sql(f.dir() / "state/state.db",
            "UPDATE backups SET created_at_ms = created_at_ms - 3*3600*1000, "
            "manifest = json_set(manifest, '$.created_at', strftime('%Y-%m-%dT%H:%M:%fZ', created_at_ms/1000.0 - 3*3600, 'unixepoch'))");
+  // Leftovers of a crash mid-backup are removed at start.
+  std::ofstream(f.dir() / "backups/20261124T000000Z-primary-dead.drdbk.partial") << "half";
+  std::ofstream(f.dir() / "backups/20261124T000000Z-primary-dead.snapshot.tmp") << "half";
   f.start();
   CHECK(eventually([&] { return f.backups().size() == 2; }));
+  CHECK_FALSE(fs::exists(f.dir() / "backups/20261124T000000Z-primary-dead.drdbk.partial"));
+  CHECK_FALSE(fs::exists(f.dir() / "backups/20261124T000000Z-primary-dead.snapshot.tmp"));
+  CHECK_THAT(f.log(), Catch::Contains("removed leftover of an interrupted backup"));
   auto list = f.backups();
   REQUIRE(list.size() == 2);
   CHECK(list[0].at("name").as_string() == "scheduled");
@@ -365,6 +371,7 @@ TEST_CASE("a second backup of the same node while one runs is refused", "[e2e][b
   fs::remove(f.db("secondary1"));
   fs::copy_file(f.db("primary"), f.db("secondary1"));
   f.start();
+  REQUIRE(eventually([&] { return f.call("status").at("primary").as_string() == "primary"; }));
   drd::rpc::Client c(f.socket().string(), std::chrono::seconds(60));
   std::optional<drd::rpc::CallError> second;
   int notifications = 0;
@@ -381,6 +388,8 @@ TEST_CASE("a second backup of the same node while one runs is refused", "[e2e][b
     CHECK(n.at("params").at("total").as_int64() > 0);
   });
   INFO(f.log());
+  auto* first_error = std::get_if<drd::rpc::CallError>(&r);
+  INFO("first backup failed: " << (first_error ? first_error->message : std::string("(no)")));
   REQUIRE(std::holds_alternative<json::value>(r));
   CHECK(notifications >= 1);
   REQUIRE(second.has_value());
