@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import BIN, row
 
 MB = int(os.environ.get("DRD_BENCH_BACKUP_MB", "256"))
+RUNS = int(os.environ.get("DRD_BENCH_BACKUP_RUNS", "2"))
 MiB = 1 << 20
 
 
@@ -107,14 +108,17 @@ def main():
         src_bytes = os.path.getsize(db)
 
         # The shell pipeline first, so both read a warm page cache.
+        # Best of RUNS for both sides: a shared 2-core machine is noisy.
         snap = f"{d}/pipe.db"
-        t0 = time.perf_counter()
-        subprocess.run(["sqlite3", db, f".backup {snap}"], check=True)
-        subprocess.run(["zstd", "-q", "-3", "-T0", "-f", snap, "-o", snap + ".zst"], check=True)
-        os.remove(snap)
-        pipe_s = time.perf_counter() - t0
-        pipe_size = os.path.getsize(snap + ".zst")
-        os.remove(snap + ".zst")
+        pipe_s = float("inf")
+        for _ in range(RUNS):
+            t0 = time.perf_counter()
+            subprocess.run(["sqlite3", db, f".backup {snap}"], check=True)
+            subprocess.run(["zstd", "-q", "-3", "-T0", "-f", snap, "-o", snap + ".zst"], check=True)
+            os.remove(snap)
+            pipe_s = min(pipe_s, time.perf_counter() - t0)
+            pipe_size = os.path.getsize(snap + ".zst")
+            os.remove(snap + ".zst")
 
         drd = Drd(d)
         pid = drd.proc.pid
@@ -133,9 +137,11 @@ def main():
 
         th = threading.Thread(target=sample)
         th.start()
-        t0 = time.perf_counter()
-        b = drd.drctl("backup")
-        drd_s = time.perf_counter() - t0
+        drd_s = float("inf")
+        for _ in range(RUNS):
+            t0 = time.perf_counter()
+            b = drd.drctl("backup")
+            drd_s = min(drd_s, time.perf_counter() - t0)
         stop.set()
         th.join()
         hwm_after = rss_kb(pid, "VmHWM")
