@@ -42,6 +42,25 @@ TEST_CASE("a request over 1 MiB is refused before parsing", "[rpc]") {
   CHECK(std::get<rpc::ParseFailure>(p).code == rpc::invalid_request);
 }
 
+// Regression (tests/fuzz/fuzz_rpc): 1e400 parsed to an infinity, which a reply or the audit
+// log then serialized as "Infinity" — not JSON.
+TEST_CASE("numbers beyond a double's range are refused, so nothing echoed becomes invalid JSON", "[rpc]") {
+  for (const char* line : {R"({"jsonrpc":"2.0","id":1,"method":"backup.create","params":{"n":-1.5e600}})",
+                           R"({"jsonrpc":"2.0","id":1,"method":"status","params":{"a":[1,{"b":1e309}]}})",
+                           R"({"jsonrpc":"2.0","id":1,"method":"status","x":1e999})"}) {
+    INFO(line);
+    auto p = rpc::parse_request(line);
+    REQUIRE(std::holds_alternative<rpc::ParseFailure>(p));
+    CHECK(std::get<rpc::ParseFailure>(p).code == rpc::parse_error);
+    CHECK_THAT(std::get<rpc::ParseFailure>(p).message, Catch::Contains("out of range"));
+  }
+  // The largest finite doubles still parse, and echo back as parsable JSON.
+  auto p = rpc::parse_request(R"({"jsonrpc":"2.0","id":1,"method":"status","params":{"n":1.7e308,"m":-4.9e-324}})");
+  REQUIRE(std::holds_alternative<rpc::Request>(p));
+  auto line = rpc::result_line(1, std::get<rpc::Request>(p).params);
+  CHECK(json::parse(line).at("result").at("n").as_double() == 1.7e308);
+}
+
 TEST_CASE("replies are one line of JSON-RPC 2.0 carrying the id", "[rpc]") {
   auto ok = rpc::result_line(json::value(7), json::object{{"pong", true}});
   CHECK(ok.back() == '\n');

@@ -6,7 +6,9 @@
 // line framing of the socket cannot be broken by what a client sent — and parses back to the
 // same id, result, code and message. A parsed request, serialized again, parses to the same
 // request.
+#include <cmath>
 #include <cstddef>
+#include <limits>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -35,6 +37,35 @@ json::object parse_reply(const std::string& line) {
   auto& o = v.as_object();
   FUZZ_CHECK(o.contains("jsonrpc") && o.at("jsonrpc") == "2.0", "reply lacks jsonrpc 2.0: " + line);
   return o;
+}
+
+// Equality up to the last bit or two of a double: Boost.JSON 1.81's number parser is not
+// correctly rounded for every input (e.g. -4.5e300), so parse(serialize(d)) may differ from d
+// by an ulp. That is a known library limitation (exact parsing arrived in later Boost) and
+// harmless for drd, whose numeric parameters are integers; anything else must match exactly.
+bool same(const json::value& a, const json::value& b) {
+  if (a.is_double() && b.is_double()) {
+    const double x = a.get_double(), y = b.get_double();
+    return x == y || std::fabs(x - y) <= 4 * std::numeric_limits<double>::epsilon() * std::fabs(x);
+  }
+  if (a.kind() != b.kind()) return a == b;
+  if (a.is_array()) {
+    auto &p = a.get_array(), &q = b.get_array();
+    if (p.size() != q.size()) return false;
+    for (std::size_t i = 0; i < p.size(); ++i)
+      if (!same(p[i], q[i])) return false;
+    return true;
+  }
+  if (a.is_object()) {
+    auto &p = a.get_object(), &q = b.get_object();
+    if (p.size() != q.size()) return false;
+    for (auto& kv : p) {
+      auto* other = q.if_contains(kv.key());
+      if (!other || !same(kv.value(), *other)) return false;
+    }
+    return true;
+  }
+  return a == b;
 }
 
 }  // namespace
@@ -67,7 +98,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_one_line(ok);
   auto o = parse_reply(ok);
   FUZZ_CHECK(o.at("id") == req.id, "result reply id differs");
-  FUZZ_CHECK(o.at("result") == json::value(req.params), "result differs after a round trip");
+  FUZZ_CHECK(same(o.at("result"), json::value(req.params)), "result differs after a round trip");
 
   const std::string msg = "unknown method '" + req.method + "'";
   const std::string err = rpc::error_line(req.id, rpc::method_not_found, msg, json::value(req.params));
@@ -84,7 +115,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (line.size() <= rpc::kMaxMessageBytes) {
     auto* r2 = std::get_if<rpc::Request>(&back);
     FUZZ_CHECK(r2 != nullptr, "a re-serialized request no longer parses: " + line);
-    FUZZ_CHECK(r2->method == req.method && r2->id == req.id && r2->params == req.params,
+    FUZZ_CHECK(r2->method == req.method && r2->id == req.id && same(json::value(r2->params), json::value(req.params)),
                "request changed after a round trip: " + line);
   }
   (void)rpc::is_known_method(req.method);
