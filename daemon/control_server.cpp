@@ -36,6 +36,27 @@ std::string audit_params(const json::object& params) {
   return json::serialize(copy);
 }
 
+// The audit copy of a result message: an error may quote a parameter back ("no node named
+// 'postgresql://u:pw@h/db'"), so every URL-like or password= word in it is redacted before it
+// is stored (found by tests/security).
+std::string audit_result(const std::string& message) {
+  std::string out;
+  std::size_t i = 0;
+  while (i < message.size()) {
+    std::size_t end = std::min(message.find_first_of(" \t\n'\"", i), message.size());
+    if (end == i) {
+      out.push_back(message[i++]);
+      continue;
+    }
+    std::string word = message.substr(i, end - i), lower = word;
+    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out += (word.find("://") != std::string::npos || lower.find("password=") != std::string::npos) ? redact_url(word)
+                                                                                                   : word;
+    i = end;
+  }
+  return out.substr(0, 500);
+}
+
 }  // namespace
 
 class ControlServer::Connection : public std::enable_shared_from_this<Connection> {
@@ -118,7 +139,7 @@ class ControlServer::Connection : public std::enable_shared_from_this<Connection
 
   void audit(const rpc::Request& req, bool ok, const std::string& result) {
     AuditRecord a{to_unix_ms(std::chrono::system_clock::now()), caller_.uid, caller_.pid, req.method,
-                  audit_params(req.params), ok, result.substr(0, 500)};
+                  audit_params(req.params), ok, audit_result(result)};
     if (auto st = server_.daemon_.store().append_audit(a); !st)
       spdlog::error("cannot write audit log: {}", st.error().message);
   }

@@ -16,7 +16,7 @@ struct HttpUrl {
   std::string host;
   std::string port = "80";
   std::string target = "/";  // path and query
-  std::string shown() const;  // "http://host:port/path" for messages (no userinfo is ever kept)
+  std::string shown() const;  // "http://host:port/path[?***]" for messages: no userinfo, no query
 };
 
 // "http://HOST[:PORT][/PATH]"; userinfo ("user:pass@") is refused, so no secret can leak into logs.
