@@ -1,0 +1,100 @@
+#pragma once
+// PostgresCluster: the ClusterDriver for PostgreSQL 15 streaming replication.
+//
+// - Owns one PostgresNode per configured node (its own connections, separate
+//   from the daemon's probes), built from the Config and the ProcessRunner.
+// - attach()/convergence: the stored primary is made a writable primary
+//   (promoted if it is still a standby: a failover interrupted by a crash),
+//   reachable writable fenced nodes are fenced again, every other reachable
+//   standby is pointed at the primary (primary_conninfo with
+//   application_name = node name, so pg_stat_replication rows match nodes).
+// - tick(): probes every node in parallel, publishes the replicas() snapshot,
+//   fences at once any other node that answers as a writable primary (a
+//   returning old primary: split brain), re-points standbys that stopped
+//   streaming, and in synchronous mode manages synchronous_standby_names on
+//   the primary (degrading to asynchronous after synchronous_degrade_after).
+// - promote(): failover (fence the old primary when reachable, pg_promote the
+//   target, repoint the others) or switchover (fence, wait until the target
+//   replayed the old primary's flushed WAL, promote, repoint, rejoin the old
+//   primary with pg_rewind).
+//
+// Ownership: borrows the ProcessRunner (must outlive the driver).
+// Threading: as ClusterDriver: one worker thread calls everything in order;
+// replicas() is locked and may be called from any thread. Every blocking call
+// is bounded by monitoring.timeout (probes) or the request's timeout.
+// Failure: errors name the node and the step; no message holds a password.
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/process.hpp"
+#include "daemon/cluster_driver.hpp"
+#include "daemon/engines/postgres_cluster_logic.hpp"
+#include "daemon/engines/postgres_node.hpp"
+
+namespace drd {
+
+class PostgresCluster : public ClusterDriver {
+ public:
+  PostgresCluster(const Config& cfg, ProcessRunner& runner);
+  ~PostgresCluster() override;
+
+  Status attach(const std::string& primary, const std::vector<std::string>& fenced) override;
+  Status tick() override;
+  std::map<std::string, ReplicaInfo> replicas() const override;
+  Result<PromoteOutcome> promote(const PromoteRequest& req) override;
+  Status rejoin(const std::string& node, bool reclone) override;
+  Status clone(const std::string& node) override;
+  void detach() override;
+  Millis tick_interval() const override;
+
+ private:
+  struct Member {
+    NodeConfig cfg;
+    std::unique_ptr<PostgresNode> node;
+    bool last_probe_failed = false;
+    std::optional<SteadyTime> not_streaming_since;
+    SteadyTime next_follow_attempt{};
+  };
+
+  Member* member(const std::string& name);
+  std::vector<std::string> names() const;
+  // Probes every node in parallel (a node that failed last time gets a short timeout).
+  pgha::Probes probe_all(const std::set<std::string>& only = {});
+  // "Make reality match the store" with one round of probes (attach, and tick after a failure).
+  Status converge(const pgha::Probes& probes);
+  // Fences `name` because it answered as a writable primary; logs event "fence".
+  void fence_second_primary(const std::string& name, const std::string& why);
+  // Points the named standbys at primary_, in parallel; one note per node.
+  void repoint_standbys(const std::vector<std::string>& which, Millis timeout, std::vector<std::string>& notes);
+  // Every non-fenced node other than primary_ and `except`.
+  std::vector<std::string> standbys_except(const std::string& except) const;
+  // Synchronous mode: keeps synchronous_standby_names on the primary right.
+  void manage_sync(const pgha::Probes& probes);
+  Status apply_sync_names(const std::string& value);
+  std::vector<std::string> sync_candidates() const;
+  void publish(const pgha::Probes& probes);
+  Result<PromoteOutcome> switchover(const PromoteRequest& req, Member& old, Member& target, PromoteOutcome out);
+
+  std::vector<Member> members_;  // config order
+  Millis timeout_;
+  Millis interval_;
+  bool synchronous_;
+  Millis degrade_after_;
+
+  std::string primary_;
+  std::set<std::string> fenced_;
+  std::map<std::string, std::string> fence_notes_;
+  bool needs_converge_ = false;
+  SteadyTime next_converge_{};
+  pgha::SyncState sync_state_;
+  std::optional<std::string> applied_sync_names_;  // last value set on primary_
+
+  mutable std::mutex mu_;
+  std::map<std::string, ReplicaInfo> snapshot_;
+};
+
+}  // namespace drd

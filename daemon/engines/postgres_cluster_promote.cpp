@@ -1,0 +1,204 @@
+// PostgresCluster: failover, switchover, rejoin and clone.
+#include <spdlog/spdlog.h>
+
+#include <thread>
+
+#include "common/log.hpp"
+#include "daemon/engines/postgres_cluster.hpp"
+#include "daemon/engines/postgres_conn.hpp"
+#include "daemon/engines/postgres_util.hpp"
+
+namespace drd {
+
+using namespace std::chrono_literals;
+
+namespace {
+
+SteadyTime now() { return std::chrono::steady_clock::now(); }
+Millis left(SteadyTime deadline) {
+  return std::max(Millis(0), std::chrono::duration_cast<Millis>(deadline - now()));
+}
+long long ms_since(SteadyTime t0) { return std::chrono::duration_cast<std::chrono::milliseconds>(now() - t0).count(); }
+
+constexpr Millis kRewindTimeout{120'000};
+constexpr Millis kRecloneTimeout{600'000};
+
+// One scalar (first column of the first row of the last statement) on a fresh
+// session to `node`; nullopt for SQL NULL. Errors never hold the password.
+Result<std::optional<std::string>> scalar(const NodeConfig& node, const std::string& sql, SteadyTime deadline) {
+  pg::ConnParams p{{"fallback_application_name", "drd"}, {"dbname", node.pg_conninfo}};
+  std::vector<std::string> secrets;
+  auto pw = node_password(node);
+  if (!pw) return pw.error();
+  if (!pw->empty()) {
+    secrets.push_back(pw.value());
+    if (!pg::url_password(node)) p.emplace_back("password", pw.value());
+  }
+  pg::PgConn c(std::move(p), secrets);
+  auto r = c.query(sql, deadline);
+  if (!r) return make_error(r.error().code, node.name + ": " + r.error().message, r.error().hint);
+  if (r->empty() || r->back().rows.empty() || r->back().rows[0].empty()) return std::optional<std::string>();
+  return r->back().rows[0][0];
+}
+
+}  // namespace
+
+Result<PromoteOutcome> PostgresCluster::promote(const PromoteRequest& req) {
+  PromoteOutcome out;
+  Member* target = member(req.target);
+  if (!target) return make_error(Errc::not_found, "no node named '" + req.target + "'");
+  Member* old = req.old_primary == req.target ? nullptr : member(req.old_primary);
+  if (auto snap = replicas(); snap.count(req.target)) out.lag_bytes = snap[req.target].lag_bytes;
+  const auto t0 = now();
+  const auto deadline = t0 + req.timeout;
+  if (req.switchover) {
+    if (!old) return make_error(Errc::invalid_argument, "switchover needs the current primary, got '" + req.old_primary + "'");
+    return switchover(req, *old, *target, std::move(out));
+  }
+
+  // 1. Fence the old primary when it still answers (a manual failover, or a
+  //    primary that only looked dead). Best effort: a dead one is fenced by
+  //    tick() the moment it answers as a writable primary again.
+  if (old) {
+    fenced_.insert(old->cfg.name);
+    fence_notes_.erase(old->cfg.name);
+    if (req.old_primary_reachable) {
+      auto st = old->node->fence(std::min(left(deadline), std::max(timeout_ * 4, Millis(2000))));
+      out.old_primary_fenced = st.ok();
+      out.notes.push_back(st ? "fenced " + old->cfg.name + ": " + old->node->last_action()
+                             : "could not fence " + old->cfg.name + ": " + st.error().message);
+    } else {
+      out.notes.push_back(old->cfg.name + " does not answer: not fenced now; drd fences it if it returns writable");
+    }
+  }
+  // 2. Promote: the store already names the target, so from here on it is the primary.
+  primary_ = req.target;
+  fenced_.erase(primary_);
+  fence_notes_.erase(primary_);
+  applied_sync_names_.reset();
+  sync_state_ = {};
+  const auto tp = now();
+  if (auto st = target->node->promote(left(deadline)); !st) {
+    needs_converge_ = true;  // tick() retries the promotion
+    next_converge_ = now() + 1s;
+    return make_error(st.error().code, "promotion of " + req.target + " failed: " + st.error().message, st.error().hint);
+  }
+  out.notes.push_back("promoted " + req.target + " with pg_promote; writable after " + std::to_string(ms_since(tp)) + " ms");
+  // 3. Synchronous mode: name the remaining standbys at once (commits wait for one of them).
+  if (synchronous_) {
+    if (auto st = apply_sync_names(pgha::synchronous_standby_names(sync_candidates())); !st)
+      out.notes.push_back("could not set synchronous_standby_names: " + st.error().message);
+  }
+  // 4. The other standbys follow the new primary; one that is slow is noted, not fatal.
+  repoint_standbys(standbys_except(""), std::min(left(deadline), Millis(10'000)), out.notes);
+  {
+    std::lock_guard g(mu_);
+    snapshot_.erase(primary_);
+  }
+  return out;
+}
+
+Result<PromoteOutcome> PostgresCluster::switchover(const PromoteRequest& req, Member& old, Member& target,
+                                                   PromoteOutcome out) {
+  const auto deadline = now() + req.timeout;
+  auto abort = [&](const std::string& why, const std::string& hint) -> Result<PromoteOutcome> {
+    auto un = old.node->unfence(std::max(left(deadline), Millis(5000)));
+    std::string undo = un ? old.cfg.name + " is writable again" : "could not unfence " + old.cfg.name + ": " +
+                                                                     un.error().message;
+    log::event(spdlog::level::err, "switchover_aborted", {{"NODE", req.target}, {"FROM", old.cfg.name}}, why + "; " + undo);
+    return make_error(Errc::refused, "switchover aborted before promotion: " + why + " (" + undo + ")", hint);
+  };
+  // 1. Fence: no new commit can land on the old primary from here on.
+  if (auto st = old.node->fence(std::min(left(deadline), Millis(10'000))); !st)
+    return abort("cannot fence " + old.cfg.name + ": " + st.error().message, "check the primary, then retry");
+  out.old_primary_fenced = true;
+  out.notes.push_back("fenced " + old.cfg.name + ": " + old.node->last_action());
+  // 2. Everything it flushed must be replayed on the target before promotion.
+  auto lsn_text = scalar(old.cfg, "SELECT pg_current_wal_flush_lsn()", now() + std::min(left(deadline), Millis(5000)));
+  if (!lsn_text || !lsn_text->has_value() || !pg::parse_lsn(**lsn_text))
+    return abort("cannot read the flushed WAL position of " + old.cfg.name +
+                     (lsn_text ? std::string() : ": " + lsn_text.error().message),
+                 "");
+  const std::uint64_t want = *pg::parse_lsn(**lsn_text);
+  const auto tw = now();
+  std::uint64_t replayed = 0;
+  std::string last_err;
+  for (;;) {
+    auto r = scalar(target.cfg, "SELECT pg_last_wal_replay_lsn()", now() + std::min(left(deadline), Millis(2000)));
+    if (r && r->has_value()) replayed = pg::parse_lsn(**r).value_or(0);
+    else if (!r) last_err = r.error().message;
+    if (replayed >= want) break;
+    if (left(deadline) <= Millis(20))
+      return abort(req.target + " replayed only up to " + pg::format_lsn(replayed) + " of " + pg::format_lsn(want) +
+                       " within " + format_duration(req.timeout) + (last_err.empty() ? "" : " (" + last_err + ")"),
+                   "check that " + req.target + " streams from " + old.cfg.name);
+    std::this_thread::sleep_for(10ms);
+  }
+  out.notes.push_back(req.target + " replayed " + old.cfg.name + "'s WAL up to " + pg::format_lsn(want) + " in " +
+                      std::to_string(ms_since(tw)) + " ms");
+  // 3. Promote.
+  primary_ = req.target;
+  fenced_.erase(primary_);
+  applied_sync_names_.reset();
+  sync_state_ = {};
+  // The old primary is kept out of the followers until it is rewound.
+  fenced_.insert(old.cfg.name);
+  const auto tp = now();
+  if (auto st = target.node->promote(std::max(left(deadline), Millis(5000))); !st) {
+    needs_converge_ = true;
+    next_converge_ = now() + 1s;
+    return make_error(st.error().code, "switchover: promotion of " + req.target + " failed after fencing " +
+                                           old.cfg.name + ": " + st.error().message,
+                      "drd retries the promotion; " + old.cfg.name + " stays read-only");
+  }
+  out.notes.push_back("promoted " + req.target + " with pg_promote; writable after " + std::to_string(ms_since(tp)) + " ms");
+  if (synchronous_) {
+    if (auto st = apply_sync_names(pgha::synchronous_standby_names(sync_candidates())); !st)
+      out.notes.push_back("could not set synchronous_standby_names: " + st.error().message);
+  }
+  // 4. The other standbys follow the new primary.
+  repoint_standbys(standbys_except(old.cfg.name), std::min(std::max(left(deadline), Millis(3000)), Millis(10'000)),
+                   out.notes);
+  // 5. The old primary comes back as a standby of the target (its shutdown checkpoint is past the fork: rewind).
+  const auto tr = now();
+  auto rj = old.node->rejoin_with_rewind(target.cfg, kRewindTimeout);
+  fenced_.erase(old.cfg.name);
+  fence_notes_.erase(old.cfg.name);
+  if (rj) {
+    if (auto un = old.node->unfence(Millis(5000)); !un)
+      out.notes.push_back("could not clear read-only on " + old.cfg.name + ": " + un.error().message);
+    out.notes.push_back(old.cfg.name + " rejoined as a standby of " + req.target + " in " +
+                        std::to_string(ms_since(tr)) + " ms: " + old.node->last_action());
+  } else {
+    out.notes.push_back("rejoin of " + old.cfg.name + " failed: " + rj.error().message + "; run `drctl rejoin " +
+                        old.cfg.name + "`");
+  }
+  {
+    std::lock_guard g(mu_);
+    snapshot_.erase(primary_);
+  }
+  return out;
+}
+
+Status PostgresCluster::rejoin(const std::string& name, bool reclone) {
+  Member* m = member(name);
+  if (!m) return make_error(Errc::not_found, "no node named '" + name + "'");
+  if (name == primary_) return make_error(Errc::refused, name + " is the primary; rejoin is for standbys");
+  Member* p = member(primary_);
+  if (!p) return make_error(Errc::unavailable, "no primary is known yet");
+  auto st = reclone ? m->node->reclone(p->cfg, kRecloneTimeout) : m->node->rejoin_with_rewind(p->cfg, kRewindTimeout);
+  if (!st) return st;
+  // A fence recorded in its postgresql.auto.conf survives the rewind (its own config is kept).
+  if (auto un = m->node->unfence(Millis(5000)); !un)
+    spdlog::warn("rejoin {}: could not clear default_transaction_read_only: {}", name, un.error().message);
+  fenced_.erase(name);
+  fence_notes_.erase(name);
+  m->not_streaming_since.reset();
+  m->last_probe_failed = false;
+  spdlog::info("rejoin {}: {}", name, m->node->last_action());
+  return ok_status();
+}
+
+Status PostgresCluster::clone(const std::string& name) { return rejoin(name, true); }
+
+}  // namespace drd

@@ -1,0 +1,71 @@
+#pragma once
+// A real PostgreSQL 15 cluster (PgCluster: node0 primary, node1..N standbys)
+// watched by a real drd process started from build/bin with a YAML config
+// written here (control socket and state in a temporary folder).
+#include <boost/json.hpp>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "common/rpc.hpp"
+#include "tests/support/pg_cluster.hpp"
+#include "tests/support/process.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace drd::test {
+
+struct PgDrdOptions {
+  int standbys = 2;
+  std::string interval = "200ms";
+  std::string timeout = "500ms";
+  int threshold = 3;
+  bool auto_failover = true;
+  bool synchronous = false;
+  std::map<std::string, std::string> pg_settings;
+  std::string extra_failover_yaml;  // more lines under failover:, each "    key: value\n"
+};
+
+class PgDrdFixture {
+ public:
+  explicit PgDrdFixture(PgDrdOptions opts = {});
+  ~PgDrdFixture();
+
+  void start();  // starts drd and waits until it answers ping and has attached
+  boost::json::value call(const std::string& method, boost::json::object params = {});
+  rpc::CallError call_error(const std::string& method, boost::json::object params = {});
+  boost::json::object status();
+  boost::json::object node_status(const std::string& name);
+  RunResult drctl(std::vector<std::string> args);
+  std::string log() const { return drd_ ? drd_->log() : ""; }
+  // Waits until drd's status names `name` as primary.
+  bool wait_primary(const std::string& name, std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  // Waits until drd's status shows `name` with replication note starting with "streaming".
+  bool wait_streaming_in_status(const std::string& name, std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
+  // The libpq multi-host URI with target_session_attrs=read-write over every node.
+  std::string multi_host_url() const;
+  // A drd-pg-writer in the background writing through multi_host_url().
+  std::unique_ptr<Background> start_writer(double seconds, double rate, const std::string& ack_name = "acks.txt");
+
+  PgCluster& pg() { return *pg_; }
+  std::filesystem::path dir() const { return dir_.path(); }
+  std::filesystem::path socket() const { return dir_ / "state" / "drd.sock"; }
+  PgDrdOptions opts;
+
+ private:
+  void write_config();
+  TempDir dir_;
+  std::unique_ptr<PgCluster> pg_;
+  std::unique_ptr<Background> drd_;
+};
+
+// Acknowledged writer ids in an ack file ("id unix_ms port" lines).
+struct Ack {
+  long long id, ms;
+  int port;
+};
+std::vector<Ack> read_acks(const std::filesystem::path& file);
+// Every id in `table` on node `i` (empty when it cannot be read).
+std::set<long long> ids_on(PgCluster& pg, int i, const std::string& table = "drd_writer");
+
+}  // namespace drd::test
