@@ -71,7 +71,12 @@ void Daemon::start(std::function<void()> ready) {
     started_ = true;
     // The first decision needs one answer from every node.
     probe_all_now([this, ready = std::move(ready)](json::value) mutable {
-      settle_startup_primary(std::move(ready));
+      // Requests are answered only once the primary is settled (ready_), so no
+      // client ever sees a half-started daemon.
+      settle_startup_primary([this, ready = std::move(ready)]() mutable {
+        ready_ = true;
+        ready();
+      });
       backup_start();
       if (monitoring_)
         for (auto& name : order_) schedule_probe(name, config_.monitoring.interval);

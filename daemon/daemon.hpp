@@ -158,6 +158,7 @@ class Daemon {
   bool tick_running_ = false;
   bool attach_after_failover_ = false;
   bool started_ = false;
+  bool ready_ = false;  // the startup primary is settled; requests are served
   std::atomic<bool> stopped_{false};
   Decision last_decision_;
   std::string last_logged_reason_;

@@ -203,6 +203,7 @@ struct Daemon::BackupRuntime {
 
   void finish_backup(const std::string& node, Result<backup::Manifest> m, SteadyTime started, const Reply& reply) {
     running.erase(node);
+    d.mon_->on_backup(d.clock_.now(), m.ok(), m.ok() ? m->size_bytes : 0);  // backup_age / backup_failed alerts
     if (!m) {
       log::event(spdlog::level::err, "backup", {{"NODE", node}}, "backup of " + node + " failed: " + m.error().message);
       return reply(m.error());
@@ -366,6 +367,11 @@ struct Daemon::BackupRuntime {
 
 void Daemon::backup_start() {
   if (!backup_) backup_ = std::make_shared<BackupRuntime>(*this);
+  {  // backup age counts from the newest backup on record, not from drd's start
+    auto lk = store_->lock();
+    if (auto list = backup::catalog_list(store_->raw()); list && !list->empty())
+      mon_->on_backup(list->front().manifest.created_at, true, list->front().manifest.size_bytes);
+  }
   const BackupConfig cfg = config_.backup;
   if (cfg.directory.empty()) {
     if (cfg.enabled) spdlog::warn("backup.enabled is set but backup.directory is not; no backups");

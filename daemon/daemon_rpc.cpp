@@ -249,7 +249,7 @@ void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
 void Daemon::dispatch(const std::string& method, const json::object& params, const Caller& caller, Reply reply,
                       ProgressSink progress) {
   (void)caller;
-  if (!started_) return reply(make_error(Errc::unavailable, "drd is still starting"));
+  if (!ready_) return reply(make_error(Errc::unavailable, "drd is still starting", "retry in a moment"));
   if (method == "ping") return reply(json::value(json::object{{"pong", true}, {"version", "0.1.0"}}));
   if (method == "status") return reply(status_json());
   if (method == "primary") {

@@ -64,9 +64,15 @@ Status SqliteCluster::attach(const std::string& primary, const std::vector<std::
   fenced_ = {fenced.begin(), fenced.end()};
   fenced_.erase(primary_);
   if (!node(primary_)) return make_error(Errc::not_found, "no node named '" + primary_ + "'");
-  // A crash in the middle of applying a batch leaves a -wal beside the new primary: finish it.
-  if (auto st = replication::recover_standby(node(primary_)->sqlite_path); !st)
-    spdlog::warn("recovering {} before use: {}", primary_, st.error().message);
+  // A promotion interrupted by a crash leaves the target's standby position file
+  // behind (finalize removes it last): finish the promotion. Never touch a live
+  // primary's -wal/-shm otherwise: applications have it open.
+  const auto& path = node(primary_)->sqlite_path;
+  std::error_code ec;
+  if (std::filesystem::exists(path.string() + ".drd-pos", ec)) {
+    if (auto st = replication::finalize_standby_for_promotion(path); !st)
+      spdlog::warn("finishing the promotion of {}: {}", primary_, st.error().message);
+  }
   if (auto st = repoint_link(primary_); !st) return st;
   needs_start_ = true;
   next_start_attempt_ = {};

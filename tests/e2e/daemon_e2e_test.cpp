@@ -14,7 +14,8 @@ TEST_CASE("drd starts, elects the configured primary and reports every node heal
   f.start();
   // Under a loaded machine a first probe may time out; health settles within a few intervals.
   CHECK(eventually([&] {
-    for (auto& n : f.call("status").at("nodes").as_array())
+    auto st = f.call("status");  // kept alive while its nodes are read
+    for (auto& n : st.at("nodes").as_array())
       if (!n.at("healthy").as_bool()) return false;
     return true;
   }));

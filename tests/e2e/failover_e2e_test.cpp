@@ -55,16 +55,26 @@ std::string integrity(const std::filesystem::path& db_file) {
 }
 
 void write_rows(const std::filesystem::path& db_file, int first, int count) {
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(db_file.c_str(), &db) == SQLITE_OK);
-  sqlite3_busy_timeout(db, 2000);
   std::string sql = "BEGIN;";
   for (int i = first; i < first + count; ++i)
     sql += "INSERT INTO images (id, url, sha256, size, path, crawled_at) VALUES (" + std::to_string(i) +
            ", 'u', 's', 1, 'p', 'now');";
   sql += "COMMIT;";
-  REQUIRE(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
-  sqlite3_close(db);
+  // Like an application: reopen and retry when the attempt fails (docs/applications.md).
+  std::string last;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open(db_file.c_str(), &db);
+    if (rc == SQLITE_OK) {
+      sqlite3_busy_timeout(db, 2000);
+      rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+    }
+    last = db ? sqlite3_errmsg(db) : "cannot open";
+    sqlite3_close(db);
+    if (rc == SQLITE_OK) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  FAIL("cannot write rows through " << db_file << ": " << last);
 }
 
 std::unique_ptr<Background> start_writer(DrdFixture& f, double seconds, int rate = 300) {
