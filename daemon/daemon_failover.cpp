@@ -133,6 +133,21 @@ void Daemon::finish_failover(const std::string& from, const std::string& to, con
                              std::int64_t term, Reply reply) {
   failover_running_ = false;
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.steady() - started).count();
+  if (!outcome && mode == "switchover" && outcome.error().code == Errc::refused && primary_ == to) {
+    // A switchover aborted before promotion: the old primary is still the writable one
+    // (the driver unfenced it), so the store goes back to naming it, under a new term.
+    auto cas = store_->compare_and_set_primary(term_, from);
+    if (cas.ok() && *cas) {
+      ++term_;
+      primary_ = from;
+    }
+    log::event(spdlog::level::err, "switchover_aborted", {{"NODE", from}, {"TARGET", to}, {"TERM", std::to_string(term_)}},
+               "switchover to " + to + " aborted before promotion; " + from + " stays primary: " +
+                   outcome.error().message);
+    reply(outcome.error());
+    schedule_tick();
+    return;
+  }
   if (!outcome) {
     // The store already names `to`; the next attach()/decision retries the promotion.
     log::event(spdlog::level::err, "failover_failed", {{"NODE", to}, {"FROM", from}, {"TERM", std::to_string(term)}},
