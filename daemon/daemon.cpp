@@ -76,6 +76,8 @@ void Daemon::start(std::function<void()> ready) {
       settle_startup_primary([this, ready = std::move(ready)]() mutable {
         ready_ = true;
         ready();
+        auto waiting = std::move(waiting_for_ready_);
+        for (auto& w : waiting) w();
       });
       backup_start();
       if (monitoring_)

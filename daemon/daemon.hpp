@@ -159,6 +159,7 @@ class Daemon {
   bool attach_after_failover_ = false;
   bool started_ = false;
   bool ready_ = false;  // the startup primary is settled; requests are served
+  std::vector<std::function<void()>> waiting_for_ready_;  // requests that arrived before
   std::atomic<bool> stopped_{false};
   Decision last_decision_;
   std::string last_logged_reason_;

@@ -249,7 +249,17 @@ void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
 void Daemon::dispatch(const std::string& method, const json::object& params, const Caller& caller, Reply reply,
                       ProgressSink progress) {
   (void)caller;
-  if (!ready_) return reply(make_error(Errc::unavailable, "drd is still starting", "retry in a moment"));
+  if (!ready_) {
+    // Starting (the first probes are bounded by monitoring.timeout): answer once the
+    // primary is settled rather than turning the caller away. This is what a client
+    // queued on a systemd-activated socket expects.
+    if (waiting_for_ready_.size() >= 1000)
+      return reply(make_error(Errc::unavailable, "drd is still starting", "retry in a moment"));
+    waiting_for_ready_.push_back([this, method, params, caller, reply = std::move(reply), progress]() mutable {
+      dispatch(method, params, caller, std::move(reply), std::move(progress));
+    });
+    return;
+  }
   if (method == "ping") return reply(json::value(json::object{{"pong", true}, {"version", "0.1.0"}}));
   if (method == "status") return reply(status_json());
   if (method == "primary") {
