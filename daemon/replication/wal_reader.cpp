@@ -76,8 +76,17 @@ Result<std::optional<WalHeader>> WalFile::read_header(std::string* why) const {
 
 Result<ScanResult> WalFile::scan(const ChainState& from, std::uint32_t max_frames) const {
   const std::uint64_t fs = frame_size(from.page_size);
-  const std::size_t per_chunk = std::max<std::size_t>(1, kChunkBytes / fs);
-  std::vector<unsigned char> buf(per_chunk * fs);
+  // Size the buffer for what the file can hold past `from` (the replicator polls this
+  // every few ms: an idle WAL must not cost a 4 MiB allocation per poll). Not zeroed.
+  std::size_t per_chunk = std::max<std::size_t>(1, kChunkBytes / fs);
+  struct stat st {};
+  if (::fstat(fd_, &st) == 0) {
+    const std::uint64_t start = frame_offset(from.frames, from.page_size);
+    const std::uint64_t avail = st.st_size > static_cast<off_t>(start) ? (static_cast<std::uint64_t>(st.st_size) - start) / fs : 0;
+    per_chunk = std::max<std::size_t>(1, std::min<std::uint64_t>(per_chunk, avail));
+  }
+  std::unique_ptr<unsigned char[]> buf_mem(new unsigned char[per_chunk * fs]);
+  struct { unsigned char* data() { return p; } unsigned char* p; } buf{buf_mem.get()};
   ScanResult total;
   total.committed = from;
   total.tail = from;
@@ -112,7 +121,8 @@ Result<ScanResult> WalFile::scan(const ChainState& from, std::uint32_t max_frame
 
 Status WalFile::read_frames(const ChainState& from, std::uint32_t to_frames, const FrameSink& sink) const {
   const std::uint64_t fs = frame_size(from.page_size);
-  const std::size_t per_chunk = std::max<std::size_t>(1, kChunkBytes / fs);
+  const std::size_t per_chunk = std::max<std::size_t>(
+      1, std::min<std::size_t>(kChunkBytes / fs, to_frames > from.frames ? to_frames - from.frames : 1));
   std::vector<unsigned char> buf(per_chunk * fs);
   ChainState cur = from;
   while (cur.frames < to_frames) {
