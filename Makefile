@@ -10,7 +10,7 @@ DEB_PACKAGES := build-essential cmake ninja-build pkg-config git \
   libboost1.81-dev libboost-json1.81-dev libyaml-cpp-dev libpq-dev libsqlite3-dev \
   libspdlog-dev libfmt-dev libsystemd-dev catch2 libzstd-dev libssl-dev libcli11-dev \
   postgresql-15 postgresql-client-15 sqlite3 zstd iproute2 procps util-linux python3 \
-  systemd man-db groff-base file dpkg-dev chromium clang libclang-rt-14-dev strace
+  systemd man-db groff-base file dpkg-dev chromium haproxy clang libclang-rt-14-dev strace
 
 .PHONY: all deps build run test test-unit test-integration asan bench package clean chaos fuzz fuzz-short fuzz-build
 
