@@ -521,10 +521,20 @@ Status SqliteReplicator::check_identity(StepReport& rep) {
   auto id = file_id(primary_);
   if (!id) {
     Error e = id.error();
-    if (e.code == Errc::not_found)
-      e.message = "primary database " + primary_.string() + " is gone (renamed or deleted); replication paused";
+    if (e.code == Errc::not_found) {
+      // The path is gone but the inode is not: applications still connected keep
+      // committing into it until drd fences it, so keep shipping through the open
+      // descriptors (that is less for a failover to salvage).
+      if (!path_gone_noted_) {
+        rep.notes.push_back("primary database " + primary_.string() +
+                            " is gone from its path (renamed or deleted); shipping through the open file");
+        path_gone_noted_ = true;
+      }
+      return ok_status();
+    }
     return e;
   }
+  path_gone_noted_ = false;
   if (!(*id == db_id_)) {
     rep.notes.push_back("primary " + primary_.string() + " was replaced by a different file; re-opening it");
     const std::uint64_t total = bytes_at(committed_.frames);

@@ -165,6 +165,7 @@ class SqliteReplicator {
   bool scanned_ = false;
   bool pinned_ = false;
   bool fenced_ = false;
+  bool path_gone_noted_ = false;  // the primary's path vanished; noted once
   bool reset_needed_ = false;
   Anchor anchor_;
 
