@@ -138,4 +138,22 @@ std::string failed_checks(const backup::VerifyReport& r) {
   return out;
 }
 
+Result<OpenedBackup> open_backup(const BackupConfig& cfg, const std::optional<backup::CatalogEntry>& entry,
+                                 const std::filesystem::path& path, const std::string& verb,
+                                 std::string* manifest_problem) {
+  OpenedBackup out;
+  if (entry) {
+    out.ref = ref_from_catalog(entry->data_file(), entry->manifest_file(), entry->manifest, manifest_problem);
+  } else {
+    auto r = backup::resolve_backup(path);
+    if (!r) return r.error();
+    out.ref = r.value();
+  }
+  out.key = load_key(cfg);
+  if (out.key.error && is_encrypted(out.ref))
+    return make_error(out.key.error->code, "cannot " + verb + " an encrypted backup: " + out.key.error->message,
+                      out.key.error->hint);
+  return out;
+}
+
 }  // namespace drd::bkrt

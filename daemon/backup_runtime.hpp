@@ -15,6 +15,7 @@
 #include "common/clock.hpp"
 #include "common/config.hpp"
 #include "common/result.hpp"
+#include "daemon/backup/catalog.hpp"
 #include "daemon/backup/key.hpp"
 #include "daemon/backup/sqlite_backup.hpp"
 
@@ -51,6 +52,17 @@ bool is_encrypted(const backup::BackupRef& ref);
 // the catalog's copy (`manifest_problem` then says why the file could not be used).
 backup::BackupRef ref_from_catalog(const std::filesystem::path& data_file, const std::filesystem::path& manifest_file,
                                    const backup::Manifest& catalog_copy, std::string* manifest_problem);
+
+// The backup a verify or restore names (its catalog entry, else a file path) and the key to
+// read it. An encrypted backup whose key cannot be loaded is an error saying it cannot be
+// `verb`-ed ("verify", "restore"). `manifest_problem` as for ref_from_catalog (may be null).
+struct OpenedBackup {
+  backup::BackupRef ref;
+  KeyState key;
+};
+Result<OpenedBackup> open_backup(const BackupConfig& cfg, const std::optional<backup::CatalogEntry>& entry,
+                                 const std::filesystem::path& path, const std::string& verb,
+                                 std::string* manifest_problem);
 
 // "2026-11-24T05:29:20Z", "...T05:29:20.123Z", "+00:00", or "2026-11-24 05:29:20" (UTC).
 Result<SysTime> parse_restore_time(const std::string& text);

@@ -486,16 +486,10 @@ void Daemon::backup_verify(const json::object& params, Reply reply) {
     backup::BackupRef ref;
     auto work = [&]() -> Result<backup::VerifyReport> {
       std::string manifest_problem;
-      if (entry) {
-        ref = bkrt::ref_from_catalog(entry->data_file(), entry->manifest_file(), entry->manifest, &manifest_problem);
-      } else {
-        auto r = backup::resolve_backup(path);
-        if (!r) return r.error();
-        ref = r.value();
-      }
-      auto key = bkrt::load_key(cfg);
-      if (key.error && bkrt::is_encrypted(ref))
-        return make_error(key.error->code, "cannot verify an encrypted backup: " + key.error->message, key.error->hint);
+      auto opened = bkrt::open_backup(cfg, entry, path, "verify", &manifest_problem);
+      if (!opened) return opened.error();
+      ref = opened->ref;
+      const auto& key = opened->key;
       // verify_backup makes (and removes) its scratch folder under here.
       fs::path scratch = cfg.directory.empty() ? ref.data.parent_path() : cfg.directory;
       auto rep = backup::verify_backup(ref, key.ptr(), scratch);
@@ -605,17 +599,10 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
           return make_error(Errc::refused, "restore target " + target + " is the database file of " +
                                                (name == "current_link" ? "the current primary (current_link)" : "node " + name),
                             "use --node NODE to restore onto a node, or choose a new file");
-      backup::BackupRef ref;
-      if (entry) {
-        ref = bkrt::ref_from_catalog(entry->data_file(), entry->manifest_file(), entry->manifest, nullptr);
-      } else {
-        auto r = backup::resolve_backup(path);
-        if (!r) return r.error();
-        ref = r.value();
-      }
-      auto key = bkrt::load_key(cfg);
-      if (key.error && bkrt::is_encrypted(ref))
-        return make_error(key.error->code, "cannot restore an encrypted backup: " + key.error->message, key.error->hint);
+      auto opened = bkrt::open_backup(cfg, entry, path, "restore", nullptr);
+      if (!opened) return opened.error();
+      const backup::BackupRef& ref = opened->ref;
+      const auto& key = opened->key;
       backup::RestoreOptions opts;
       opts.allow_overwrite = overwrite;
       opts.key = key.ptr();
