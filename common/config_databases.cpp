@@ -90,7 +90,7 @@ void Loader::load_databases(const YAML::Node& n, Config& cfg, Where section_key)
         m.url_ok = true;
         if (pu.engine == Engine::sqlite) {
           nc.sqlite_path = resolve(pu.sqlite_file);
-          nc.safe_url = *u;
+          nc.safe_url = redact_url(*u);  // a path may look like user:pass@ too: shown the same way everywhere
           m.identity = nc.sqlite_path.string();
         } else {
           nc.pg_conninfo = pu.pg_conninfo;
