@@ -10,9 +10,9 @@ DEB_PACKAGES := build-essential cmake ninja-build pkg-config git \
   libboost1.81-dev libboost-json1.81-dev libyaml-cpp-dev libpq-dev libsqlite3-dev \
   libspdlog-dev libfmt-dev libsystemd-dev catch2 libzstd-dev libssl-dev libcli11-dev \
   postgresql-15 postgresql-client-15 sqlite3 zstd iproute2 procps util-linux python3 \
-  systemd man-db groff-base file dpkg-dev chromium haproxy clang libclang-rt-14-dev strace
+  systemd man-db groff-base file dpkg-dev chromium haproxy clang libclang-rt-14-dev strace libfaketime
 
-.PHONY: all deps build run test test-unit test-integration asan bench package clean chaos fuzz fuzz-short fuzz-build
+.PHONY: all deps build run test test-unit test-integration asan tsan bench package clean chaos fuzz fuzz-short fuzz-build
 
 all: build
 
@@ -56,6 +56,27 @@ asan: deps
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) --timeout 900
 
+# The daemon's concurrency under ThreadSanitizer (gcc) in build-tsan: the tests that run
+# drd's threads (core, e2e with real drd processes, replication, monitoring). Suppressions,
+# each with its reason, in tests/tsan.supp; any other report fails the run.
+TSAN_TESTS ?= test_core test_replication test_monitoring test_e2e
+tsan: deps
+	cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDRD_TSAN=ON
+	cmake --build build-tsan -j $(JOBS) --target drd drctl drd-example-writer $(TSAN_TESTS)
+	@failed=0; for t in $(TSAN_TESTS); do echo "== $$t (ThreadSanitizer)"; \
+	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	    build-tsan/bin/$$t || failed=1; done; exit $$failed
+
+# The chaos suite (tests/chaos/, docs/reliability.md): DRD_CHAOS_TRIALS trials of every
+# scenario of both engines, round robin, within DRD_CHAOS_SECONDS; prints a table, exits 1
+# on any broken invariant. Niced: the machine is shared. The short run is part of `make test`.
+DRD_CHAOS_TRIALS ?= 50
+DRD_CHAOS_SECONDS ?= 5400
+DRD_CHAOS_ENGINE ?= all
+chaos: build
+	nice -n 10 python3 tests/chaos/chaos.py --bin $(BUILD)/bin --engine $(DRD_CHAOS_ENGINE) \
+	  --trials $(DRD_CHAOS_TRIALS) --budget $(DRD_CHAOS_SECONDS) --json $(BUILD)/chaos-results.json
+
 # libFuzzer targets (tests/fuzz/, docs/reliability.md): a separate clang build in build-fuzz
 # with coverage instrumentation + ASan + UBSan, each target run on its corpus for
 # DRD_FUZZ_SECONDS (fuzz) or 10 s (fuzz-short, part of `make test`); any crash fails.
@@ -80,4 +101,4 @@ package: build
 	cd $(BUILD) && cpack -G DEB
 
 clean:
-	rm -rf $(BUILD) build-asan $(FUZZ_BUILD)
+	rm -rf $(BUILD) build-asan build-tsan $(FUZZ_BUILD)

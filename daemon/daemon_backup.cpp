@@ -201,6 +201,24 @@ struct Daemon::BackupRuntime {
     if (!posted) done(make_error(Errc::unavailable, "drd is stopping"));
   }
 
+  // Enters complete backups found in the directory but missing from the catalog (see
+  // backup_start). Backups deleted by retention lose their manifest first, so none comes back.
+  void adopt_uncatalogued(const std::vector<backup::CatalogEntry>& found) {
+    auto lk = d.store_->lock();
+    for (auto& e : found) {
+      auto have = backup::catalog_get(d.store_->raw(), e.manifest.id);
+      if (have || have.error().code != Errc::not_found) continue;
+      if (auto st = backup::catalog_insert(d.store_->raw(), e.manifest, e.directory); !st) {
+        spdlog::error("backup {} in {} is complete but could not be entered in the catalog: {}", e.manifest.id,
+                      e.directory.string(), st.error().message);
+        continue;
+      }
+      log::event(spdlog::level::warn, "backup", {{"NODE", e.manifest.node}, {"BACKUP_ID", e.manifest.id}},
+                 "backup " + e.manifest.id + " was complete but not in the catalog (drd stopped before entering "
+                 "it); entered now");
+    }
+  }
+
   void finish_backup(const std::string& node, Result<backup::Manifest> m, SteadyTime started, const Reply& reply) {
     running.erase(node);
     d.mon_->on_backup(d.clock_.now(), m.ok(), m.ok() ? m->size_bytes : 0);  // backup_age / backup_failed alerts
@@ -380,10 +398,14 @@ void Daemon::backup_start() {
   auto self = backup_;
   bool posted = backup_->worker->post([self, cfg] {
     auto removed = bkrt::prepare_directory(cfg.directory);
+    // Complete backups (manifest written) are candidates for the catalog: a drd stopped
+    // between finishing the files and inserting the row left one the catalog never saw.
+    auto found = removed ? backup::scan_directory(cfg.directory) : std::vector<backup::CatalogEntry>{};
     auto settings = backup::BackupSettings::from_config(cfg);
     std::optional<Error> settings_error;
     if (!settings) settings_error = settings.error();
-    self->post_result([self, removed = std::move(removed), settings_error, dir = cfg.directory] {
+    self->post_result([self, removed = std::move(removed), found = std::move(found), settings_error,
+                       dir = cfg.directory] {
       if (self->stopped) return;
       if (!removed) {
         log::event(spdlog::level::err, "backup", {}, removed.error().message);
@@ -391,6 +413,7 @@ void Daemon::backup_start() {
       } else {
         self->prepared = true;
         for (auto& p : *removed) spdlog::info("removed leftover of an interrupted backup: {}", p);
+        self->adopt_uncatalogued(found);
       }
       if (settings_error)
         log::event(spdlog::level::err, "backup", {},

@@ -6,6 +6,7 @@
 #include "common/log.hpp"
 #include "daemon/engines/postgres_cluster.hpp"
 #include "daemon/engines/postgres_conn.hpp"
+#include "daemon/engines/postgres_local_kill.hpp"
 #include "daemon/engines/postgres_util.hpp"
 
 namespace drd {
@@ -67,10 +68,30 @@ Result<PromoteOutcome> PostgresCluster::promote(const PromoteRequest& req) {
       out.old_primary_fenced = st.ok();
       out.notes.push_back(st ? "fenced " + old->cfg.name + ": " + old->node->last_action()
                              : "could not fence " + old->cfg.name + ": " + st.error().message);
-    } else {
-      out.notes.push_back(old->cfg.name + " does not answer: not fenced now; drd fences it if it returns writable");
     }
   }
+  // 1b. One that does not answer but runs on this host (frozen, cut off) is killed, so it
+  //     cannot wake up writable (postgres_local_kill.hpp) — right after the promotion:
+  //     killed before it, the target's promotion was seen to stall for ~5 s (its
+  //     walreceiver losing the old primary at that very moment).
+  auto kill_unanswering_old = [&] {
+    if (!old || req.old_primary_reachable) return;
+    auto k = old->cfg.data_dir ? pg::kill_local_server(*old->cfg.data_dir) : Result<pg::LocalKill>(pg::LocalKill{});
+    if (k && k->local) {
+      out.old_primary_fenced = true;
+      fence_notes_[old->cfg.name] = "fenced: server killed (it did not answer)";
+      out.notes.push_back("fenced " + old->cfg.name + ": it did not answer; its server on this host (postmaster " +
+                          std::to_string(k->pid) + ") was killed with SIGKILL, " + std::to_string(k->killed) +
+                          " processes");
+      log::event(spdlog::level::warn, "fence", {{"NODE", old->cfg.name}},
+                 "fenced " + old->cfg.name + ": not answering, its local server was killed (postmaster " +
+                     std::to_string(k->pid) + ")");
+    } else {
+      out.notes.push_back(old->cfg.name + " does not answer: not fenced now (" +
+                          (k ? std::string("not a server on this host") : k.error().message) +
+                          "); drd fences it if it returns writable");
+    }
+  };
   // 2. Promote: the store already names the target, so from here on it is the primary.
   primary_ = req.target;
   fenced_.erase(primary_);
@@ -78,7 +99,9 @@ Result<PromoteOutcome> PostgresCluster::promote(const PromoteRequest& req) {
   applied_sync_names_.reset();
   sync_state_ = {};
   const auto tp = now();
-  if (auto st = target->node->promote(left(deadline)); !st) {
+  auto promoted = target->node->promote(left(deadline));
+  kill_unanswering_old();
+  if (auto st = promoted; !st) {
     needs_converge_ = true;  // tick() retries the promotion
     next_converge_ = now() + 1s;
     return make_error(st.error().code, "promotion of " + req.target + " failed: " + st.error().message, st.error().hint);

@@ -6,7 +6,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
+#include "daemon/replication/position_file.hpp"
 #include "daemon/replication/standby_ops.hpp"
 
 namespace drd {
@@ -69,7 +71,15 @@ Status SqliteCluster::attach(const std::string& primary, const std::vector<std::
   // primary's -wal/-shm otherwise: applications have it open.
   const auto& path = node(primary_)->sqlite_path;
   std::error_code ec;
-  if (std::filesystem::exists(path.string() + ".drd-pos", ec)) {
+  const bool interrupted = std::filesystem::exists(path.string() + ".drd-pos", ec);
+  if (interrupted) salvage_interrupted_promotion(path);
+  // Fences are locks held by this process, so a restart begins without them: take
+  // them again before the link or anything else, to keep the window in which an
+  // application still connected to a former primary could commit there as short
+  // as drd's own downtime (the chaos suite measures it).
+  fence_reappeared();
+  next_fence_attempt_ = Clock::now() + kRetryEvery;
+  if (interrupted) {
     if (auto st = replication::finalize_standby_for_promotion(path); !st)
       spdlog::warn("finishing the promotion of {}: {}", primary_, st.error().message);
   }
@@ -188,7 +198,7 @@ Status SqliteCluster::tick() {
 
 void SqliteCluster::hold_fence_by_path(const std::string& name) {
   const NodeConfig* n = node(name);
-  if (!n || path_fences_.count(name)) return;
+  if (!n || path_fences_.count(name) || held_by_retired_.count(name)) return;
   std::error_code ec;
   if (!std::filesystem::exists(n->sqlite_path, ec)) return;
   sqlite3* db = nullptr;
@@ -203,6 +213,64 @@ void SqliteCluster::hold_fence_by_path(const std::string& name) {
   }
   spdlog::warn("fenced node {} is reachable again at {}; drd holds its write lock", name, n->sqlite_path.string());
   path_fences_[name] = db;
+}
+
+void SqliteCluster::salvage_interrupted_promotion(const std::filesystem::path& target) {
+  // drd stopped between claiming the new term and finishing the promotion (fence,
+  // ship the tail, finalize, repoint the link). Nothing fenced the former primary
+  // while drd was down and current_link may still name it, so applications may have
+  // committed there since: fence it now and ship its committed tail into the target
+  // first, as promote() does, or those acknowledged commits would be dropped.
+  auto pos = replication::load_position(target);
+  if (!pos || !pos.value()) return;
+  const std::filesystem::path old = pos.value()->primary;
+  std::error_code ec;
+  if (!std::filesystem::exists(old, ec)) {
+    spdlog::warn("finishing the promotion of {}: its former primary {} is gone; nothing to salvage", primary_,
+                 old.string());
+    return;
+  }
+  auto r = std::make_unique<replication::SqliteReplicator>(old, std::vector<std::filesystem::path>{target});
+  replication::StepReport rep;
+  if (auto st = r->start(&rep); !st) {
+    spdlog::error("finishing the promotion of {}: cannot read its former primary {}: {}", primary_, old.string(),
+                  st.error().message);
+    return;
+  }
+  auto fenced = r->fence_primary();
+  if (!fenced) spdlog::error("finishing the promotion of {}: cannot fence {}: {}", primary_, old.string(),
+                             fenced.error().message);
+  // Ship until the target holds every committed frame. An apply can fail for a moment
+  // (a probe reading the target keeps its WAL from being truncated), so retry briefly.
+  std::string problem;
+  bool complete = false;
+  for (int attempt = 0; attempt < 100 && !complete; ++attempt) {
+    if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    auto step = r->step();
+    auto salvaged = r->salvage_into(target);
+    auto st = r->standbys();
+    complete = step && salvaged && !st.empty() && st[0].seeded && st[0].lag_bytes == 0;
+    if (!complete)
+      problem = !step ? step.error().message
+                : !salvaged ? salvaged.error().message
+                : st.empty() ? "no standby" : st[0].last_error.empty() ? "still behind" : st[0].last_error;
+  }
+  std::string old_name = old.string();
+  for (auto& n : nodes_) {
+    if (n.name == primary_) continue;
+    if (std::filesystem::weakly_canonical(n.sqlite_path, ec) == std::filesystem::weakly_canonical(old, ec)) {
+      old_name = n.name;
+      fenced_.insert(n.name);
+      if (fenced) held_by_retired_.insert(n.name);
+    }
+  }
+  if (complete)
+    spdlog::warn("finished the interrupted promotion of {}: {} {} and shipped all its commits", primary_,
+                 fenced ? "fenced" : "could not fence", old_name);
+  else
+    spdlog::error("finishing the interrupted promotion of {}: {} {}, but could not ship all its commits: {}",
+                  primary_, fenced ? "fenced" : "could not fence", old_name, problem);
+  retired_.push_back(std::move(r));  // holds the former primary's write lock from now on
 }
 
 void SqliteCluster::fence_reappeared() {
@@ -245,6 +313,7 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
     }
     // 3. The old replicator stays alive as the holder of the old primary's lock.
     retired_.push_back(std::move(repl_));
+    if (fenced) held_by_retired_.insert(req.old_primary);
   }
   out.lag_bytes = target_lag;
   // 4. Make the target a clean primary and point applications at it.
@@ -268,6 +337,7 @@ Status SqliteCluster::rejoin(const std::string& name, bool reclone) {
   // Any lock we hold by path on this file is released by the reseed's rename
   // making it an orphan inode; keep holding the old inode (see the header).
   fenced_.erase(name);
+  held_by_retired_.erase(name);  // the path gets a new inode, which no retired holder locks
   needs_start_ = true;
   next_start_attempt_ = {};
   if (auto st = start_replicator(); !st) {

@@ -47,6 +47,7 @@ class SqliteCluster : public ClusterDriver {
   void publish();  // refreshes the replicas() snapshot
   void fence_reappeared();
   void hold_fence_by_path(const std::string& name);
+  void salvage_interrupted_promotion(const std::filesystem::path& target);
 
   std::vector<NodeConfig> nodes_;
   std::optional<std::filesystem::path> link_;
@@ -66,6 +67,9 @@ class SqliteCluster : public ClusterDriver {
   // Lock holders on fenced inodes, kept until drd stops.
   std::vector<std::unique_ptr<replication::SqliteReplicator>> retired_;
   std::map<std::string, sqlite3*> path_fences_;
+  // Fenced nodes whose write lock a retired replicator holds (no second lock by path:
+  // it would only wait for ours).
+  std::set<std::string> held_by_retired_;
 
   mutable std::mutex mu_;
   std::map<std::string, ReplicaInfo> snapshot_;
