@@ -94,8 +94,10 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
   failover_running_ = true;
   const std::string from = primary_;
   const auto started = clock_.steady();
-  // 1. Claim the new term first: a crash from here on converges to `target`.
-  auto cas = store_->compare_and_set_primary(term_, target);
+  // 1. Claim the new term first: a crash from here on converges to `target`. The old
+  //    primary is recorded as fenced in the same transaction (not for a switchover).
+  const bool fence_from = mode != "switchover" && !from.empty() && from != target;
+  auto cas = store_->claim_primary(term_, target, fence_from ? from : std::string());
   if (!cas.ok() || !*cas) {
     failover_running_ = false;
     reply(make_error(Errc::conflict, cas.ok() ? "the cluster term changed underneath this failover"
@@ -104,11 +106,7 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
   }
   ++term_;
   primary_ = target;
-  if (mode != "switchover" && !from.empty() && from != target) {
-    if (auto st = store_->set_fenced(from, true); !st)
-      spdlog::error("cannot record {} as fenced: {}", from, st.error().message);
-    if (std::find(fenced_.begin(), fenced_.end(), from) == fenced_.end()) fenced_.push_back(from);
-  }
+  if (fence_from && std::find(fenced_.begin(), fenced_.end(), from) == fenced_.end()) fenced_.push_back(from);
   log::event(spdlog::level::warn, "failover", {{"NODE", target}, {"FROM", from}, {"TERM", std::to_string(term_)}, {"MODE", mode}},
              "promoting " + target + " (" + mode + "): " + reason);
   PromoteRequest req;

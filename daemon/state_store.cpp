@@ -130,6 +130,41 @@ Result<bool> SqliteStateStore::compare_and_set_primary(std::int64_t expected_ter
   return sqlite3_changes(db_) == 1;
 }
 
+Result<bool> SqliteStateStore::claim_primary(std::int64_t expected_term, const std::string& primary,
+                                             const std::string& fence) {
+  if (fence.empty()) return compare_and_set_primary(expected_term, primary);
+  std::lock_guard g(mu_);  // held throughout: no other statement lands inside this transaction
+  if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK)
+    return db_error(db_, "starting the claim of " + primary);
+  Stmt u(db_, "UPDATE cluster SET primary_node = ?1, term = term + 1, "
+              "updated_ms = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) "
+              "WHERE id = 1 AND term = ?2");
+  u.bind(1, primary).bind(2, expected_term);
+  if (u.step() != SQLITE_DONE) {
+    auto e = db_error(db_, "updating cluster record");
+    rollback();
+    return e;
+  }
+  if (sqlite3_changes(db_) != 1) {
+    rollback();
+    return false;
+  }
+  Stmt f(db_, "INSERT OR IGNORE INTO fenced (node, since_ms) VALUES (?1, "
+              "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))");
+  f.bind(1, fence);
+  if (f.step() != SQLITE_DONE) {
+    auto e = db_error(db_, "recording fence of " + fence);
+    rollback();
+    return e;
+  }
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    auto e = db_error(db_, "committing the claim of " + primary);
+    rollback();
+    return e;
+  }
+  return true;
+}
+
 Status SqliteStateStore::append_history(const FailoverRecord& r) {
   std::lock_guard g(mu_);
   Stmt i(db_, "INSERT INTO history (time_ms, from_node, to_node, mode, reason, duration_ms, lag_bytes, term) "

@@ -113,6 +113,9 @@ Status PostgresCluster::converge(const pgha::Probes& probes) {
     // The store names it primary (a failover was recorded, then drd stopped): finish the promotion.
     spdlog::warn("{} is the recorded primary but is {}: promoting it", primary_,
                  pp.role == Role::standby ? "still in recovery" : "read-only");
+    // drd stopped between claiming the term and fencing the former primary: nothing stopped
+    // clients from committing there meanwhile (the chaos suite lost such commits).
+    if (pp.role == Role::standby) fence_and_catch_up(*p, probes);
     if (auto s = p->node->promote(std::max(Millis(30'000), timeout_ * 10)); !s) return s;
     log::event(spdlog::level::warn, "promoted", {{"NODE", primary_}}, primary_ + " promoted to match the recorded primary");
   }

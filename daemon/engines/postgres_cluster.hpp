@@ -68,6 +68,9 @@ class PostgresCluster : public ClusterDriver {
   Status converge(const pgha::Probes& probes);
   // Fences `name` because it answered as a writable primary; logs event "fence".
   void fence_second_primary(const std::string& name, const std::string& why);
+  // Before finishing a promotion a crash interrupted: fence every other node that still
+  // takes writes and wait (bounded) until `target` replayed what they flushed.
+  void fence_and_catch_up(Member& target, const pgha::Probes& probes);
   // Points the named standbys at primary_, in parallel; one note per node.
   void repoint_standbys(const std::vector<std::string>& which, Millis timeout, std::vector<std::string>& notes);
   // Every non-fenced node other than primary_ and `except`.

@@ -121,6 +121,38 @@ Result<PromoteOutcome> PostgresCluster::promote(const PromoteRequest& req) {
   return out;
 }
 
+void PostgresCluster::fence_and_catch_up(Member& target, const pgha::Probes& probes) {
+  constexpr Millis kCatchUp{10'000};
+  for (auto& m : members_) {
+    const std::string& name = m.cfg.name;
+    if (name == primary_) continue;
+    auto it = probes.find(name);
+    if (it == probes.end() || !it->second.ok || it->second.role != Role::primary || !it->second.writable) continue;
+    fence_second_primary(name, "still writable while the promotion of " + primary_ + " was unfinished");
+    const auto deadline = now() + kCatchUp;
+    auto lsn = scalar(m.cfg, "SELECT pg_current_wal_flush_lsn()", now() + Millis(5000));
+    if (!lsn || !lsn->has_value() || !pg::parse_lsn(**lsn)) {
+      spdlog::warn("finishing the promotion of {}: cannot read the WAL position of {}; promoting without waiting",
+                   primary_, name);
+      continue;
+    }
+    const std::uint64_t want = *pg::parse_lsn(**lsn);
+    std::uint64_t replayed = 0;
+    while (now() < deadline) {
+      auto r = scalar(target.cfg, "SELECT pg_last_wal_replay_lsn()", now() + Millis(2000));
+      if (r && r->has_value()) replayed = pg::parse_lsn(**r).value_or(0);
+      if (replayed >= want) break;
+      std::this_thread::sleep_for(20ms);
+    }
+    if (replayed >= want)
+      spdlog::info("finishing the promotion of {}: it replayed {}'s WAL up to {}", primary_, name, pg::format_lsn(want));
+    else
+      spdlog::error("finishing the promotion of {}: it replayed only up to {} of {}'s {} within {} ms; commits past "
+                    "that are not on the new primary",
+                    primary_, pg::format_lsn(replayed), name, pg::format_lsn(want), kCatchUp.count());
+  }
+}
+
 Result<PromoteOutcome> PostgresCluster::switchover(const PromoteRequest& req, Member& old, Member& target,
                                                    PromoteOutcome out) {
   const auto deadline = now() + req.timeout;

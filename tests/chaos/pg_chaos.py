@@ -203,7 +203,10 @@ def signal_tree(pid, sig):
         except ProcessLookupError:
             pass
     if sig in (signal.SIGCONT,):
-        os.kill(pid, signal.SIGCONT)
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
 
 
 class PgEnv:

@@ -43,6 +43,22 @@ TEST_CASE("compare-and-set of primary bumps the term and refuses stale terms", "
   CHECK(s->cluster()->term == 2);
 }
 
+TEST_CASE("claim_primary records the new primary and the fenced old one together, or neither", "[store]") {
+  test::TempDir dir;
+  auto s = std::move(SqliteStateStore::open(dir / "state.db").value());
+  REQUIRE(s->compare_and_set_primary(0, "primary").value());
+  CHECK_FALSE(s->claim_primary(0, "secondary1", "primary").value());  // stale term: nothing written
+  CHECK(s->cluster()->primary == "primary");
+  CHECK(s->fenced_nodes()->empty());
+  REQUIRE(s->claim_primary(1, "secondary1", "primary").value());
+  CHECK(s->cluster()->primary == "secondary1");
+  CHECK(s->cluster()->term == 2);
+  CHECK(s->fenced_nodes().value() == std::vector<std::string>{"primary"});
+  REQUIRE(s->claim_primary(2, "primary", "").value());  // no fence: a switchover
+  CHECK(s->fenced_nodes().value() == std::vector<std::string>{"primary"});
+  REQUIRE(s->set_flag("monitoring", true).ok());  // the store is usable after (no open transaction)
+}
+
 TEST_CASE("history, flags, fenced nodes and audit persist across reopen", "[store]") {
   test::TempDir dir;
   {
