@@ -70,14 +70,19 @@ Result<PromoteOutcome> PostgresCluster::promote(const PromoteRequest& req) {
                              : "could not fence " + old->cfg.name + ": " + st.error().message);
     }
   }
-  // 1b. One that does not answer but runs on this host (frozen, cut off) is killed, so it
-  //     cannot wake up writable (postgres_local_kill.hpp) — right after the promotion:
-  //     killed before it, the target's promotion was seen to stall for ~5 s (its
-  //     walreceiver losing the old primary at that very moment).
+  // 1b. One that does not answer but runs on this host (frozen, cut off) is frozen now and
+  //     killed right after the promotion, so it can neither answer when a partition heals
+  //     nor wake up writable (postgres_local_kill.hpp). Killed before the promotion, the
+  //     target's pg_promote was seen to stall for ~5 s (its walreceiver losing the old
+  //     primary at that very moment); a frozen server's connections just stay silent.
+  auto frozen = old && !req.old_primary_reachable && old->cfg.data_dir
+                    ? pg::freeze_local_server(*old->cfg.data_dir)
+                    : Result<pg::LocalKill>(pg::LocalKill{});
   auto kill_unanswering_old = [&] {
     if (!old || req.old_primary_reachable) return;
-    auto k = old->cfg.data_dir ? pg::kill_local_server(*old->cfg.data_dir) : Result<pg::LocalKill>(pg::LocalKill{});
+    auto& k = frozen;
     if (k && k->local) {
+      pg::kill_frozen_server(*k);
       out.old_primary_fenced = true;
       fence_notes_[old->cfg.name] = "fenced: server killed (it did not answer)";
       out.notes.push_back("fenced " + old->cfg.name + ": it did not answer; its server on this host (postmaster " +

@@ -40,7 +40,7 @@ std::multimap<int, int> children_by_parent() {
 
 }  // namespace
 
-Result<LocalKill> kill_local_server(const fs::path& data_dir) {
+Result<LocalKill> freeze_local_server(const fs::path& data_dir) {
   LocalKill r;
   std::ifstream pidfile(data_dir / "postmaster.pid");
   std::string line;
@@ -67,14 +67,25 @@ Result<LocalKill> kill_local_server(const fs::path& data_dir) {
                       "run drd as root or as the server's OS user");
   }
   auto kids = children_by_parent();
-  std::vector<int> tree{pid};
-  for (std::size_t i = 0; i < tree.size(); ++i) {
-    auto [a, b] = kids.equal_range(tree[i]);
-    for (auto it = a; it != b; ++it) tree.push_back(it->second);
+  r.tree = {pid};
+  for (std::size_t i = 0; i < r.tree.size(); ++i) {
+    auto [a, b] = kids.equal_range(r.tree[i]);
+    for (auto it = a; it != b; ++it) r.tree.push_back(it->second);
   }
-  for (auto it = tree.rbegin(); it != tree.rend(); ++it)
-    if (::kill(*it, SIGKILL) == 0) ++r.killed;
+  for (std::size_t i = 1; i < r.tree.size(); ++i) ::kill(r.tree[i], SIGSTOP);
   return r;
+}
+
+void kill_frozen_server(LocalKill& k) {
+  // Children first: a backend must not outlive its postmaster even for a moment.
+  for (auto it = k.tree.rbegin(); it != k.tree.rend(); ++it)
+    if (::kill(*it, SIGKILL) == 0) ++k.killed;
+}
+
+Result<LocalKill> kill_local_server(const fs::path& data_dir) {
+  auto k = freeze_local_server(data_dir);
+  if (k && k->local) kill_frozen_server(*k);
+  return k;
 }
 
 }  // namespace drd::pg

@@ -14,19 +14,27 @@
 // postmaster chdirs there), so a remote server that merely shares the path, or
 // a stale pid file, is left alone.
 #include <filesystem>
+#include <vector>
 
 #include "common/result.hpp"
 
 namespace drd::pg {
 
 struct LocalKill {
-  bool local = false;  // a live postmaster of this data folder runs on this host
-  int killed = 0;      // processes sent SIGKILL (postmaster included)
-  int pid = 0;         // the postmaster's pid
+  bool local = false;     // a live postmaster of this data folder runs on this host
+  int killed = 0;         // processes sent SIGKILL (postmaster included)
+  int pid = 0;            // the postmaster's pid
+  std::vector<int> tree;  // the postmaster and every process it forked, frozen (SIGSTOP)
 };
 
-// Error only when the server is local but could not be killed (EPERM: drd runs as
+// Freezes the server: SIGSTOP to the postmaster, then to every process it forked, so it
+// cannot answer anyone (not even after a partition heals) while the target is promoted.
+// Error only when the server is local but cannot be signalled (EPERM: drd runs as
 // another user than the server and not as root).
+Result<LocalKill> freeze_local_server(const std::filesystem::path& data_dir);
+// SIGKILL to every process of a frozen server; sets `killed`.
+void kill_frozen_server(LocalKill& k);
+// Both.
 Result<LocalKill> kill_local_server(const std::filesystem::path& data_dir);
 
 }  // namespace drd::pg
