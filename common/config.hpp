@@ -91,8 +91,8 @@ struct AlertChannelConfig {
 struct AlertRuleConfig {
   std::string name;
   std::string metric;   // up, response_time_ms, lag_bytes, lag_ms, backup_age, backup_age_s,
-                        // backup_failed, failover, disk_free_pct, memory_rss_bytes
-  // op/threshold: required, except for the event metrics failover and backup_failed where
+                        // backup_failed, failover, disk_free_pct, memory_rss_bytes, sync_degraded
+  // op/threshold: required, except for the event metrics failover, backup_failed and sync_degraded where
   // they default to "> 0" (fire whenever it happens).
   std::string op;       // > >= < <= == !=
   double threshold = 0;

@@ -59,6 +59,10 @@ class ClusterDriver {
   virtual void detach() = 0;
   // How often tick() should run; zero when the engine needs no ticking.
   virtual Millis tick_interval() const = 0;
+  // Synchronous replication as the driver runs it: "off" (not configured, or
+  // the engine has none), "on" (commits wait for a standby), "degraded" (no
+  // standby left, commits no longer wait). Any thread.
+  virtual std::string synchronous_state() const { return "off"; }
 };
 
 }  // namespace drd

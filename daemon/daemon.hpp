@@ -104,6 +104,9 @@ class Daemon {
   std::vector<NodeView> node_views() const;
   ClusterView cluster_view() const;
   void settle_startup_primary(std::function<void()> ready);
+  // A failover recorded as pending at start (drd was killed during it) gets its
+  // history row, with `outcome` in the reason; a stale pending record is dropped.
+  void record_interrupted_failover(const std::string& outcome);
   void begin_failover(const std::string& target, const std::string& mode, const std::string& reason,
                       bool force, Reply reply);
   void finish_failover(const std::string& from, const std::string& to, const std::string& mode,

@@ -3,10 +3,39 @@
 // halfway converges on restart: attach() makes reality match the store.
 #include <spdlog/spdlog.h>
 
+#include "common/crash_point.hpp"
 #include "common/log.hpp"
 #include "daemon/daemon.hpp"
 
 namespace drd {
+
+void Daemon::record_interrupted_failover(const std::string& outcome) {
+  auto p = store_->pending_failover();
+  if (!p.ok() || !p->has_value()) return;
+  FailoverRecord r = **p;
+  // Only a claim that took effect (its term is the stored one) happened; an
+  // older one was recorded already or lost its race, and is just dropped.
+  auto hist = store_->history(1);
+  const bool recorded = hist.ok() && !hist->empty() && hist->front().term == r.term;
+  if (r.term != term_ || r.to != primary_ || recorded) {
+    (void)store_->set_pending_failover(std::nullopt);
+    return;
+  }
+  const auto now_ms = to_unix_ms(clock_.now());
+  r.duration_ms = std::max<std::int64_t>(0, now_ms - r.time_ms);
+  r.time_ms = now_ms;
+  r.reason += " (drd stopped during this failover; " + outcome + ")";
+  if (auto st = store_->append_history(r); !st) {
+    spdlog::error("cannot record the interrupted failover: {}", st.error().message);
+    return;
+  }
+  log::event(spdlog::level::warn, "failover_done",
+             {{"NODE", r.to}, {"FROM", r.from}, {"TERM", std::to_string(r.term)}, {"MODE", r.mode},
+              {"DURATION_MS", std::to_string(r.duration_ms)}},
+             "failover " + r.from + " -> " + r.to + " (term " + std::to_string(r.term) + ") interrupted by a drd stop: " +
+                 outcome);
+  mon_->on_failover(clock_.now());
+}
 
 void Daemon::settle_startup_primary(std::function<void()> ready) {
   auto views = node_views();
@@ -23,6 +52,8 @@ void Daemon::settle_startup_primary(std::function<void()> ready) {
         Status st = d->attach(primary, fenced);
         asio::post(control_, [this, st = std::move(st), done = std::move(done)]() mutable {
           if (!st) spdlog::error("cannot attach replication to primary {}: {}", primary_, st.error().message);
+          record_interrupted_failover(st ? "finished when drd started again"
+                                         : "drd started again and keeps converging: " + st.error().message);
           schedule_tick();
           after_round();
           done();
@@ -30,6 +61,7 @@ void Daemon::settle_startup_primary(std::function<void()> ready) {
       });
       return;
     }
+    record_interrupted_failover("finished when drd started again");
     after_round();
     done();
   };
@@ -65,6 +97,7 @@ void Daemon::settle_startup_primary(std::function<void()> ready) {
   }
   auto target = *c.primary;
   auto reason = c.reason;
+  record_interrupted_failover("not finished: " + primary_ + " was not healthy when drd started again, so a new failover follows");
   attach_after_failover_ = true;
   begin_failover(target, "auto", reason, false,
                  [ready = std::move(ready)](Result<json::value>) mutable { ready(); });
@@ -94,11 +127,17 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
   failover_running_ = true;
   const std::string from = primary_;
   const auto started = clock_.steady();
+  // 0. What is about to happen, so a drd killed before the history row is
+  //    written still records this failover when it starts again.
+  FailoverRecord pending{to_unix_ms(clock_.now()), from, target, mode, reason, 0, 0, term_ + 1};
+  if (auto st = store_->set_pending_failover(pending); !st)
+    spdlog::error("cannot record the pending failover: {}", st.error().message);
   // 1. Claim the new term first: a crash from here on converges to `target`. The old
   //    primary is recorded as fenced in the same transaction (not for a switchover).
   const bool fence_from = mode != "switchover" && !from.empty() && from != target;
   auto cas = store_->claim_primary(term_, target, fence_from ? from : std::string());
   if (!cas.ok() || !*cas) {
+    (void)store_->set_pending_failover(std::nullopt);
     failover_running_ = false;
     reply(make_error(Errc::conflict, cas.ok() ? "the cluster term changed underneath this failover"
                                               : "cannot record the new primary: " + cas.error().message));
@@ -109,6 +148,7 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
   if (fence_from && std::find(fenced_.begin(), fenced_.end(), from) == fenced_.end()) fenced_.push_back(from);
   log::event(spdlog::level::warn, "failover", {{"NODE", target}, {"FROM", from}, {"TERM", std::to_string(term_)}, {"MODE", mode}},
              "promoting " + target + " (" + mode + "): " + reason);
+  crash_point("failover_claimed");
   PromoteRequest req;
   req.old_primary = from;
   req.target = target;
@@ -139,6 +179,7 @@ void Daemon::finish_failover(const std::string& from, const std::string& to, con
       ++term_;
       primary_ = from;
     }
+    (void)store_->set_pending_failover(std::nullopt);  // nothing changed hands: no history row
     log::event(spdlog::level::err, "switchover_aborted", {{"NODE", from}, {"TARGET", to}, {"TERM", std::to_string(term_)}},
                "switchover to " + to + " aborted before promotion; " + from + " stays primary: " +
                    outcome.error().message);

@@ -101,6 +101,7 @@ json::value Daemon::status_json() const {
       {"interval_ms", config_.monitoring.interval.count()},
       {"failover_state", failover_running_ ? "failing_over" : failover_state_name(last_decision_.state)},
       {"failover_reason", last_decision_.reason},
+      {"synchronous", driver_ ? driver_->synchronous_state() : std::string("off")},
       {"nodes", std::move(nodes)},
       {"daemon", json::object{{"pid", static_cast<std::int64_t>(::getpid())},
                               {"version", "0.1.0"},

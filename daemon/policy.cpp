@@ -104,6 +104,12 @@ Choice choose_failover_target(const std::vector<NodeView>& nodes, const std::str
                            : best->name + " chosen: priority " + std::to_string(best->priority) +
                                  (best->position ? ", position " + std::to_string(*best->position) : "") +
                                  ", lag " + std::to_string(best->lag_bytes) + " bytes";
+  // Standbys passed over for a reason (too far behind, not synchronous...) are
+  // named, so the history says why the preferred one was not promoted.
+  std::string skipped;
+  for (auto& k : c.considered)
+    if (!k.rejected.empty() && k.name != failed_primary) skipped += (skipped.empty() ? "" : ", ") + k.name + " " + k.rejected;
+  if (!skipped.empty() && !manual_target) c.reason += "; skipped: " + skipped;
   for (size_t i = 1; i < eligible.size(); ++i)
     c.considered.push_back({eligible[i]->name, ""});
   return c;

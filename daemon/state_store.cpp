@@ -43,6 +43,12 @@ CREATE TABLE health_minutes (node TEXT NOT NULL, minute_ms INTEGER NOT NULL,
 )sql",
     // 2 -> 3: the backup catalog (its schema belongs to daemon/backup/catalog.cpp)
     nullptr,
+    // 3 -> 4: the failover in progress (at most one row)
+    R"sql(
+CREATE TABLE pending_failover (id INTEGER PRIMARY KEY CHECK (id = 1), time_ms INTEGER NOT NULL,
+                               from_node TEXT NOT NULL, to_node TEXT NOT NULL, mode TEXT NOT NULL,
+                               reason TEXT NOT NULL, term INTEGER NOT NULL);
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteStateStore::kSchemaVersion);
 
@@ -167,11 +173,27 @@ Result<bool> SqliteStateStore::claim_primary(std::int64_t expected_term, const s
 
 Status SqliteStateStore::append_history(const FailoverRecord& r) {
   std::lock_guard g(mu_);
+  if (auto st = exec("BEGIN IMMEDIATE"); !st) return st;
   Stmt i(db_, "INSERT INTO history (time_ms, from_node, to_node, mode, reason, duration_ms, lag_bytes, term) "
               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
   i.bind(1, r.time_ms).bind(2, r.from).bind(3, r.to).bind(4, r.mode).bind(5, r.reason)
       .bind(6, r.duration_ms).bind(7, static_cast<std::int64_t>(r.lag_bytes)).bind(8, r.term);
-  if (i.step() != SQLITE_DONE) return db_error(db_, "appending failover history");
+  if (i.step() != SQLITE_DONE) {
+    auto e = db_error(db_, "appending failover history");
+    rollback();
+    return e;
+  }
+  Stmt d(db_, "DELETE FROM pending_failover WHERE term = ?1");
+  d.bind(1, r.term);
+  if (d.step() != SQLITE_DONE) {
+    auto e = db_error(db_, "clearing the pending failover");
+    rollback();
+    return e;
+  }
+  if (auto st = exec("COMMIT"); !st) {
+    rollback();
+    return st;
+  }
   return ok_status();
 }
 
@@ -187,6 +209,36 @@ Result<std::vector<FailoverRecord>> SqliteStateStore::history(int limit, std::in
                    static_cast<std::uint64_t>(q.i64(6)), q.i64(7)});
   if (rc != SQLITE_DONE) return db_error(db_, "reading failover history");
   return out;
+}
+
+Status SqliteStateStore::set_pending_failover(const std::optional<FailoverRecord>& r) {
+  std::lock_guard g(mu_);
+  if (!r) {
+    Stmt d(db_, "DELETE FROM pending_failover");
+    if (d.step() != SQLITE_DONE) return db_error(db_, "clearing the pending failover");
+    return ok_status();
+  }
+  Stmt u(db_, "INSERT OR REPLACE INTO pending_failover (id, time_ms, from_node, to_node, mode, reason, term) "
+              "VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)");
+  u.bind(1, r->time_ms).bind(2, r->from).bind(3, r->to).bind(4, r->mode).bind(5, r->reason).bind(6, r->term);
+  if (u.step() != SQLITE_DONE) return db_error(db_, "recording the pending failover");
+  return ok_status();
+}
+
+Result<std::optional<FailoverRecord>> SqliteStateStore::pending_failover() {
+  std::lock_guard g(mu_);
+  Stmt q(db_, "SELECT time_ms, from_node, to_node, mode, reason, term FROM pending_failover WHERE id = 1");
+  int rc = q.step();
+  if (rc == SQLITE_DONE) return std::optional<FailoverRecord>();
+  if (rc != SQLITE_ROW) return db_error(db_, "reading the pending failover");
+  FailoverRecord r;
+  r.time_ms = q.i64(0);
+  r.from = q.text(1);
+  r.to = q.text(2);
+  r.mode = q.text(3);
+  r.reason = q.text(4);
+  r.term = q.i64(5);
+  return std::optional<FailoverRecord>(std::move(r));
 }
 
 Result<std::optional<bool>> SqliteStateStore::flag(const std::string& name) {

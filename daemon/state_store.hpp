@@ -65,6 +65,8 @@ class ClusterStore {
   // then showed the former primary as a standby that nothing replicated to).
   virtual Result<bool> claim_primary(std::int64_t expected_term, const std::string& primary,
                                      const std::string& fence) = 0;
+  // Appending the history row of term T also clears a pending failover of term T
+  // (atomically), so a crash never leaves both or neither.
   virtual Status append_history(const FailoverRecord& r) = 0;
   virtual Result<std::vector<FailoverRecord>> history(int limit, std::int64_t since_ms = 0) = 0;
   // Persistent switches: "monitoring", "auto_failover".
@@ -73,11 +75,16 @@ class ClusterStore {
   // Nodes drd fenced and that must not be used until rejoined.
   virtual Result<std::vector<std::string>> fenced_nodes() = 0;
   virtual Status set_fenced(const std::string& node, bool fenced) = 0;
+  // The failover in progress (time_ms = start, term = the term it claims),
+  // written before the claim and cleared by its history row: a drd killed in
+  // between finds it on restart and still records the failover. nullopt clears.
+  virtual Status set_pending_failover(const std::optional<FailoverRecord>& r) = 0;
+  virtual Result<std::optional<FailoverRecord>> pending_failover() = 0;
 };
 
 class SqliteStateStore : public ClusterStore {
  public:
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   // Opens (creating the folder and file) and migrates to kSchemaVersion.
   static Result<std::unique_ptr<SqliteStateStore>> open(const std::filesystem::path& file);
@@ -93,6 +100,8 @@ class SqliteStateStore : public ClusterStore {
   Status set_flag(const std::string& name, bool value) override;
   Result<std::vector<std::string>> fenced_nodes() override;
   Status set_fenced(const std::string& node, bool fenced) override;
+  Status set_pending_failover(const std::optional<FailoverRecord>& r) override;
+  Result<std::optional<FailoverRecord>> pending_failover() override;
 
   // One transaction: the raw samples plus their per-minute summary rows.
   Status add_health_samples(const std::vector<HealthSample>& samples);

@@ -272,6 +272,13 @@ void PostgresCluster::publish(const pgha::Probes& probes) {
     for (auto& [n, info] : snap) info.sync = false;  // commits no longer wait for anyone
   std::lock_guard g(mu_);
   snapshot_ = std::move(snap);
+  sync_degraded_published_ = synchronous_ && sync_state_.degraded;
+}
+
+std::string PostgresCluster::synchronous_state() const {
+  if (!synchronous_) return "off";
+  std::lock_guard g(mu_);
+  return sync_degraded_published_ ? "degraded" : "on";
 }
 
 std::map<std::string, ReplicaInfo> PostgresCluster::replicas() const {

@@ -50,6 +50,7 @@ class PostgresCluster : public ClusterDriver {
   Status clone(const std::string& node) override;
   void detach() override;
   Millis tick_interval() const override;
+  std::string synchronous_state() const override;
 
  private:
   struct Member {
@@ -98,6 +99,7 @@ class PostgresCluster : public ClusterDriver {
 
   mutable std::mutex mu_;
   std::map<std::string, ReplicaInfo> snapshot_;
+  bool sync_degraded_published_ = false;  // under mu_
 };
 
 }  // namespace drd

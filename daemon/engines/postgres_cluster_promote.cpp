@@ -3,6 +3,7 @@
 
 #include <thread>
 
+#include "common/crash_point.hpp"
 #include "common/log.hpp"
 #include "daemon/engines/postgres_cluster.hpp"
 #include "daemon/engines/postgres_conn.hpp"
@@ -112,6 +113,7 @@ Result<PromoteOutcome> PostgresCluster::promote(const PromoteRequest& req) {
     return make_error(st.error().code, "promotion of " + req.target + " failed: " + st.error().message, st.error().hint);
   }
   out.notes.push_back("promoted " + req.target + " with pg_promote; writable after " + std::to_string(ms_since(tp)) + " ms");
+  crash_point("promoted");
   // 3. Synchronous mode: name the remaining standbys at once (commits wait for one of them).
   if (synchronous_) {
     if (auto st = apply_sync_names(pgha::synchronous_standby_names(sync_candidates())); !st)
@@ -259,6 +261,8 @@ Status PostgresCluster::rejoin(const std::string& name, bool reclone) {
   return ok_status();
 }
 
+// A clone is a reclone that also works for a node whose data folder does not exist yet
+// (PostgresNode::reclone tells the cases apart).
 Status PostgresCluster::clone(const std::string& name) { return rejoin(name, true); }
 
 }  // namespace drd

@@ -21,11 +21,13 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/process.hpp"
 #include "daemon/engines/postgres_conn.hpp"
+#include "daemon/engines/postgres_util.hpp"
 #include "daemon/node.hpp"
 
 namespace drd {
@@ -62,10 +64,17 @@ class PostgresNode : public Node {
   // bin_dir. Refused with hint "use rejoin --reclone" when the cluster has
   // neither data checksums nor wal_log_hints.
   Status rejoin_with_rewind(const NodeConfig& primary, Millis timeout);
+  // Before anything is stopped, pg_controldata tells whether pg_rewind can work
+  // at all; a rewind that fails because the WAL it needs is gone (diverged too
+  // long ago) is refused the same way, with the server started again if it ran.
+  //
   // A fresh copy: stop, move the data folder aside to "<data_dir>.drd-old-<unix time>"
   // (kept for the operator), pg_basebackup -R -X stream, restore own config
   // files, start, wait until streaming. The old folder is moved back if the
-  // copy fails.
+  // copy fails. A data_dir that does not exist yet (or is empty) is a new
+  // standby: pg_basebackup straight into it, the copied config files with this
+  // node's port (from its URL) in postgresql.auto.conf. A folder that is
+  // neither empty nor a cluster is refused untouched.
   Status reclone(const NodeConfig& primary, Millis timeout);
   // ALTER SYSTEM SET synchronous_standby_names (empty = RESET) + reload.
   Status set_synchronous_standby_names(std::string value, Millis timeout = Millis(5000));
@@ -107,6 +116,13 @@ class PostgresNode : public Node {
                         SteadyTime deadline);
   Status become_standby_of(const NodeConfig& primary, const std::map<std::string, std::string>& saved,
                            SteadyTime deadline);
+  Result<pg::DataDirState> data_dir_state(SteadyTime deadline);
+  // Why pg_rewind cannot work on this data folder (pg_controldata), nullopt if it can or if unknown.
+  std::optional<std::string> rewind_blocker(SteadyTime deadline);
+  std::vector<std::string> basebackup_argv(const std::string& source) const;
+  Status clone_fresh(const NodeConfig& primary, const std::string& source,
+                     const std::map<std::string, std::string>& env, SteadyTime deadline, const std::string& password);
+  std::string rewind_hint() const;
 
   NodeConfig cfg_;
   ProcessRunner& runner_;

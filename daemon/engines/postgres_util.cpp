@@ -190,6 +190,52 @@ bool rewind_impossible(const std::string& out) {
          out.find("data checksums") != std::string::npos;
 }
 
+RewindFailure classify_rewind_failure(const std::string& out) {
+  if (rewind_impossible(out)) return RewindFailure::no_hints;
+  // pg_rewind reads the target's own WAL backwards from the fork point to the
+  // last common checkpoint; when those segments were recycled it stops with one
+  // of these (PostgreSQL 15 parsexlog.c), before changing anything.
+  if (out.find("could not find previous WAL record") != std::string::npos ||
+      out.find("could not read WAL record") != std::string::npos ||
+      out.find("could not find WAL record") != std::string::npos ||
+      (out.find("could not open file") != std::string::npos && out.find("pg_wal/") != std::string::npos))
+    return RewindFailure::wal_missing;
+  return RewindFailure::other;
+}
+
+ControlData parse_controldata(const std::string& text) {
+  ControlData c;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    auto nl = text.find('\n', pos);
+    std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    pos = nl == std::string::npos ? text.size() : nl + 1;
+    auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = line.substr(0, colon);
+    auto b = line.find_first_not_of(" \t", colon + 1);
+    std::string value = b == std::string::npos ? std::string() : line.substr(b);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\r')) value.pop_back();
+    if (key == "Data page checksum version") {
+      if (!value.empty() && value.find_first_not_of("0123456789") == std::string::npos && value.size() < 6)
+        c.checksum_version = std::stoi(value);
+    } else if (key == "wal_log_hints setting") {
+      if (value == "on") c.wal_log_hints = true;
+      else if (value == "off") c.wal_log_hints = false;
+    } else if (key == "Database cluster state") {
+      c.state = value;
+    }
+  }
+  return c;
+}
+
+std::optional<std::string> rewind_blocker(const ControlData& c) {
+  if (c.checksum_version && *c.checksum_version == 0 && c.wal_log_hints && !*c.wal_log_hints)
+    return "its cluster was created without data checksums and runs with wal_log_hints=off, and "
+           "pg_rewind needs one of them to know which pages changed after the fork";
+  return std::nullopt;
+}
+
 int whole_seconds(long long ms) {
   long long s = (ms + 999) / 1000;
   return s < 1 ? 1 : static_cast<int>(s);

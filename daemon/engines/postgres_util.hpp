@@ -60,6 +60,29 @@ std::string scrub(std::string text, const std::vector<std::string>& secrets);
 // pg_rewind refused because the target lacks wal_log_hints / data checksums.
 bool rewind_impossible(const std::string& pg_rewind_output);
 
+// Why a pg_rewind run failed, from its output.
+enum class RewindFailure {
+  no_hints,     // the target has neither data checksums nor wal_log_hints=on
+  wal_missing,  // the target's WAL back to the last common checkpoint is gone (diverged too long ago)
+  other,        // connection, permissions, a timeout...
+};
+RewindFailure classify_rewind_failure(const std::string& pg_rewind_output);
+
+// The facts of `pg_controldata` output that decide whether pg_rewind can work.
+// Fields the output does not have stay unset.
+struct ControlData {
+  std::optional<int> checksum_version;  // "Data page checksum version:" (0 = off)
+  std::optional<bool> wal_log_hints;    // "wal_log_hints setting:"
+  std::optional<std::string> state;     // "Database cluster state:"
+};
+ControlData parse_controldata(const std::string& pg_controldata_output);
+// The reason pg_rewind cannot rewind a cluster with this control data, or
+// nullopt when it can (or when the output did not say: pg_rewind decides then).
+std::optional<std::string> rewind_blocker(const ControlData& c);
+
+// What is in a data folder before a clone writes into it.
+enum class DataDirState { missing, empty, cluster, other };
+
 // Seconds for pg_ctl -t / pg_promote wait_seconds: ceil(ms / 1000), at least 1.
 int whole_seconds(long long ms);
 

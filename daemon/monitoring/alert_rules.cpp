@@ -25,7 +25,25 @@ std::string canonical_metric(const std::string& metric) {
 
 bool is_cluster_metric(const std::string& metric) {
   const std::string m = canonical_metric(metric);
-  return m == "failover" || m == "memory_rss_bytes" || m == "backup_age_s" || m == "backup_failed";
+  return m == "failover" || m == "memory_rss_bytes" || m == "backup_age_s" || m == "backup_failed" ||
+         m == "sync_degraded";
+}
+
+AlertsConfig effective_alerts(const Config& cfg) {
+  AlertsConfig out = cfg.alerts;
+  if (!cfg.failover.synchronous) return out;
+  for (const auto& r : out.rules)
+    if (canonical_metric(r.metric) == "sync_degraded") return out;  // the operator's own rule wins
+  for (const auto& r : out.rules)
+    if (r.name == "sync_degraded") return out;  // the name is taken: do not shadow it
+  AlertRuleConfig r;
+  r.name = "sync_degraded";
+  r.metric = "sync_degraded";
+  r.op = ">";
+  r.threshold = 0;
+  r.severity = "critical";
+  out.rules.push_back(std::move(r));
+  return out;
 }
 
 bool compare_op(const std::string& op, double v, double t) {

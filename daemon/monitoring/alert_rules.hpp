@@ -36,6 +36,12 @@ struct MetricsSnapshot {
 std::string canonical_metric(const std::string& metric);
 // Metrics that only exist cluster-wide: a rule's nodes: filter does not apply to them.
 bool is_cluster_metric(const std::string& metric);
+
+// The configured alert rules plus the built-in ones: with failover.synchronous a
+// critical "sync_degraded" rule (metric sync_degraded > 0, log channel only)
+// unless a rule already watches that metric or uses that name. Without it a
+// synchronous cluster that silently stopped waiting for standbys would alert no one.
+AlertsConfig effective_alerts(const Config& cfg);
 // `value op threshold` for op in > >= < <= == != ; an unknown op is false.
 bool compare_op(const std::string& op, double value, double threshold);
 

@@ -62,7 +62,7 @@ Monitoring::Monitoring(boost::asio::io_context& io, boost::asio::any_io_executor
       runner_(runner),
       hooks_(std::move(hooks)),
       version_(std::move(version)),
-      alerts_(config.alerts, runner) {}
+      alerts_(effective_alerts(config), runner) {}
 
 Monitoring::~Monitoring() { stop(); }
 
@@ -138,6 +138,9 @@ MetricsSnapshot Monitoring::alert_snapshot(const json::value& status, SysTime no
         if (auto pct = disk_free_pct(*dir)) snap.set(name, "disk_free_pct", *pct);
   }
   snap.set("", "failover", recorder_.failovers_since(now - std::chrono::minutes(1)));
+  // Synchronous mode: "degraded" while commits no longer wait for a standby. No data when off.
+  if (const std::string sync = jstr(status, "synchronous"); sync == "degraded" || sync == "on")
+    snap.set("", "sync_degraded", sync == "degraded" ? 1 : 0);
   if (auto p = read_process_stats()) snap.set("", "memory_rss_bytes", static_cast<double>(p->rss_bytes));
   if (cfg.backup.enabled) {
     const auto good = recorder_.last_good_backup();
@@ -205,7 +208,7 @@ void Monitoring::reconfigure(const Config& config) {
     config_ = config;
     config_.http = keep;
   }
-  alerts_.reconfigure(config.alerts, runner_);
+  alerts_.reconfigure(effective_alerts(config), runner_);
 }
 
 unsigned short Monitoring::http_port() const { return http_ ? http_->port() : 0; }

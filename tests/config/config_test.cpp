@@ -255,6 +255,7 @@ TEST_CASE("every remaining key maps onto its field", "[config]") {
       - { name: down, metric: up, op: "==", threshold: 0, severity: critical, repeat: 10m,
           nodes: alpha, channels: [run, mail, journal] }
       - { name: failed_over, metric: failover, channels: journal }
+      - { name: sync_lost, metric: sync_degraded, severity: critical }
   http:
     listen: "[::1]:9100"
     token_file: http.token
@@ -315,7 +316,7 @@ TEST_CASE("every remaining key maps onto its field", "[config]") {
   CHECK(c.alerts.channels[1].command == std::vector<std::string>{"/bin/echo", "two words"});
   CHECK(c.alerts.channels[2].to == "ops@example.com");
   CHECK(c.alerts.channels[3].type == "log");
-  REQUIRE(c.alerts.rules.size() == 2);
+  REQUIRE(c.alerts.rules.size() == 3);
   CHECK(c.alerts.rules[0].op == "==");
   CHECK(c.alerts.rules[0].severity == "critical");
   CHECK(c.alerts.rules[0].repeat_interval == Millis(600'000));
@@ -325,6 +326,9 @@ TEST_CASE("every remaining key maps onto its field", "[config]") {
   CHECK(c.alerts.rules[1].op == ">");
   CHECK(c.alerts.rules[1].threshold == 0);
   CHECK(c.alerts.rules[1].channels == std::vector<std::string>{"journal"});
+  CHECK(c.alerts.rules[2].metric == "sync_degraded");
+  CHECK(c.alerts.rules[2].op == ">");
+  CHECK(c.alerts.rules[2].threshold == 0);
 
   CHECK(c.http.listen == "[::1]:9100");
   CHECK(c.http.token_file == fs::path("/opt/drd/conf/http.token"));

@@ -72,6 +72,24 @@ TEST_CASE("failover target: healthy, within max_lag, priority, position, name", 
   }
 }
 
+TEST_CASE("failover target: the reason names standbys passed over and why", "[policy]") {
+  FailoverPolicy p;
+  p.max_lag_bytes = 1000;
+  auto c = choose_failover_target({node("p", 0, false), node("s1", 1, true, 10, 5000), node("s2", 2, true, 5, 10),
+                                   node("s3", 3, false)},
+                                  "p", p);
+  REQUIRE(c.target == std::optional<std::string>("s2"));
+  CHECK(c.reason.find("s2 chosen") == 0);
+  CHECK(c.reason.find("skipped: s1 lag 5000 bytes exceeds max_lag 1000, s3 not healthy") != std::string::npos);
+  // Nothing skipped: nothing said; the failed primary is never listed.
+  auto plain = choose_failover_target({node("p", 0, false), node("s1", 1, true)}, "p", p);
+  CHECK(plain.reason.find("skipped") == std::string::npos);
+  // A manual target's reason stays the operator's request.
+  auto manual = choose_failover_target({node("p", 0, false), node("s1", 1, true, 10, 5000), node("s2", 2, true)}, "p",
+                                       p, false, std::string("s2"));
+  CHECK(manual.reason == "s2 requested by the operator");
+}
+
 TEST_CASE("failover target: fenced, excluded, timeline and synchronous rules", "[policy]") {
   FailoverPolicy p;
   auto fenced = node("s1", 1, true);

@@ -59,6 +59,36 @@ TEST_CASE("claim_primary records the new primary and the fenced old one together
   REQUIRE(s->set_flag("monitoring", true).ok());  // the store is usable after (no open transaction)
 }
 
+TEST_CASE("a pending failover persists until its history row is appended", "[store]") {
+  test::TempDir dir;
+  {
+    auto s = std::move(SqliteStateStore::open(dir / "state.db").value());
+    CHECK_FALSE(s->pending_failover().value().has_value());
+    REQUIRE(s->set_pending_failover(FailoverRecord{1000, "p", "s1", "auto", "p down", 0, 0, 2}).ok());
+  }
+  auto s = std::move(SqliteStateStore::open(dir / "state.db").value());  // a restart
+  auto p = s->pending_failover().value();
+  REQUIRE(p.has_value());
+  CHECK(p->from == "p");
+  CHECK(p->to == "s1");
+  CHECK(p->mode == "auto");
+  CHECK(p->reason == "p down");
+  CHECK(p->term == 2);
+  CHECK(p->time_ms == 1000);
+  // Another term's history row leaves it; its own clears it, in the same transaction.
+  REQUIRE(s->append_history({1500, "x", "y", "manual", "r", 1, 0, 1}).ok());
+  CHECK(s->pending_failover().value().has_value());
+  REQUIRE(s->append_history({2000, "p", "s1", "auto", "p down", 10, 0, 2}).ok());
+  CHECK_FALSE(s->pending_failover().value().has_value());
+  // Replaced by a newer one, cleared explicitly.
+  REQUIRE(s->set_pending_failover(FailoverRecord{3000, "s1", "s2", "manual", "r", 0, 0, 3}).ok());
+  REQUIRE(s->set_pending_failover(FailoverRecord{4000, "s1", "p", "manual", "r", 0, 0, 4}).ok());
+  CHECK(s->pending_failover().value()->to == "p");
+  REQUIRE(s->set_pending_failover(std::nullopt).ok());
+  CHECK_FALSE(s->pending_failover().value().has_value());
+  CHECK(s->history(10).value().size() == 2);
+}
+
 TEST_CASE("history, flags, fenced nodes and audit persist across reopen", "[store]") {
   test::TempDir dir;
   {

@@ -242,3 +242,40 @@ TEST_CASE("two rules on the same node are independent", "[alerts]") {
   CHECK(ev.notifications[0].rule == "very_slow");
   CHECK(ev.states.size() == 2);
 }
+
+TEST_CASE("synchronous mode adds a built-in sync_degraded alert unless the operator has one", "[alerts]") {
+  Config cfg;
+  CHECK(effective_alerts(cfg).rules.empty());  // asynchronous: nothing added
+  cfg.failover.synchronous = true;
+  auto a = effective_alerts(cfg);
+  REQUIRE(a.rules.size() == 1);
+  CHECK(a.rules[0].name == "sync_degraded");
+  CHECK(a.rules[0].metric == "sync_degraded");
+  CHECK(a.rules[0].severity == "critical");
+  CHECK(a.rules[0].channels.empty());  // the log
+  CHECK(is_cluster_metric("sync_degraded"));
+
+  // It fires while the cluster-wide value is 1 and resolves at 0.
+  MetricsSnapshot on, off;
+  on.set("", "sync_degraded", 1);
+  off.set("", "sync_degraded", 0);
+  auto fired = evaluate_alerts(a.rules, {}, on, T0);
+  REQUIRE(fired.notifications.size() == 1);
+  CHECK(fired.notifications[0].kind == NotificationKind::firing);
+  CHECK(fired.notifications[0].node.empty());
+  auto resolved = evaluate_alerts(a.rules, fired.states, off, T0 + 5s);
+  REQUIRE(resolved.notifications.size() == 1);
+  CHECK(resolved.notifications[0].kind == NotificationKind::resolved);
+
+  // The operator's own rule on the metric (with its channels) replaces the built-in one.
+  AlertRuleConfig mine = rule("sync_lost", "sync_degraded", ">", 0, 0ms);
+  cfg.alerts.rules.push_back(mine);
+  auto b = effective_alerts(cfg);
+  REQUIRE(b.rules.size() == 1);
+  CHECK(b.rules[0].name == "sync_lost");
+  // A rule that only takes the name is left alone too (no duplicate names).
+  cfg.alerts.rules = {rule("sync_degraded", "up", "==", 0, 0ms)};
+  auto c = effective_alerts(cfg);
+  REQUIRE(c.rules.size() == 1);
+  CHECK(c.rules[0].metric == "up");
+}

@@ -114,3 +114,61 @@ TEST_CASE("pg_rewind refusals for missing wal_log_hints are recognised", "[pg][r
   CHECK(whole_seconds(1000) == 1);
   CHECK(whole_seconds(1001) == 2);
 }
+
+TEST_CASE("pg_rewind failures are told apart: no hints, WAL gone, anything else", "[pg][rewind]") {
+  struct Row {
+    const char* output;
+    RewindFailure kind;
+  };
+  const Row rows[] = {
+      {"pg_rewind: error: target server needs to use either data checksums or \"wal_log_hints = on\"",
+       RewindFailure::no_hints},
+      {"pg_rewind: servers diverged at WAL location 0/3000000 on timeline 1\n"
+       "pg_rewind: error: could not open file \"/srv/pg/data/pg_wal/000000010000000000000002\": No such file or "
+       "directory\npg_rewind: error: could not find previous WAL record at 0/2000060",
+       RewindFailure::wal_missing},
+      {"pg_rewind: error: could not read WAL record at 0/2000060: invalid record length", RewindFailure::wal_missing},
+      {"pg_rewind: error: could not connect to server: Connection refused", RewindFailure::other},
+      {"pg_rewind: error: could not open file \"/srv/pg/data/global/pg_control\": Permission denied",
+       RewindFailure::other},
+      {"", RewindFailure::other},
+  };
+  for (const auto& r : rows) {
+    INFO(r.output);
+    CHECK(classify_rewind_failure(r.output) == r.kind);
+  }
+}
+
+TEST_CASE("pg_controldata output says whether pg_rewind can work", "[pg][rewind]") {
+  const std::string no_hints =
+      "pg_control version number:            1300\n"
+      "Database cluster state:               in production\n"
+      "wal_log_hints setting:                off\n"
+      "Data page checksum version:           0\n";
+  auto c = parse_controldata(no_hints);
+  CHECK(c.checksum_version == std::optional<int>(0));
+  CHECK(c.wal_log_hints == std::optional<bool>(false));
+  CHECK(c.state == std::optional<std::string>("in production"));
+  auto why = rewind_blocker(c);
+  REQUIRE(why);
+  CHECK(why->find("wal_log_hints") != std::string::npos);
+  CHECK(why->find("checksums") != std::string::npos);
+
+  struct Row {
+    std::string text;
+    bool blocked;
+  };
+  const Row rows[] = {
+      {no_hints, true},
+      {"wal_log_hints setting:                on\nData page checksum version:           0\n", false},
+      {"wal_log_hints setting:                off\nData page checksum version:           1\n", false},
+      {"wal_log_hints setting:                off\n", false},     // checksums unknown: pg_rewind decides
+      {"Data page checksum version:           0\n", false},      // hints unknown
+      {"Data page checksum version:           banana\nwal_log_hints setting: off\n", false},
+      {"", false},
+  };
+  for (const auto& r : rows) {
+    INFO(r.text);
+    CHECK(rewind_blocker(parse_controldata(r.text)).has_value() == r.blocked);
+  }
+}

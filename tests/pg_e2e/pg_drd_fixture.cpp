@@ -10,8 +10,11 @@ namespace drd::test {
 
 PgDrdFixture::PgDrdFixture(PgDrdOptions o) : opts(std::move(o)) {
   ::chmod(dir_.path().c_str(), 0755);
-  pg_ = std::make_unique<PgCluster>(PgClusterOptions{opts.standbys, opts.pg_settings});
+  PgClusterOptions po{opts.standbys, opts.pg_settings};
+  po.data_checksums = opts.data_checksums;
+  pg_ = std::make_unique<PgCluster>(po);
   pg_->wait_streaming(0);
+  for (int i = 0; i < opts.spare_nodes; ++i) pg_->add_spare();
   write_config();
 }
 
@@ -47,9 +50,17 @@ void PgDrdFixture::write_config() {
     << opts.extra_failover_yaml;
 }
 
-void PgDrdFixture::start() {
+void PgDrdFixture::kill_drd() {
+  if (!drd_) return;
+  if (drd_->running()) drd_->signal(9);
+  drd_->wait(std::chrono::seconds(10));
+}
+
+void PgDrdFixture::start(const std::map<std::string, std::string>& env) {
+  drd_.reset();  // a previous process has ended (or is killed here); the log file is appended to
   drd_ = std::make_unique<Background>(
-      std::vector<std::string>{bin("drd"), "--config", (dir_ / "drd.yaml").string(), "--foreground"}, dir_ / "drd.log");
+      std::vector<std::string>{bin("drd"), "--config", (dir_ / "drd.yaml").string(), "--foreground"}, dir_ / "drd.log",
+      env);
   bool up = eventually(
       [&] {
         if (!drd_->running()) return true;

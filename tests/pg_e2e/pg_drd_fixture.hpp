@@ -23,6 +23,10 @@ struct PgDrdOptions {
   bool synchronous = false;
   std::map<std::string, std::string> pg_settings;
   std::string extra_failover_yaml;  // more lines under failover:, each "    key: value\n"
+  // Nodes in drd's configuration whose server does not exist yet (PgCluster::add_spare),
+  // named after the standbys: node<standbys+1>...
+  int spare_nodes = 0;
+  bool data_checksums = true;  // false: no checksums and wal_log_hints off (pg_rewind impossible)
 };
 
 class PgDrdFixture {
@@ -30,7 +34,12 @@ class PgDrdFixture {
   explicit PgDrdFixture(PgDrdOptions opts = {});
   ~PgDrdFixture();
 
-  void start();  // starts drd and waits until it answers ping and has attached
+  // Starts drd (with `env` added to its environment) and waits until it
+  // answers and has a primary. May be called again after the process ended.
+  void start(const std::map<std::string, std::string>& env = {});
+  // SIGKILLs drd (if it still runs) and reaps it.
+  void kill_drd();
+  Background* process() { return drd_.get(); }
   boost::json::value call(const std::string& method, boost::json::object params = {});
   rpc::CallError call_error(const std::string& method, boost::json::object params = {});
   boost::json::object status();

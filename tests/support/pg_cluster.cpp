@@ -234,6 +234,14 @@ PgCluster::PgCluster(PgClusterOptions opts) : opts_(std::move(opts)) {
 
 PgCluster::~PgCluster() { teardown(); }
 
+int PgCluster::add_spare() {
+  NodeState n;
+  n.port = free_loopback_port();
+  n.data_dir = root_ / ("node" + std::to_string(size()));
+  nodes_.push_back(n);
+  return size() - 1;
+}
+
 void PgCluster::create_node(int i, bool standby) {
   const auto& tpl = the_template(runner_);
   auto& n = nodes_[i];
@@ -243,7 +251,12 @@ void PgCluster::create_node(int i, bool standby) {
   if (!cp || !cp->success())
     throw std::runtime_error("PgCluster: copying the template failed: " +
                              (cp ? cp->output : cp.error().message));
+  if (!opts_.data_checksums) {
+    auto off = run_pg_tool({"pg_checksums", "--disable", "--no-sync", "-D", n.data_dir.string()});
+    if (!off.success()) throw std::runtime_error("PgCluster: pg_checksums --disable failed: " + off.output);
+  }
   std::string conf = slurp(n.data_dir / "postgresql.conf");
+  if (!opts_.data_checksums) conf += "wal_log_hints = off\n";
   conf += "port = " + std::to_string(n.port) + "\n";
   conf += "unix_socket_directories = '" + root_.string() + "'\n";
   conf += "cluster_name = 'node" + std::to_string(i) + "'\n";

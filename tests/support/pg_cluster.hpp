@@ -44,6 +44,9 @@ struct PgClusterOptions {
   int standbys = 2;
   // Extra postgresql.conf lines for every node, e.g. {"synchronous_commit", "on"}.
   std::map<std::string, std::string> settings;
+  // false: every node's data checksums are switched off (pg_checksums --disable
+  // on its copy of the template) and wal_log_hints is off, so pg_rewind cannot work.
+  bool data_checksums = true;
 };
 
 class PgCluster {
@@ -58,7 +61,13 @@ class PgCluster {
   PgCluster(const PgCluster&) = delete;
   PgCluster& operator=(const PgCluster&) = delete;
 
-  int size() const { return static_cast<int>(nodes_.size()); }  // 1 + standbys
+  int size() const { return static_cast<int>(nodes_.size()); }  // 1 + standbys (+ spares)
+
+  // Reserves a node index with a free port and a data folder path under root()
+  // but creates nothing: for a server that something else (drd clone) builds
+  // there. Once it runs, running()/kill9()/query() work on it and the teardown
+  // kills it like the others.
+  int add_spare();
 
   // Server control. start/restart wait until the server accepts connections.
   void start(int i);
