@@ -245,15 +245,15 @@ Status PostgresNode::rejoin_with_rewind(const NodeConfig& primary, Millis timeou
         put_back();
         return make_error(Errc::refused,
                           "rejoin " + cfg_.name + ": pg_rewind cannot rewind it: the cluster has neither data "
-                          "checksums nor wal_log_hints=on (pg_rewind: " + text + ")" + restarted,
+                          "checksums nor wal_log_hints=on (" + text + ")" + restarted,
                           rewind_hint());
       case pg::RewindFailure::wal_missing:
         put_back();
         return make_error(Errc::refused,
                           "rejoin " + cfg_.name + ": pg_rewind cannot rewind it: it diverged from " + primary.name +
                               " too long ago, and the WAL it needs (in " + cfg_.data_dir->string() +
-                              "/pg_wal, back to the last checkpoint before the fork) is no longer there (pg_rewind: " +
-                              text + ")" + restarted,
+                              "/pg_wal, back to the last checkpoint before the fork) is no longer there (" + text + ")" +
+                              restarted,
                           rewind_hint());
       case pg::RewindFailure::other:
         break;

@@ -285,3 +285,37 @@ TEST_CASE("pg ops: a standby beyond max_lag is skipped by automatic failover", "
   REQUIRE(pg.wait_for(2, streaming_sql("node1"), "1", 15s));
   REQUIRE(pg.wait_for(1, "SELECT count(*) FROM t", "3000", 10s));
 }
+
+TEST_CASE("pg ops: rejoin of a node that diverged beyond its WAL says so and leaves it as it was",
+          "[pg_e2e][pg_ops]") {
+  PgDrdFixture f;
+  f.start();
+  auto& pg = f.pg();
+  pg.exec(0, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)");
+  REQUIRE(pg.wait_for(1, "SELECT count(*) FROM t", "1"));
+  REQUIRE(f.wait_streaming_in_status("node1"));
+  f.call("failover", {{"node", "node1"}});  // node0 stays up, fenced read-only
+  REQUIRE(eventually([&] { return writable(pg, 1); }, 10s));
+  // node0 goes on alone long enough that the WAL from before the fork is recycled.
+  pg.exec(0, "ALTER SYSTEM SET wal_keep_size = 0");
+  pg.exec(0, "SELECT pg_reload_conf()");
+  for (int i = 0; i < 6; ++i) {
+    pg.exec(0, "BEGIN READ WRITE; INSERT INTO t VALUES (" + std::to_string(100 + i) + "); COMMIT");
+    pg.exec(0, "SELECT pg_switch_wal()");
+    pg.exec(0, "CHECKPOINT");
+  }
+
+  auto r = f.drctl({"rejoin", "node0"});
+  INFO(r.out << r.err << f.log());
+  CHECK(r.exit_code != 0);
+  CHECK(r.err.find("diverged from node1 too long ago") != std::string::npos);
+  CHECK(r.err.find("pg_wal") != std::string::npos);
+  CHECK(r.err.find("drctl rejoin node0 --reclone") != std::string::npos);
+  CHECK(r.err.find("started again") != std::string::npos);
+  // As it was: running, still a fenced (read-only) primary.
+  REQUIRE(pg.running(0));
+  CHECK_FALSE(writable(pg, 0));
+  CHECK(str(f.node_status("node0").at("role")) == "fenced");
+
+  // --reclone from here is the path the test above checks.
+}
