@@ -105,6 +105,10 @@ class SqliteObserver(threading.Thread):
             except OSError:
                 target = None
             node = self.node_of(os.path.join(os.path.dirname(self.t.link), target)) if target else None
+            if node != getattr(self, "last_node", None):
+                self.last_node = node
+                with open(f"{self.t.dir}/observer.log", "a") as f:
+                    f.write(f"{now_ms():.0f} link -> {node}\n")
             if node and node not in self.conns:
                 try:
                     con = sqlite3.connect(self.t.path(node), timeout=0, isolation_level=None, check_same_thread=False)
