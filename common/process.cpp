@@ -14,6 +14,7 @@
 //   start without -l does); we stop reading shortly after the direct child has
 //   exited instead of waiting for EOF forever.
 #include "common/process.hpp"
+#include "common/process_detail.hpp"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -129,19 +130,28 @@ const char* stage_name(int stage) {
   return "starting";
 }
 
+}  // namespace
+
+namespace detail {
 void kill_group(pid_t pgid, int sig) { ::kill(-pgid, sig); }
 
-// True once `pid` has exited; it is left a zombie so its pid/pgid stay reserved.
 bool has_exited(pid_t pid) {
   siginfo_t info{};
   info.si_pid = 0;
   if (::waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0) return errno == ECHILD;
   return info.si_pid == pid;
 }
+}  // namespace detail
 
-}  // namespace
+using detail::has_exited;
+using detail::kill_group;
 
-Result<ProcessOutcome> RealProcessRunner::run(const ProcessSpec& spec) {
+namespace detail {
+
+// Prepares everything that allocates, forks, wires the child's stdin/stdout/stderr to
+// `fd_in`/`fd_out`/`fd_err` (-1: /dev/null for stdin), switches user and execs. Returns
+// once exec succeeded (or with the Error saying which step failed).
+Result<Started> start_process(const ProcessSpec& spec, int fd_in, int fd_out, int fd_err) {
   if (spec.argv.empty()) return make_error(Errc::invalid_argument, "no command given");
   auto prog = resolve_program(spec.argv[0], spec);
   if (!prog) return prog.error();
@@ -183,13 +193,7 @@ Result<ProcessOutcome> RealProcessRunner::run(const ProcessSpec& spec) {
   argv.push_back(nullptr);
   std::string cwd = spec.cwd ? spec.cwd->string() : std::string();
 
-  int out_pipe[2], in_pipe[2], err_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0)
-    return make_error(Errc::io, std::string("pipe: ") + std::strerror(errno));
-  Fd out_r(out_pipe[0]), out_w(out_pipe[1]);
-  if (::pipe2(in_pipe, O_CLOEXEC) != 0)
-    return make_error(Errc::io, std::string("pipe: ") + std::strerror(errno));
-  Fd in_r(in_pipe[0]), in_w(in_pipe[1]);
+  int err_pipe[2];
   if (::pipe2(err_pipe, O_CLOEXEC) != 0)
     return make_error(Errc::io, std::string("pipe: ") + std::strerror(errno));
   Fd err_r(err_pipe[0]), err_w(err_pipe[1]);
@@ -204,8 +208,8 @@ Result<ProcessOutcome> RealProcessRunner::run(const ProcessSpec& spec) {
     ::sigprocmask(SIG_SETMASK, &all, nullptr);
     for (int s : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2})
       ::signal(s, SIG_DFL);
-    int in_fd = spec.stdin_data.empty() ? devnull.fd : in_r.fd;
-    if (::dup2(in_fd, 0) < 0 || ::dup2(out_w.fd, 1) < 0 || ::dup2(out_w.fd, 2) < 0)
+    int in_fd = fd_in >= 0 ? fd_in : devnull.fd;
+    if (::dup2(in_fd, 0) < 0 || ::dup2(fd_out, 1) < 0 || ::dup2(fd_err, 2) < 0)
       child_fail(err_w.fd, 1);
     // Nothing else of the daemon's (sockets, databases) leaks into the child.
     int keep = err_w.fd;
@@ -225,9 +229,7 @@ Result<ProcessOutcome> RealProcessRunner::run(const ProcessSpec& spec) {
   ::setpgid(pid, pid);  // also in the parent: no race with an early timeout
   // A pidfd turns readable when the child exits, so poll() wakes at once
   // (without it, exits are noticed within 50 ms).
-  Fd exit_fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  out_w.reset();
-  in_r.reset();
+  int exit_fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   err_w.reset();
 
   // Did exec succeed? The error pipe closes on exec, or carries {stage, errno}.
@@ -236,6 +238,7 @@ Result<ProcessOutcome> RealProcessRunner::run(const ProcessSpec& spec) {
   do got = ::read(err_r.fd, payload, sizeof payload);
   while (got < 0 && errno == EINTR);
   if (got == static_cast<ssize_t>(sizeof payload)) {
+    if (exit_fd >= 0) ::close(exit_fd);
     int status = 0;
     ::waitpid(pid, &status, 0);
     std::string msg = "cannot run '" + spec.argv[0] + "': " + stage_name(payload[0]) + " failed: " +
@@ -243,6 +246,25 @@ Result<ProcessOutcome> RealProcessRunner::run(const ProcessSpec& spec) {
     Errc code = payload[1] == EACCES || payload[1] == EPERM ? Errc::permission_denied : Errc::io;
     return make_error(code, msg);
   }
+  return Started{pid, exit_fd};
+}
+
+}  // namespace detail
+
+Result<ProcessOutcome> RealProcessRunner::run(const ProcessSpec& spec) {
+  int out_pipe[2], in_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0)
+    return make_error(Errc::io, std::string("pipe: ") + std::strerror(errno));
+  Fd out_r(out_pipe[0]), out_w(out_pipe[1]);
+  if (::pipe2(in_pipe, O_CLOEXEC) != 0)
+    return make_error(Errc::io, std::string("pipe: ") + std::strerror(errno));
+  Fd in_r(in_pipe[0]), in_w(in_pipe[1]);
+  auto started = detail::start_process(spec, spec.stdin_data.empty() ? -1 : in_r.fd, out_w.fd, out_w.fd);
+  if (!started) return started.error();
+  const pid_t pid = started->pid;
+  Fd exit_fd(started->exit_fd);
+  out_w.reset();
+  in_r.reset();
 
   // SIGPIPE from writing stdin to a child that quit early is blocked for this
   // thread and swallowed afterwards, so it never reaches the daemon.

@@ -84,6 +84,15 @@ std::string manifest_to_json(const Manifest& m) {
   o["key_id"] = m.key_id.empty() ? json::value(nullptr) : json::value(m.key_id);
   o["data_file"] = m.data_file;
   o["content"] = m.content;
+  if (m.engine == "postgresql") {
+    json::object pg;
+    auto opt = [](const std::string& v) { return v.empty() ? json::value(nullptr) : json::value(v); };
+    pg["start_lsn"] = opt(m.pg_start_lsn);
+    pg["stop_lsn"] = opt(m.pg_stop_lsn);
+    pg["timeline"] = m.pg_timeline ? json::value(m.pg_timeline) : json::value(nullptr);
+    pg["database"] = opt(m.pg_database);
+    o["postgresql"] = std::move(pg);
+  }
   return json::serialize(o) + "\n";
 }
 
@@ -129,6 +138,17 @@ Result<Manifest> manifest_from_json(std::string_view text, const std::string& or
   if (auto* c = o.if_contains("compression"); c && c->is_object()) {
     if (auto* a = c->as_object().if_contains("algorithm"); a && a->is_string()) m.compression_algorithm = std::string(a->as_string());
     if (auto* l = c->as_object().if_contains("level"); l && l->is_int64()) m.compression_level = static_cast<int>(l->as_int64());
+  }
+  if (auto* pg = o.if_contains("postgresql"); pg && pg->is_object()) {
+    const auto& po = pg->as_object();
+    auto s = [&](const char* k, std::string& out) {
+      if (auto* v = po.if_contains(k); v && v->is_string()) out = std::string(v->as_string());
+    };
+    s("start_lsn", m.pg_start_lsn);
+    s("stop_lsn", m.pg_stop_lsn);
+    s("database", m.pg_database);
+    if (auto* t = po.if_contains("timeline"); t && t->is_int64() && t->as_int64() > 0)
+      m.pg_timeline = static_cast<std::uint32_t>(t->as_int64());
   }
   if (!missing.empty()) return make_error(Errc::corrupt, "manifest " + origin + " lacks or mistypes: " + missing);
   if (m.format_version != kManifestVersion)

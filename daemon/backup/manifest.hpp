@@ -39,6 +39,10 @@ struct Manifest {
   std::string key_id;          // hex, empty when not encrypted
   std::string data_file;       // file name of the data, relative to the manifest's folder
   std::string content;         // what the plaintext is: sqlite-db | sql | pg-tar | pg-dump
+  // PostgreSQL only (the "postgresql" object of the JSON): a base backup's WAL range.
+  std::string pg_start_lsn, pg_stop_lsn;
+  std::uint32_t pg_timeline = 0;
+  std::string pg_database;     // logical dumps: the database dumped
 };
 
 std::string manifest_to_json(const Manifest& m);

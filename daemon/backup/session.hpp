@@ -54,6 +54,8 @@ class BackupSession {
   // Commits the data file, then writes the manifest; returns it. On failure nothing remains.
   Result<Manifest> finish(const std::string& source_position);
   const Manifest& manifest() const { return m_; }
+  // For engine-specific fields (PostgreSQL's WAL range) known only once the data is in.
+  Manifest& manifest_for_update() { return m_; }
   std::uint64_t bytes_in() const { return writer_->source_bytes(); }
 
  private:
