@@ -81,8 +81,9 @@ void add_backup_commands(CLI::App& app, Registry& reg) {
     restore.app = app.add_subcommand("restore", "restore a backup onto a node, or into a new file / data folder");
     restore.app->add_option("BACKUP", o->ref, "backup id, or the path of a backup file")->required()->type_name("");
     auto* node = restore.app->add_option("--node", o->node, "restore onto this node")->type_name("NODE");
-    auto* target = restore.app->add_option("--target", o->target, "restore into this new file or folder (no node uses it)")
-                       ->type_name("PATH");
+    auto* target = restore.app->add_option("--target", o->target, "restore into this new file or folder (no node uses it), "
+                                          "or a PostgreSQL dump into this database URL")
+                       ->type_name("PATH|URL");
     node->excludes(target);
     restore.app->add_option("--to-time", o->to_time, "point in time to recover to (PostgreSQL; ISO 8601)")
         ->type_name("TIME");
@@ -93,7 +94,12 @@ void add_backup_commands(CLI::App& app, Registry& reg) {
       json::object p;
       add_backup_ref(p, o->ref);
       if (!o->node.empty()) p["node"] = o->node;
-      if (!o->target.empty()) {
+      // A PostgreSQL URL / conninfo (a dump restored into a database) is passed as written.
+      bool url = o->target.rfind("postgresql://", 0) == 0 || o->target.rfind("postgres://", 0) == 0 ||
+                 (o->target.find('=') != std::string::npos && o->target[0] != '/' && o->target[0] != '.');
+      if (url) {
+        p["target"] = o->target;
+      } else if (!o->target.empty()) {
         std::error_code ec;
         fs::path abs = fs::absolute(o->target, ec);
         p["target"] = (ec ? fs::path(o->target) : abs).lexically_normal().string();

@@ -121,6 +121,8 @@ std::string render_verify(const json::value& r, const RenderOptions& o) {
 }
 
 std::string render_restore(const json::value& r, const RenderOptions& o) {
+  if (auto detail = jv::str(r, "detail"); !detail.empty())  // PostgreSQL: what was checked, how to start it
+    return tr(o, "restored to ", "已恢复到 ") + jv::str(r, "restored_to", "-") + ": " + detail + "\n";
   return tr(o, "restored to ", "已恢复到 ") + jv::str(r, "restored_to", "-") +
          tr(o, " (integrity: ", "（完整性: ") + jv::str(r, "integrity", "-") + tr(o, ")", "）") + "\n";
 }

@@ -24,6 +24,7 @@
 #include "daemon/backup/retention.hpp"
 #include "daemon/backup/schedule.hpp"
 #include "daemon/backup/util.hpp"
+#include "daemon/backup_pg_runtime.hpp"
 #include "daemon/backup_runtime.hpp"
 #include "daemon/daemon.hpp"
 
@@ -123,12 +124,11 @@ struct Daemon::BackupRuntime {
     if (!node) return reply(node.error());
     const NodeConfig* nc = d.config_.find_node(*node);
     if (!nc) return reply(make_error(Errc::not_found, "no node named '" + *node + "'"));
-    if (nc->engine == Engine::postgresql)
-      return reply(make_error(Errc::unsupported, "PostgreSQL backups are not supported by this drd yet"));
-    if (req.kind == "logical")
+    const bool pg = nc->engine == Engine::postgresql;
+    if (req.kind == "logical" && !pg)
       return reply(make_error(Errc::unsupported, "logical dumps are for PostgreSQL; SQLite backups are full copies",
                               "omit --kind or use --kind full"));
-    if (!req.kind.empty() && req.kind != "full")
+    if (!req.kind.empty() && req.kind != "full" && req.kind != "logical" && !(pg && req.kind == "physical"))
       return reply(make_error(Errc::invalid_argument, "parameter \"kind\" must be \"full\" or \"logical\", got '" + req.kind + "'"));
     if (is_fenced(*node))
       return reply(make_error(Errc::refused, *node + " is fenced and may hold stale data; not backing it up",
@@ -152,6 +152,10 @@ struct Daemon::BackupRuntime {
     auto done = [this, node = *node, reply, started](Result<backup::Manifest> m) {
       finish_backup(node, std::move(m), started, reply);
     };
+    if (pg) {  // pg_basebackup / pg_dump reads a standby as safely as the primary
+      run_pg_backup(cfg, *nc, std::move(info), req.kind == "logical", forward_progress(progress, strand), done);
+      return;
+    }
     if (!standby) {
       run_backup(cfg, nc->sqlite_path, std::move(info), forward_progress(progress, strand), done, {});
       return;
@@ -217,6 +221,22 @@ struct Daemon::BackupRuntime {
                  "backup " + e.manifest.id + " was complete but not in the catalog (drd stopped before entering "
                  "it); entered now");
     }
+  }
+
+  void run_pg_backup(const BackupConfig& cfg, const NodeConfig& nc, backup::NewBackup info, bool logical,
+                     backup::Progress progress, std::function<void(Result<backup::Manifest>)> done) {
+    auto self = d.backup_;
+    auto cancel = this->cancel;
+    ProcessRunner* runner = &d.runner_;  // stateless, outlives the daemon (main owns it)
+    bool posted = worker->post([self, cfg, nc, info = std::move(info), logical, progress = std::move(progress), done,
+                                cancel, runner]() mutable {
+      auto m = bkrt::take_pg_backup(cfg, *runner, nc, std::move(info), logical, progress, cancel.get());
+      self->post_result([self, m = std::move(m), done]() mutable {
+        if (self->stopped) return;
+        done(std::move(m));
+      });
+    });
+    if (!posted) done(make_error(Errc::unavailable, "drd is stopping"));
   }
 
   void finish_backup(const std::string& node, Result<backup::Manifest> m, SteadyTime started, const Reply& reply) {
@@ -505,7 +525,11 @@ void Daemon::backup_verify(const json::object& params, Reply reply) {
   const BackupConfig cfg = config_.backup;
   auto self = backup_;
   std::string path = rp->path;
-  bool posted = backup_->checker->post([self, cfg, entry, path, reply]() mutable {
+  std::vector<NodeConfig> pg_nodes;
+  for (auto& n : config_.nodes)
+    if (n.engine == Engine::postgresql) pg_nodes.push_back(n);
+  ProcessRunner* runner = &runner_;
+  bool posted = backup_->checker->post([self, cfg, entry, path, reply, pg_nodes, runner]() mutable {
     backup::BackupRef ref;
     auto work = [&]() -> Result<backup::VerifyReport> {
       std::string manifest_problem;
@@ -515,7 +539,9 @@ void Daemon::backup_verify(const json::object& params, Reply reply) {
       const auto& key = opened->key;
       // verify_backup makes (and removes) its scratch folder under here.
       fs::path scratch = cfg.directory.empty() ? ref.data.parent_path() : cfg.directory;
-      auto rep = backup::verify_backup(ref, key.ptr(), scratch);
+      auto rep = ref.manifest && ref.manifest->engine == "postgresql"
+                     ? bkrt::verify_pg(ref, key.ptr(), scratch, *runner, pg_nodes)
+                     : backup::verify_backup(ref, key.ptr(), scratch);
       if (!manifest_problem.empty()) {  // checked against the catalog's copy; the file itself is bad
         for (auto& c : rep.checks)
           if (c.name == "manifest") c = backup::Check{"manifest", false, manifest_problem};
@@ -571,11 +597,15 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
   if (!target.empty() && !node.empty())
     return reply(make_error(Errc::invalid_argument, "give \"target\" or \"node\", not both"));
 
-  if (!node.empty()) {
+  // PostgreSQL onto a node or into a database URL: decided in bkrt::restore_pg once the backup is open.
+  std::optional<bkrt::PgRestoreTarget> pg_where;
+  if (const NodeConfig* pn = node.empty() ? nullptr : config_.find_node(node); pn && pn->engine == Engine::postgresql)
+    pg_where = bkrt::PgRestoreTarget{"", *pn, node == primary_, *force};
+  else if (!target.empty() && bkrt::is_pg_url(target))
+    pg_where = bkrt::PgRestoreTarget{target, std::nullopt, false, *force};
+  if (!node.empty() && !pg_where) {
     const NodeConfig* nc = config_.find_node(node);
     if (!nc) return reply(make_error(Errc::not_found, "no node named '" + node + "'"));
-    if (nc->engine == Engine::postgresql)
-      return reply(make_error(Errc::unsupported, "PostgreSQL restores are not supported by this drd yet"));
     if (node != primary_)
       return reply(make_error(Errc::refused,
                               node + " is a standby: standbys are re-seeded from the primary automatically, "
@@ -590,9 +620,12 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
                             "and switch over"));
   }
 
-  if (fs::path(target).is_relative())
+  if (!pg_where && fs::path(target).is_relative())
     return reply(make_error(Errc::invalid_argument, "parameter \"target\" must be an absolute path, got '" + target + "'"));
   std::optional<SysTime> to_time;
+  if (pg_where && !to_time_p->empty())
+    return reply(make_error(Errc::unsupported, "point-in-time restore of PostgreSQL backups is not supported by this drd",
+                            "restore without --to-time"));
   if (!to_time_p->empty()) {
     auto t = bkrt::parse_restore_time(*to_time_p);
     if (!t) return reply(t.error());
@@ -615,10 +648,15 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
   auto sink = forward_progress(progress, backup_->strand);
   bool overwrite = *force;
   std::string path = rp->path;
-  bool posted = backup_->checker->post([self, cfg, entry, path, target, to_time, node_files, overwrite, sink, reply]() mutable {
+  std::vector<NodeConfig> pg_nodes;
+  for (auto& n : config_.nodes)
+    if (n.engine == Engine::postgresql) pg_nodes.push_back(n);
+  ProcessRunner* runner = &runner_;
+  bool posted = backup_->checker->post([self, cfg, entry, path, target, to_time, node_files, overwrite, sink, reply,
+                                        pg_where, pg_nodes, runner]() mutable {
     auto work = [&]() -> Result<json::value> {
       for (auto& [name, file] : node_files)
-        if (bkrt::same_file(target, file))
+        if (!pg_where && bkrt::same_file(target, file))
           return make_error(Errc::refused, "restore target " + target + " is the database file of " +
                                                (name == "current_link" ? "the current primary (current_link)" : "node " + name),
                             "use --node NODE to restore onto a node, or choose a new file");
@@ -630,6 +668,17 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
       opts.allow_overwrite = overwrite;
       opts.key = key.ptr();
       std::string id = ref.manifest ? ref.manifest->id : ref.data.filename().string();
+      const bool pg_backup = ref.manifest && ref.manifest->engine == "postgresql";
+      if (pg_where && !pg_backup)
+        return make_error(Errc::invalid_argument, "backup " + id + " is not a PostgreSQL backup; it cannot restore into " +
+                                                      (pg_where->node ? "node " + pg_where->node->name : "a database URL"));
+      if (pg_backup) {
+        if (to_time)
+          return make_error(Errc::unsupported, "point-in-time restore of PostgreSQL backups is not supported by this drd",
+                            "restore without --to-time");
+        return bkrt::restore_pg(ref, key.ptr(), pg_where.value_or(bkrt::PgRestoreTarget{target, std::nullopt, false, overwrite}),
+                                *runner, pg_nodes, sink);
+      }
       json::object out;
       if (to_time) {
         if (!ref.manifest)
@@ -657,9 +706,10 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
       if (self->stopped) return;
       if (res)
         log::event(spdlog::level::info, "restore", {{"BACKUP_ID", std::string(res->as_object().at("id").as_string())}},
-                   "restored backup " + std::string(res->as_object().at("id").as_string()) + " into " + target);
-      else
-        log::event(spdlog::level::err, "restore", {}, "restore into " + target + " failed: " + res.error().message);
+                   "restored backup " + std::string(res->as_object().at("id").as_string()) + " into " +
+                       std::string(res->as_object().at("restored_to").as_string()));
+      else  // a target URL may hold a password
+        log::event(spdlog::level::err, "restore", {}, "restore into " + redact_url(target) + " failed: " + res.error().message);
       reply(std::move(res));
     });
   });

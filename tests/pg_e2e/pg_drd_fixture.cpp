@@ -47,7 +47,7 @@ void PgDrdFixture::write_config() {
     << "\n    failure_threshold: " << opts.threshold << "\n"
     << "  failover:\n    auto: " << (opts.auto_failover ? "true" : "false") << "\n"
     << "    synchronous: " << (opts.synchronous ? "true" : "false") << "\n"
-    << opts.extra_failover_yaml;
+    << opts.extra_failover_yaml << opts.extra_yaml;
 }
 
 void PgDrdFixture::kill_drd() {

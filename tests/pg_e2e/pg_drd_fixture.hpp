@@ -27,6 +27,7 @@ struct PgDrdOptions {
   // named after the standbys: node<standbys+1>...
   int spare_nodes = 0;
   bool data_checksums = true;  // false: no checksums and wal_log_hints off (pg_rewind impossible)
+  std::string extra_yaml;           // more sections under disaster_recovery:, e.g. "  backup:\n    ..."
 };
 
 class PgDrdFixture {

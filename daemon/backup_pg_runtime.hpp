@@ -1,0 +1,53 @@
+#pragma once
+// The blocking halves of the daemon's PostgreSQL backup, verify and restore (called from
+// daemon_backup.cpp on its BlockingWorkers, never on the control strand). Like
+// backup_runtime.hpp they take copies (BackupConfig, NodeConfigs) and never touch the Daemon.
+// Passwords are read here (off the strand), handed to the tools in PGPASSWORD only, and
+// scrubbed from every message.
+#include <atomic>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "boost/json.hpp"
+#include "common/config.hpp"
+#include "common/process.hpp"
+#include "common/result.hpp"
+#include "daemon/backup/pg_backup.hpp"
+
+namespace drd::bkrt {
+
+// PgTools for `node`: its bin_dir (else the Debian PostgreSQL 15 folder when it exists, else
+// PATH), its os_user, a password-free conninfo with `application_name`, and PGPASSWORD.
+// `keep_dbname`: pg_dump/pg_restore need the URL's database; pg_basebackup does not.
+Result<backup::PgTools> pg_tools_for(const NodeConfig& node, const std::string& application_name);
+
+// pg_basebackup (logical: pg_dump) of `node` into a new backup. `cancel` as for SQLite.
+Result<backup::Manifest> take_pg_backup(const BackupConfig& cfg, ProcessRunner& runner, const NodeConfig& node,
+                                        backup::NewBackup info, bool logical, const backup::Progress& progress,
+                                        const std::atomic<bool>* cancel);
+
+// Verify a PostgreSQL backup: scratch servers use the tools of the node it was taken from
+// (else of any PostgreSQL node, else defaults: PATH / os user postgres).
+backup::VerifyReport verify_pg(const backup::BackupRef& ref, const backup::MasterKey* key,
+                               const std::filesystem::path& scratch, ProcessRunner& runner,
+                               const std::vector<NodeConfig>& pg_nodes);
+
+// Where a PostgreSQL restore goes, decided on the control strand.
+struct PgRestoreTarget {
+  std::string path_or_url;                 // --target: a data folder (physical) or a URL (logical)
+  std::optional<NodeConfig> node;          // --node: that node's database (logical only)
+  bool node_is_primary = false;
+  bool force = false;
+};
+
+// Whether --target names a database rather than a folder.
+bool is_pg_url(const std::string& target);
+
+// Restores `ref` (a PostgreSQL backup) as `where` says; JSON for the reply.
+Result<boost::json::value> restore_pg(const backup::BackupRef& ref, const backup::MasterKey* key,
+                                      const PgRestoreTarget& where, ProcessRunner& runner,
+                                      const std::vector<NodeConfig>& pg_nodes, const backup::Progress& progress);
+
+}  // namespace drd::bkrt
