@@ -10,9 +10,10 @@ DEB_PACKAGES := build-essential cmake ninja-build pkg-config git \
   libboost1.81-dev libboost-json1.81-dev libyaml-cpp-dev libpq-dev libsqlite3-dev \
   libspdlog-dev libfmt-dev libsystemd-dev catch2 libzstd-dev libssl-dev libcli11-dev \
   postgresql-15 postgresql-client-15 sqlite3 zstd iproute2 procps util-linux python3 \
-  systemd man-db groff-base file dpkg-dev chromium haproxy clang libclang-rt-14-dev strace libfaketime
+  systemd man-db groff-base file dpkg-dev chromium haproxy clang libclang-rt-14-dev strace libfaketime \
+  etcd-server etcd-client
 
-.PHONY: all deps build run test test-unit test-integration asan tsan bench package clean chaos fuzz fuzz-short fuzz-build
+.PHONY: all deps build run test test-unit test-etcd test-integration asan tsan bench package clean chaos fuzz fuzz-short fuzz-build
 
 all: build
 
@@ -49,6 +50,10 @@ test: build
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L unit
+
+# Multi-host mode on a real 3-member etcd cluster (docs/multi-host.md); also part of `test`.
+test-etcd: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L etcd
 
 # Same tests under ASan + UBSan in a separate build folder.
 asan: deps

@@ -312,7 +312,7 @@ void Loader::load(const YAML::Node& doc, Config& cfg) {
 
   static const std::vector<std::string> keys = {"enabled",    "state_dir",  "control", "current_link",
                                                 "databases",  "monitoring", "failover", "backup",
-                                                "alerts",     "http"};
+                                                "alerts",     "http",       "store",   "local"};
   if (!section(dr, "", keys)) return;
 
   if (auto b = boolean(child(dr, "enabled"), "enabled")) cfg.enabled = *b;
@@ -348,6 +348,7 @@ void Loader::load(const YAML::Node& doc, Config& cfg) {
   load_backup(child(dr, "backup"), cfg.backup);
   load_alerts(child(dr, "alerts"), cfg);
   load_http(child(dr, "http"), cfg.http);
+  load_store(child(dr, "store"), child(dr, "local"), cfg);
 }
 
 }  // namespace config_detail

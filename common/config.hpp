@@ -114,6 +114,23 @@ struct HttpConfig {
   std::optional<std::filesystem::path> token_file;
 };
 
+// Where the cluster's primary, term, history, flags and fenced nodes live
+// (docs/multi-host.md). "local": the SQLite state file (one drd for the cluster).
+// "etcd": an etcd v3 cluster shared by one drd per host; one of them leads.
+struct StoreConfig {
+  std::string type = "local";           // local | etcd
+  std::vector<std::string> endpoints;   // http://HOST:PORT or https://HOST:PORT
+  std::string prefix = "/drd/default";  // every key lives under it
+  Millis ttl{3000};                     // leader lease; also bounds self-fencing
+  std::optional<std::filesystem::path> ca_file, cert_file, key_file;  // TLS (https endpoints)
+  std::string username;                 // etcd auth; the password is read from password_file
+  std::optional<std::filesystem::path> password_file;
+  std::string peer_listen;              // HOST:PORT other drd reach this one on; empty = no peers
+  std::optional<std::filesystem::path> peer_token_file;  // shared bearer token for the peer endpoint
+  bool failsafe = true;                 // keep the primary writable while every peer confirms it
+  int line = 0, column = 0;
+};
+
 struct ControlConfig {
   std::filesystem::path socket;
   std::string admin_group;  // members may call state-changing methods; root always may
@@ -132,6 +149,8 @@ struct Config {
   BackupConfig backup;
   AlertsConfig alerts;
   HttpConfig http;
+  StoreConfig store;
+  std::string local;  // the node on this drd's host (required with store.type etcd)
 
   const NodeConfig* find_node(std::string_view name) const;
   // The node whose type is primary (the loader guarantees at most one); when none is typed

@@ -59,6 +59,7 @@ class Loader {
   void load_backup(const YAML::Node& n, BackupConfig& b);
   void load_alerts(const YAML::Node& n, Config& cfg);
   void load_http(const YAML::Node& n, HttpConfig& h);
+  void load_store(const YAML::Node& n, const YAML::Node& local, Config& cfg);  // config_store.cpp
 
  private:
   std::string file_;

@@ -185,6 +185,34 @@ std::string overall_health(const json::value& s) {
   return all_ok ? "healthy" : "degraded";
 }
 
+// Multi-host mode (store.type etcd): which drd leads, each drd's lease age, the store's health.
+template <class Line>
+void render_cluster(const json::value& s, const RenderOptions& o, Line& line) {
+  const json::value* c = jv::field(s, "cluster");
+  if (!c || jv::str(*c, "store") != "etcd") return;
+  line("");
+  line(tr(o, "--- Cluster (etcd) ---", "--- 集群 (etcd) ---"));
+  const json::value* h = jv::field(*c, "store_health");
+  const bool ok = h && jv::boolean(*h, "ok").value_or(false);
+  line(tr(o, "Store: ", "存储: ") + (ok ? paint(o, Tone::good, "etcd ok")
+                                         : paint(o, Tone::bad, "etcd unreachable: " + (h ? jv::str(*h, "error", "-") : "-"))));
+  const std::string leader = jv::str(*c, "leader");
+  line(tr(o, "This drd: ", "本 drd: ") + jv::str(*c, "drd", "-") + ", leader " + (leader.empty() ? "(none)" : leader));
+  if (jv::boolean(*c, "self_fenced").value_or(false))
+    line(paint(o, Tone::bad, tr(o, "Local database fenced: ", "本地数据库已隔离: ") + jv::str(*c, "fence_reason", "-")));
+  for (const auto& m : jv::arr(*c, "members")) {
+    std::string l = "  " + jv::str(m, "name", "?") + (jv::boolean(m, "leader").value_or(false) ? " (leader)" : "");
+    if (auto age = jv::num(m, "lease_age_ms")) {
+      char buf[48];
+      std::snprintf(buf, sizeof buf, ", lease renewed %.1fs ago", *age / 1000.0);
+      l += buf;
+    }
+    if (auto up = jv::boolean(m, "local_up")) l += *up ? ", database up" : ", database down";
+    if (jv::boolean(m, "fenced_self").value_or(false)) l += ", fenced itself";
+    line(l);
+  }
+}
+
 std::string render_status(const json::value& s, const RenderOptions& o) {
   std::string out;
   auto line = [&out](const std::string& l) { out += l; out += '\n'; };
@@ -243,6 +271,7 @@ std::string render_status(const json::value& s, const RenderOptions& o) {
   line(tr(o, "Threshold: ", "检测阈值: ") + num_text(jv::num(s, "failure_threshold")));
   const std::string reason = jv::str(s, "failover_reason");
   if (state != "normal" && !reason.empty()) line(tr(o, "Reason: ", "原因: ") + reason);
+  render_cluster(s, o, line);
   return out;
 }
 

@@ -4,6 +4,8 @@
 
 #include "common/log.hpp"
 #include "daemon/cluster_factory.hpp"
+#include "daemon/coord/coordinator.hpp"
+#include "daemon/coord/peer_server.hpp"
 #include "daemon/node_factory.hpp"
 
 namespace drd {
@@ -48,16 +50,16 @@ void Daemon::start(std::function<void()> ready) {
   asio::post(control_, [this, ready = std::move(ready)]() mutable {
     started_at_ = clock_.steady();
     last_round_at_ = started_at_;
-    if (auto m = store_->flag("monitoring"); m.ok() && m->has_value()) monitoring_ = **m;
+    if (auto m = cluster_store().flag("monitoring"); m.ok() && m->has_value()) monitoring_ = **m;
     else monitoring_ = config_.monitoring.enabled;
-    if (auto a = store_->flag("auto_failover"); a.ok() && a->has_value()) auto_failover_ = **a;
+    if (auto a = cluster_store().flag("auto_failover"); a.ok() && a->has_value()) auto_failover_ = **a;
     else auto_failover_ = config_.failover.auto_failover;
     if (!config_.enabled) {  // disaster recovery switched off: serve status, act on nothing
       monitoring_ = false;
       auto_failover_ = false;
     }
-    if (auto f = store_->fenced_nodes(); f.ok()) fenced_ = *f;
-    if (auto c = store_->cluster(); c.ok()) {
+    if (auto f = cluster_store().fenced_nodes(); f.ok()) fenced_ = *f;
+    if (auto c = cluster_store().cluster(); c.ok()) {
       primary_ = c->primary;
       term_ = c->term;
     }
@@ -99,6 +101,7 @@ void Daemon::stop() {
     if (*t) (*t)->cancel();
   flush_samples();
   backup_stop();
+  coord_stop();
   if (mon_) mon_->stop();
   if (driver_ && cluster_worker_) {
     auto* d = driver_.get();
@@ -226,6 +229,10 @@ ClusterView Daemon::cluster_view() const {
     v.primary_health = p->second.health.health;
     v.primary_failures = p->second.health.consecutive_failures;
   }
+  if (primary_host_fenced_) {  // its host drd is gone and fenced it before its lease ran out
+    v.primary_health = Health::down;
+    v.primary_failures = std::max(v.primary_failures, config_.monitoring.failure_threshold);
+  }
   v.auto_failover = auto_failover_;
   v.monitoring = monitoring_;
   v.failover_running = failover_running_;
@@ -244,6 +251,15 @@ void Daemon::after_round() {
   }
   if (!started_ || primary_.empty()) return;
   Decision d = decide(cluster_view());
+  if (d.kind == Decision::Kind::failover && coord_) {
+    // Multi-host: followers only watch; the leader waits while the primary's host drd
+    // still vouches for its database (it has not fenced it).
+    std::string why;
+    if (!acts()) d = Decision{Decision::Kind::none, "", "", d.state};
+    else if (!coord_allows_failover(why)) d = Decision{Decision::Kind::none, "", why, d.state};
+    else if (primary_host_fenced_)
+      d.reason = "the drd beside " + primary_ + " left the cluster and fenced it (it refuses writes); promoting " + d.target;
+  }
   if (d.kind == Decision::Kind::failover) {
     log::event(spdlog::level::warn, "failover_start", {{"NODE", primary_}, {"TARGET", d.target}},
                "automatic failover: " + d.reason);
@@ -368,7 +384,7 @@ void Daemon::schedule_tick() {
   tick_timer_->expires_after(driver_->tick_interval());
   tick_timer_->async_wait([this](const boost::system::error_code& ec) {
     if (ec || stopped_) return;
-    if (!tick_running_ && !failover_running_ && !primary_.empty()) {
+    if (!tick_running_ && !failover_running_ && !primary_.empty() && acts()) {
       tick_running_ = true;
       auto* d = driver_.get();
       cluster_worker_->post([this, d] {

@@ -31,12 +31,19 @@
 
 namespace drd {
 
+namespace coord {
+class Coordinator;
+class PeerServer;
+struct Snapshot;
+}  // namespace coord
+
 namespace asio = boost::asio;
 namespace json = boost::json;
 
 struct Caller {
   std::int64_t uid = -1, gid = -1, pid = -1;
   bool admin = false;
+  bool forwarded = false;  // came from another drd's peer endpoint: never forwarded again
 };
 
 using Reply = std::function<void(Result<json::value>)>;
@@ -57,6 +64,13 @@ class Daemon {
 
   // Binds http.listen when configured (an error means drd must not start).
   Status start_http();
+  // Multi-host mode (store.type etcd, daemon_coord.cpp): call before start(). The
+  // cluster's primary, term, history, flags and fenced nodes then live in etcd, only
+  // the leading drd acts, and the peer endpoint (store.peer_listen) is bound here.
+  Status set_coordinator(std::unique_ptr<coord::Coordinator> c);
+  // True when this drd may act on the cluster: always with the local store, only
+  // while it leads with etcd.
+  bool acts() const { return !coord_ || leading_; }
   void start(std::function<void()> ready);
   // Stops timers and workers; flushes health samples. Idempotent.
   void stop();
@@ -70,7 +84,8 @@ class Daemon {
 
   asio::strand<asio::io_context::executor_type>& control() { return control_; }
   const Config& config() const { return config_; }
-  SqliteStateStore& store() { return *store_; }
+  SqliteStateStore& store() { return *store_; }  // audit, health samples, backup catalog: always local
+  ClusterStore& cluster_store();  // primary, term, history, flags, fenced nodes
   std::string status_line() const;  // for sd_notify STATUS=
 
  private:
@@ -124,6 +139,18 @@ class Daemon {
   void manual_failover(const json::object& params, const std::string& mode, Reply reply);
   void rejoin(const json::object& params, Reply reply, bool clone = false);
 
+  // Multi-host (daemon_coord.cpp).
+  void on_coord_snapshot(const coord::Snapshot& s);
+  void become_leader();
+  void lose_leader();
+  bool forward_if_follower(const std::string& method, const json::object& params, const Caller& caller, Reply& reply);
+  json::value coord_status_json() const;
+  // An automatic failover may go ahead (false + reason while the primary's host drd
+  // still vouches for its database).
+  bool coord_allows_failover(std::string& reason) const;
+  void check_primary_host();
+  void coord_stop();
+
   // Backups (daemon_backup.cpp). backup_start() runs from start() once the
   // primary is settled; backup_stop() from stop().
   struct BackupRuntime;
@@ -150,6 +177,15 @@ class Daemon {
   std::unique_ptr<monitoring::Monitoring> mon_;  // alerts, /metrics, status page
   SteadyTime last_evaluation_{};
   std::unique_ptr<BlockingWorker> cluster_worker_;
+  std::unique_ptr<coord::Coordinator> coord_;
+  std::unique_ptr<coord::PeerServer> peer_server_;
+  std::unique_ptr<BlockingWorker> coord_worker_;  // forwarded calls, writability checks
+  std::shared_ptr<const coord::Snapshot> coord_snap_;
+  bool leading_ = false;
+  bool primary_host_fenced_ = false;  // the primary's host drd is gone and its database refuses writes
+  bool host_check_running_ = false;
+  std::vector<std::string> known_hosts_;  // drd names (= their local nodes) ever seen in the store
+  SteadyTime last_host_check_{};
   std::unique_ptr<asio::steady_timer> housekeeping_timer_, watchdog_timer_, tick_timer_, flush_timer_;
 
   std::string primary_;

@@ -391,6 +391,7 @@ struct Daemon::BackupRuntime {
   }
 
   void run_scheduled() {
+    if (!d.acts()) return;  // multi-host: only the leading drd takes scheduled backups
     Request req;
     req.scheduled = true;
     launch(req, [](Result<json::value> r) {

@@ -38,6 +38,11 @@ void Daemon::record_interrupted_failover(const std::string& outcome) {
 }
 
 void Daemon::settle_startup_primary(std::function<void()> ready) {
+  if (!acts()) {  // a follower: the leading drd settles the primary (become_leader())
+    after_round();
+    ready();
+    return;
+  }
   auto views = node_views();
   StartupChoice c = choose_startup_primary(views, primary_);
   // Attaches the engine to the settled primary, then reports ready. Takes
@@ -72,7 +77,7 @@ void Daemon::settle_startup_primary(std::function<void()> ready) {
   }
   if (primary_.empty()) {
     // First start: nothing to fail over from, just record the choice.
-    auto cas = store_->compare_and_set_primary(term_, *c.primary);
+    auto cas = cluster_store().compare_and_set_primary(term_, *c.primary);
     if (cas.ok() && *cas) {
       primary_ = *c.primary;
       ++term_;
@@ -92,6 +97,11 @@ void Daemon::settle_startup_primary(std::function<void()> ready) {
   // The recorded primary is not healthy at start: that is a failover, if allowed.
   if (!auto_failover_) {
     spdlog::warn("recorded primary {} is not healthy at start and automatic failover is disabled", primary_);
+    attach();
+    return;
+  }
+  if (std::string why; !coord_allows_failover(why)) {
+    spdlog::warn("recorded primary {} is not healthy, but {}", primary_, why);
     attach();
     return;
   }
@@ -135,7 +145,7 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
   // 1. Claim the new term first: a crash from here on converges to `target`. The old
   //    primary is recorded as fenced in the same transaction (not for a switchover).
   const bool fence_from = mode != "switchover" && !from.empty() && from != target;
-  auto cas = store_->claim_primary(term_, target, fence_from ? from : std::string());
+  auto cas = cluster_store().claim_primary(term_, target, fence_from ? from : std::string());
   if (!cas.ok() || !*cas) {
     (void)store_->set_pending_failover(std::nullopt);
     failover_running_ = false;
@@ -174,7 +184,7 @@ void Daemon::finish_failover(const std::string& from, const std::string& to, con
   if (!outcome && mode == "switchover" && outcome.error().code == Errc::refused && primary_ == to) {
     // A switchover aborted before promotion: the old primary is still the writable one
     // (the driver unfenced it), so the store goes back to naming it, under a new term.
-    auto cas = store_->compare_and_set_primary(term_, from);
+    auto cas = cluster_store().compare_and_set_primary(term_, from);
     if (cas.ok() && *cas) {
       ++term_;
       primary_ = from;
@@ -196,11 +206,11 @@ void Daemon::finish_failover(const std::string& from, const std::string& to, con
   }
   for (auto& note : outcome->notes) spdlog::info("failover {} -> {}: {}", from, to, note);
   FailoverRecord rec{to_unix_ms(clock_.now()), from, to, mode, reason, ms, outcome->lag_bytes, term};
-  if (auto st = store_->append_history(rec); !st) spdlog::error("cannot record failover history: {}", st.error().message);
+  if (auto st = cluster_store().append_history(rec); !st) spdlog::error("cannot record failover history: {}", st.error().message);
   mon_->on_failover(clock_.now());
   if (mode == "switchover") {
     // The old primary stays a standby, not fenced.
-    if (auto st = store_->set_fenced(from, false); !st) spdlog::error("{}", st.error().message);
+    if (auto st = cluster_store().set_fenced(from, false); !st) spdlog::error("{}", st.error().message);
     fenced_.erase(std::remove(fenced_.begin(), fenced_.end(), from), fenced_.end());
   }
   // The new primary starts from a clean health slate as far as failures go.

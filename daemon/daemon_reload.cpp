@@ -21,6 +21,12 @@ std::string needs_restart(const Config& old_cfg, const Config& new_cfg) {
   if (old_cfg.state_dir != new_cfg.state_dir) return "state_dir changed";
   if (old_cfg.control.socket != new_cfg.control.socket) return "control.socket changed";
   if (old_cfg.current_link != new_cfg.current_link) return "current_link changed";
+  if (old_cfg.local != new_cfg.local) return "local changed";
+  const auto& a = old_cfg.store;
+  const auto& b = new_cfg.store;
+  if (a.type != b.type || a.endpoints != b.endpoints || a.prefix != b.prefix || a.ttl != b.ttl ||
+      a.peer_listen != b.peer_listen || a.username != b.username || a.failsafe != b.failsafe)
+    return "the store section changed";
   return "";
 }
 

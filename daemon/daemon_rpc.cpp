@@ -103,6 +103,7 @@ json::value Daemon::status_json() const {
       {"failover_reason", last_decision_.reason},
       {"synchronous", driver_ ? driver_->synchronous_state() : std::string("off")},
       {"nodes", std::move(nodes)},
+      {"cluster", coord_status_json()},
       {"daemon", json::object{{"pid", static_cast<std::int64_t>(::getpid())},
                               {"version", "0.1.0"},
                               {"uptime_s", uptime},
@@ -113,7 +114,7 @@ json::value Daemon::status_json() const {
 Result<json::value> Daemon::history_json(const json::object& params) {
   auto limit = int_param(params, "limit", 50, 1, 100000);
   if (!limit) return limit.error();
-  auto h = store_->history(static_cast<int>(*limit));
+  auto h = cluster_store().history(static_cast<int>(*limit));
   if (!h) return h.error();
   json::array out;
   for (auto& r : *h)
@@ -169,7 +170,7 @@ Result<json::value> Daemon::health_json(const json::object& params) {
     });
   }
   json::array failovers;
-  if (auto h = store_->history(1000, from_ms); h)
+  if (auto h = cluster_store().history(1000, from_ms); h)
     for (auto& r : *h)
       failovers.push_back(json::object{{"time", iso8601_ms(r.time_ms)}, {"from", r.from}, {"to", r.to}, {"mode", r.mode}});
   return json::value(json::object{{"since", since_text}, {"nodes", std::move(rows)}, {"failovers", std::move(failovers)}});
@@ -191,7 +192,7 @@ Result<json::value> Daemon::audit_json(const json::object& params) {
 }
 
 Result<json::value> Daemon::set_flag(const std::string& flag, bool value) {
-  if (auto st = store_->set_flag(flag, value); !st) return st.error();
+  if (auto st = cluster_store().set_flag(flag, value); !st) return st.error();
   if (flag == "monitoring") {
     bool was = monitoring_.exchange(value);
     if (value && !was)
@@ -239,7 +240,7 @@ void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
     Status st = clone ? d->clone(name) : d->rejoin(name, reclone);
     asio::post(control_, [this, name, st = std::move(st), reply = std::move(reply)]() mutable {
       if (!st) return reply(st.error());
-      if (auto s2 = store_->set_fenced(name, false); !s2) return reply(s2.error());
+      if (auto s2 = cluster_store().set_fenced(name, false); !s2) return reply(s2.error());
       fenced_.erase(std::remove(fenced_.begin(), fenced_.end(), name), fenced_.end());
       log::event(spdlog::level::info, "rejoin", {{"NODE", name}}, name + " rejoined as a standby of " + primary_);
       reply(json::value(json::object{{"node", name}, {"role", "standby"}}));
@@ -249,7 +250,6 @@ void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
 
 void Daemon::dispatch(const std::string& method, const json::object& params, const Caller& caller, Reply reply,
                       ProgressSink progress) {
-  (void)caller;
   if (!ready_) {
     // Starting (the first probes are bounded by monitoring.timeout): answer once the
     // primary is settled rather than turning the caller away. This is what a client
@@ -273,6 +273,7 @@ void Daemon::dispatch(const std::string& method, const json::object& params, con
   if (method == "test") {
     return probe_all_now([reply = std::move(reply)](json::value v) { reply(std::move(v)); });
   }
+  if (forward_if_follower(method, params, caller, reply)) return;
   if (method == "monitoring.start") return reply(set_flag("monitoring", true));
   if (method == "monitoring.stop") return reply(set_flag("monitoring", false));
   if (method == "auto_failover.enable") return reply(set_flag("auto_failover", true));

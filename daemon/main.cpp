@@ -1,4 +1,5 @@
 // drd: the disaster-recovery daemon. Never forks; systemd (or the shell) supervises it.
+#include <fmt/ranges.h>
 #include <systemd/sd-daemon.h>
 
 #include <CLI/CLI.hpp>
@@ -10,6 +11,8 @@
 #include "common/log.hpp"
 #include "common/process.hpp"
 #include "daemon/control_server.hpp"
+#include "daemon/coord/coordinator.hpp"
+#include "daemon/monitoring/http_server.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/notifier.hpp"
 
@@ -73,6 +76,33 @@ int main(int argc, char** argv) {
     spdlog::critical("{}{}", listening.error().message,
                      listening.error().hint.empty() ? "" : " (" + listening.error().hint + ")");
     return 1;
+  }
+
+  if (config.store.type == "etcd") {
+    // Secrets are read here, once; the loader only checked the paths.
+    std::string password, peer_token;
+    if (config.store.password_file) {
+      auto p = drd::monitoring::read_token_file(*config.store.password_file);
+      if (!p) {
+        spdlog::critical("store.password_file: {}", p.error().message);
+        return 1;
+      }
+      password = *p;
+    }
+    if (config.store.peer_token_file) {
+      auto t = drd::monitoring::read_token_file(*config.store.peer_token_file);
+      if (!t) {
+        spdlog::critical("store.peer_token_file: {}", t.error().message);
+        return 1;
+      }
+      peer_token = *t;
+    }
+    spdlog::info("multi-host mode: drd {} on etcd {} (prefix {}, ttl {})", config.local,
+                 fmt::join(config.store.endpoints, ","), config.store.prefix, drd::format_duration(config.store.ttl));
+    if (auto st = daemon.set_coordinator(std::make_unique<drd::coord::Coordinator>(config, password, peer_token, runner)); !st) {
+      spdlog::critical("{}", st.error().message);
+      return 1;
+    }
   }
 
   if (auto http = daemon.start_http(); !http) {

@@ -1,0 +1,69 @@
+#include "daemon/coord/local_fence.hpp"
+
+#include "daemon/node_factory.hpp"
+
+namespace drd::coord {
+
+LocalFence::LocalFence(const NodeConfig& node, ProcessRunner& runner) : cfg_(node), runner_(runner) {}
+
+LocalFence::~LocalFence() {
+  if (db_) sqlite3_close(db_);
+}
+
+Status LocalFence::fence(Millis timeout) {
+  if (holding_) return ok_status();
+  if (cfg_.engine == Engine::postgresql) {
+    if (!node_) node_ = make_node(cfg_, runner_);
+    if (auto st = node_->fence(timeout); !st) return st;
+    holding_ = true;
+    return ok_status();
+  }
+  if (!db_) {
+    if (sqlite3_open_v2(cfg_.sqlite_path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+      std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
+      sqlite3_close(db_);
+      db_ = nullptr;
+      return make_error(Errc::io, "cannot open " + cfg_.sqlite_path.string() + " to fence it: " + msg);
+    }
+  }
+  sqlite3_busy_timeout(db_, static_cast<int>(timeout.count()));
+  // No checkpoint from this connection: it must never write the database itself.
+  if (sqlite3_exec(db_, "PRAGMA wal_autocheckpoint=0; BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK)
+    return make_error(Errc::unavailable, "cannot take the write lock of " + cfg_.sqlite_path.string() + ": " +
+                                             sqlite3_errmsg(db_) + " (a writer holds it; retrying)");
+  holding_ = true;
+  return ok_status();
+}
+
+Status LocalFence::unfence(Millis timeout) {
+  if (!holding_) return ok_status();
+  if (cfg_.engine == Engine::postgresql) {
+    if (auto st = node_->unfence(timeout); !st) return st;
+    holding_ = false;
+    return ok_status();
+  }
+  sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(db_);
+  db_ = nullptr;
+  holding_ = false;
+  return ok_status();
+}
+
+Result<bool> sqlite_write_locked(const std::filesystem::path& file, Millis wait) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return make_error(Errc::io, "cannot open " + file.string() + ": " + msg);
+  }
+  sqlite3_busy_timeout(db, static_cast<int>(wait.count()));
+  int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+  bool locked = rc == SQLITE_BUSY;
+  if (rc == SQLITE_OK) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  std::string err = rc != SQLITE_OK && !locked ? sqlite3_errmsg(db) : "";
+  sqlite3_close(db);
+  if (!err.empty()) return make_error(Errc::io, file.string() + ": " + err);
+  return locked;
+}
+
+}  // namespace drd::coord

@@ -1,0 +1,271 @@
+// Multi-host mode (docs/multi-host.md): this drd's part in a cluster coordinated
+// through etcd. The Coordinator (daemon/coord/) renews the lease, takes the lead and
+// fences the local database on its own threads; here its snapshots become daemon
+// state on the control strand, the leader starts and stops acting, and
+// state-changing calls made to a follower go to the leader's peer endpoint.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+#include "common/log.hpp"
+#include "daemon/coord/coordinator.hpp"
+#include "daemon/coord/local_fence.hpp"
+#include "daemon/coord/peer_server.hpp"
+#include "daemon/daemon.hpp"
+#include "daemon/monitoring/http_client.hpp"
+
+namespace drd {
+
+ClusterStore& Daemon::cluster_store() {
+  if (coord_) return coord_->store();
+  return *store_;
+}
+
+Status Daemon::set_coordinator(std::unique_ptr<coord::Coordinator> c) {
+  coord_ = std::move(c);
+  coord_worker_ = std::make_unique<BlockingWorker>();
+  if (!config_.store.peer_listen.empty()) {
+    coord::PeerHandlers h;
+    h.failsafe = [this](const json::object& body) -> json::object {
+      coord::FailsafeAsk ask;
+      if (auto* n = body.if_contains("node"); n && n->is_string()) ask.node = std::string(n->as_string());
+      if (auto* t = body.if_contains("term"); t && t->is_int64()) ask.term = t->as_int64();
+      auto a = coord_->failsafe_request(ask);
+      return json::object{{"confirm", a.confirm}, {"reason", a.reason}, {"drd", coord_->name()}};
+    };
+    h.rpc = [this](const std::string& method, const json::object& params,
+                   std::function<void(Result<json::value>)> done) {
+      Caller caller;
+      caller.admin = true;  // the forwarding drd checked its caller's rights
+      caller.forwarded = true;
+      dispatch(method, params, caller, std::move(done));
+    };
+    peer_server_ = std::make_unique<coord::PeerServer>(io_, control_, config_.store.peer_listen, coord_->peer_token(),
+                                                       std::move(h));
+    if (auto st = peer_server_->start(); !st) return st;
+  }
+  coord_->start([this](const coord::Snapshot& s) {
+    auto copy = std::make_shared<const coord::Snapshot>(s);
+    asio::post(control_, [this, copy] {
+      if (!stopped_) on_coord_snapshot(*copy);
+    });
+  });
+  return ok_status();
+}
+
+void Daemon::on_coord_snapshot(const coord::Snapshot& s) {
+  coord_snap_ = std::make_shared<const coord::Snapshot>(s);
+  for (auto& m : s.members)
+    if (std::find(known_hosts_.begin(), known_hosts_.end(), m.name) == known_hosts_.end()) known_hosts_.push_back(m.name);
+  if (s.etcd_ok && !leading_) {
+    // Followers mirror the shared state, so status and a later lead start from it.
+    if (s.term >= term_) {
+      primary_ = s.primary;
+      term_ = s.term;
+    }
+    fenced_ = s.fenced;
+    if (auto a = s.flags.find("auto_failover"); a != s.flags.end() && config_.enabled) auto_failover_ = a->second;
+  }
+  if (auto n = nodes_.find(config_.local); n != nodes_.end())
+    coord_->set_local_report(n->second.health.health != Health::down, n->second.last.ok ? "" : n->second.last.error);
+  if (s.leading && !leading_) {
+    leading_ = true;
+    if (ready_) become_leader();  // before that, settle_startup_primary() does the same
+  } else if (!s.leading && leading_) {
+    leading_ = false;
+    lose_leader();
+  }
+  if (leading_ && ready_) check_primary_host();
+}
+
+void Daemon::become_leader() {
+  log::event(spdlog::level::warn, "leading", {{"DRD", coord_->name()}},
+             "drd " + coord_->name() + " leads the cluster; taking over from the shared state");
+  // The previous leader may have changed things since the last snapshot: read again.
+  if (auto c = cluster_store().cluster(); c.ok()) {
+    primary_ = c->primary;
+    term_ = c->term;
+  }
+  if (auto f = cluster_store().fenced_nodes(); f.ok()) fenced_ = *f;
+  if (auto a = cluster_store().flag("auto_failover"); a.ok() && a->has_value() && config_.enabled) auto_failover_ = **a;
+  // Records the first primary, or attaches the engine (or fails over from a dead one).
+  settle_startup_primary([] {});
+}
+
+void Daemon::lose_leader() {
+  log::event(spdlog::level::warn, "following", {{"DRD", coord_->name()}},
+             "drd " + coord_->name() + " no longer leads; stopping replication and automatic actions");
+  primary_host_fenced_ = false;
+  if (driver_ && cluster_worker_) {
+    auto* d = driver_.get();
+    cluster_worker_->post([d] { d->detach(); });
+  }
+}
+
+void Daemon::coord_stop() {
+  if (peer_server_) peer_server_->stop();
+  if (coord_) coord_->stop();  // hands the lead over at once (lease revoked)
+  coord_worker_.reset();
+}
+
+bool Daemon::coord_allows_failover(std::string& reason) const {
+  if (!coord_ || !coord_snap_) return true;
+  if (coord_->failsafe_hold(primary_)) {
+    reason = "this drd confirmed " + primary_ + " as primary to its drd (failsafe) less than a TTL ago";
+    return false;
+  }
+  std::optional<coord::HostView> host;
+  if (std::find(known_hosts_.begin(), known_hosts_.end(), primary_) != known_hosts_.end()) {
+    host = coord::HostView{};
+    for (auto& m : coord_snap_->members) {
+      if (m.name != primary_) continue;
+      host->member_present = true;
+      auto* up = m.report.if_contains("local_up");
+      host->reports_local_up = up && up->is_bool() && up->as_bool();
+    }
+  }
+  auto g = coord::failover_host_gate(primary_, host);
+  reason = g.reason;
+  return g.allow;
+}
+
+// A primary whose host drd vanished from the store is either on a dead host or was
+// fenced by that drd before its lease ran out (then it still answers probes but takes
+// no writes). A drd that merely crashed leaves its database writable: no failover.
+void Daemon::check_primary_host() {
+  const bool known = std::find(known_hosts_.begin(), known_hosts_.end(), primary_) != known_hosts_.end();
+  bool present = false;
+  if (coord_snap_)
+    for (auto& m : coord_snap_->members) present = present || m.name == primary_;
+  if (!known || present || primary_.empty()) {
+    primary_host_fenced_ = false;
+    return;
+  }
+  const NodeConfig* nc = config_.find_node(primary_);
+  auto n = nodes_.find(primary_);
+  if (!nc || n == nodes_.end()) return;
+  if (nc->engine == Engine::postgresql) {
+    bool fenced = n->second.last.ok && !n->second.last.writable;
+    if (fenced != primary_host_fenced_) {
+      primary_host_fenced_ = fenced;
+      if (fenced) after_round();
+    }
+    return;
+  }
+  if (host_check_running_ || clock_.steady() - last_host_check_ < config_.monitoring.interval) return;
+  host_check_running_ = true;
+  last_host_check_ = clock_.steady();
+  auto path = nc->sqlite_path;
+  auto name = primary_;
+  const Millis wait = std::min<Millis>(config_.monitoring.timeout, Millis(300));
+  coord_worker_->post([this, path, name, wait] {
+    auto locked = coord::sqlite_write_locked(path, wait);
+    asio::post(control_, [this, name, locked] {
+      host_check_running_ = false;
+      if (stopped_ || name != primary_) return;
+      bool fenced = locked.ok() && *locked;
+      if (fenced && !primary_host_fenced_)
+        spdlog::warn("primary {}: its host drd left the cluster and its database refuses writes (fenced by that drd)", name);
+      primary_host_fenced_ = fenced;
+      if (fenced) after_round();
+    });
+  });
+}
+
+bool Daemon::forward_if_follower(const std::string& method, const json::object& params, const Caller& caller,
+                                 Reply& reply) {
+  static const std::set<std::string> kForwarded = {
+      "monitoring.start", "monitoring.stop", "auto_failover.enable", "auto_failover.disable",
+      "failover",         "switchover",      "rejoin",               "clone",
+      "backup.create",    "backup.list",     "backup.verify",        "restore"};
+  if (!coord_ || leading_ || !kForwarded.count(method)) return false;
+  const std::string leader = coord_snap_ ? coord_snap_->leader : "";
+  if (caller.forwarded) {
+    reply(make_error(Errc::unavailable, "drd " + coord_->name() + " does not lead the cluster" +
+                                            (leader.empty() ? std::string() : " (" + leader + " does)"),
+                     "retry in a moment"));
+    return true;
+  }
+  auto peer = coord_->leader_peer();
+  if (!peer) {
+    reply(make_error(Errc::unavailable,
+                     leader.empty() ? "no drd leads the cluster right now (etcd unreachable or an election under way)"
+                                    : "the leading drd " + leader + " has no peer endpoint (store.peer_listen)",
+                     leader.empty() ? "retry within the store TTL" : "run the command on " + leader + "'s host"));
+    return true;
+  }
+  auto url = monitoring::parse_http_url("http://" + *peer + "/peer/v1/rpc");
+  if (!url) {
+    reply(url.error());
+    return true;
+  }
+  const std::string token = coord_->peer_token();
+  const std::string body = json::serialize(json::object{{"method", method}, {"params", params}});
+  spdlog::info("forwarding {} to the leading drd {} at {}", method, leader, *peer);
+  coord_worker_->post([this, u = *url, token, body, leader, reply = std::move(reply)]() mutable {
+    monitoring::HttpRequest req;
+    req.method = "POST";
+    req.content_type = "application/json";
+    req.body = body;
+    if (!token.empty()) req.headers.emplace_back("Authorization", "Bearer " + token);
+    req.timeout = Millis(600'000);  // a forwarded restore or backup may run for minutes
+    auto r = monitoring::http_request(u, req);
+    Result<json::value> out = make_error(Errc::internal, "");
+    if (!r) {
+      out = make_error(Errc::unavailable, "cannot reach the leading drd " + leader + ": " + r.error().message);
+    } else {
+      boost::system::error_code ec;
+      auto v = json::parse(r->body, ec);
+      if (ec || !v.is_object()) out = make_error(Errc::internal, "unreadable answer from the leading drd " + leader);
+      else if (auto* res = v.as_object().if_contains("result")) out = *res;
+      else if (auto* err = v.as_object().if_contains("error")) out = coord::error_from_json(*err);
+      else out = make_error(Errc::internal, "empty answer from the leading drd " + leader);
+    }
+    asio::post(control_, [reply = std::move(reply), out = std::move(out)]() mutable { reply(std::move(out)); });
+  });
+  return true;
+}
+
+json::value Daemon::coord_status_json() const {
+  if (!coord_) return json::object{{"store", "local"}};
+  const auto now_ms = to_unix_ms(clock_.now());
+  json::array members;
+  std::string leader;
+  bool etcd_ok = false, self_fenced = false;
+  std::string error, fence_reason;
+  double since_renewal = -1;
+  if (coord_snap_) {
+    leader = coord_snap_->leader;
+    etcd_ok = coord_snap_->etcd_ok;
+    error = coord_snap_->error;
+    self_fenced = coord_snap_->local_fenced;
+    fence_reason = coord_snap_->fence_reason;
+    since_renewal = coord_snap_->since_renewal_ms;
+    for (auto& m : coord_snap_->members) {
+      json::object o{{"name", m.name}, {"leader", m.is_leader}, {"peer", m.peer}};
+      auto get = [&](const char* k) -> const json::value* { return m.report.if_contains(k); };
+      if (auto* r = get("renewed_ms"); r && r->is_int64() && r->as_int64() > 0)
+        o["lease_age_ms"] = std::max<std::int64_t>(0, now_ms - r->as_int64());
+      else o["lease_age_ms"] = nullptr;
+      for (const char* k : {"local_up", "fenced_self", "term_seen"})
+        if (auto* v = get(k)) o[k] = *v;
+      members.push_back(std::move(o));
+    }
+  }
+  json::object st{{"ok", etcd_ok}, {"endpoints", json::array(config_.store.endpoints.begin(), config_.store.endpoints.end())}};
+  if (!etcd_ok) st["error"] = error;
+  return json::object{{"store", "etcd"},
+                      {"prefix", config_.store.prefix},
+                      {"ttl_ms", config_.store.ttl.count()},
+                      {"drd", coord_->name()},
+                      {"leader", leader},
+                      {"leading", leading_},
+                      {"lease_age_ms", since_renewal < 0 ? json::value(nullptr) : json::value(static_cast<std::int64_t>(since_renewal))},
+                      {"store_health", std::move(st)},
+                      {"self_fenced", self_fenced},
+                      {"fence_reason", fence_reason},
+                      {"members", std::move(members)}};
+}
+
+}  // namespace drd

@@ -1,0 +1,113 @@
+#pragma once
+// Multi-host test harness: a real etcd cluster (etcd-server 3.4) on free ports in a
+// temporary folder, and several real drd processes, one per emulated "host", each
+// with its own folder (SQLite database, state, socket, config) and peer port.
+// Every process is started by this harness and stopped by its PID.
+//
+// Optionally one host runs in its own network namespace behind a veth pair
+// (cut_off() takes the link down: that host loses etcd and its peers, while its
+// files stay where they are). Needs root; netns_available() says whether it can.
+#include <boost/json.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tests/support/process.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace drd::test {
+
+int free_port();
+
+class EtcdCluster {
+ public:
+  // `extra_listen`: also serve clients on this address (the namespace link's root side).
+  explicit EtcdCluster(const std::filesystem::path& dir, int members = 3, std::string extra_listen = "");
+  ~EtcdCluster();
+  std::vector<std::string> endpoints(const std::string& host = "127.0.0.1") const;
+  void stop(int i);    // SIGKILL one member
+  void pause(int i);   // SIGSTOP
+  void resume(int i);  // SIGCONT
+  bool healthy() const;  // every running member answers /health
+  std::string get(const std::string& key) const;  // etcdctl get --print-value-only
+  int size() const { return static_cast<int>(procs_.size()); }
+  std::string logs() const;
+
+ private:
+  std::filesystem::path dir_;
+  std::vector<int> client_ports_;
+  std::vector<std::unique_ptr<Background>> procs_;
+};
+
+// A network namespace joined to the root one by a veth pair 10.R.S.1 (root) <-> 10.R.S.2 (inside).
+class NetNs {
+ public:
+  NetNs();
+  ~NetNs();
+  bool ok() const { return ok_; }
+  const std::string& name() const { return name_; }
+  const std::string& root_ip() const { return root_; }
+  const std::string& inner_ip() const { return inner_; }
+  void cut();      // link down: the inside loses every peer
+  void restore();  // link up again
+ private:
+  bool ok_ = false;
+  std::string name_, veth_, root_, inner_;
+};
+bool netns_available();
+
+struct HostOptions {
+  std::string ttl = "3s";
+  std::string interval = "100ms";
+  std::string timeout = "300ms";
+  int threshold = 3;
+  bool failsafe = true;
+};
+
+class MultiHost {
+ public:
+  // `ns_host`: index of the host that runs inside `ns` (-1: none).
+  MultiHost(int hosts, HostOptions o = {}, NetNs* ns = nullptr, int ns_host = -1);
+  ~MultiHost();
+
+  void start_etcd();
+  void start(int i);  // starts drd i and waits until it answers ping
+  void start_all();
+  void kill(int i, int sig = 9);
+  bool running(int i);
+  boost::json::value call(int i, const std::string& method, boost::json::object params = {});
+  std::optional<boost::json::value> try_call(int i, const std::string& method, boost::json::object params = {});
+  RunResult drctl(int i, std::vector<std::string> args);
+  std::string node(int i) const { return "n" + std::to_string(i + 1); }
+  std::filesystem::path db(int i) const;
+  std::filesystem::path host_dir(int i) const { return dir_ / ("host" + std::to_string(i + 1)); }
+  std::filesystem::path socket(int i) const { return host_dir(i) / "state" / "drd.sock"; }
+  // The leading drd's index as seen by any running drd, or -1.
+  int leader();
+  // Waits until exactly one running drd says it leads; returns it (-1 on timeout).
+  int wait_leader(std::chrono::milliseconds timeout);
+  std::string store_primary();  // from etcd directly
+  long long store_term();
+  std::string logs();
+  EtcdCluster& etcd() { return *etcd_; }
+  int hosts() const { return hosts_; }
+  std::filesystem::path dir() const { return dir_.path(); }
+  HostOptions opts;
+
+ private:
+  void write_config(int i);
+  TempDir dir_;
+  int hosts_;
+  NetNs* ns_;
+  int ns_host_;
+  std::vector<int> peer_ports_;
+  std::unique_ptr<EtcdCluster> etcd_;
+  std::vector<std::unique_ptr<Background>> drd_;
+  std::string prefix_;
+};
+
+// SQLite: true when a write transaction can start on `file` right now (waits up to `wait`).
+bool sqlite_writable(const std::filesystem::path& file, int wait_ms = 0);
+
+}  // namespace drd::test
