@@ -317,7 +317,11 @@ void Coordinator::ask_peers() {
       if (m.name != name_) peers.push_back(m);
     term = snap_.term;
   }
-  if (peers.empty()) return;  // nobody to confirm: the deadline decides alone
+  if (peers.empty()) {  // nobody known to confirm: the deadline decides alone
+    if (!warned_no_peers_.exchange(true)) spdlog::warn("failsafe: no other drd known to confirm {} as primary", node_);
+    return;
+  }
+  warned_no_peers_ = false;
   const auto sent = steady::now();
   std::vector<std::future<std::pair<bool, std::string>>> answers;
   for (auto& p : peers) {

@@ -112,6 +112,7 @@ class Coordinator {
   std::chrono::steady_clock::time_point last_member_write_{};
   std::string last_member_value_;
   bool holds_lead_key_ = false;
+  std::atomic<bool> warned_no_peers_{false};
   bool local_up_ = false;
   std::string local_detail_;
   std::function<void(const Snapshot&)> on_update_;

@@ -20,13 +20,17 @@ namespace {
 
 double secs_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// Every drd that answers names the same primary and term.
+// Every drd that answers names the same primary and knows every other drd (the failsafe
+// asks the members it has seen).
 void require_settled(MultiHost& m, const std::string& primary) {
+  std::size_t running = 0;
+  for (int i = 0; i < m.hosts(); ++i) running += m.running(i) ? 1 : 0;
   bool ok = eventually([&] {
     for (int i = 0; i < m.hosts(); ++i) {
       if (!m.running(i)) continue;
       auto st = m.try_call(i, "status");
       if (!st || st->at("primary").as_string() != primary) return false;
+      if (st->at("cluster").at("members").as_array().size() != running) return false;
     }
     return true;
   }, 15s);
