@@ -100,8 +100,25 @@ Status EtcdClusterStore::append_history(const FailoverRecord& rec) {
   std::snprintf(name, sizeof name, "history/%012lld-%015lld", static_cast<long long>(rec.term),
                 static_cast<long long>(rec.time_ms));
   // Written only while the term is still the one the failover made.
+  // The history row clears the pending failover in the same transaction (only the leader
+  // writes either, and only for the current term).
   return leader_write({Compare{key("state/term"), Compare::Target::value, Compare::Op::equal, std::to_string(rec.term), 0}},
-                      {TxnOp{TxnOp::Kind::put, key(name), history_to_json(rec), 0, false}}, "record failover history");
+                      {TxnOp{TxnOp::Kind::put, key(name), history_to_json(rec), 0, false},
+                       TxnOp{TxnOp::Kind::del, key("state/pending"), {}, 0, false}},
+                      "record failover history");
+}
+
+Status EtcdClusterStore::set_pending_failover(const std::optional<FailoverRecord>& r) {
+  if (!r) return leader_write({}, {TxnOp{TxnOp::Kind::del, key("state/pending"), {}, 0, false}}, "clear the pending failover");
+  return leader_write({}, {TxnOp{TxnOp::Kind::put, key("state/pending"), history_to_json(*r), 0, false}},
+                      "record the pending failover");
+}
+
+Result<std::optional<FailoverRecord>> EtcdClusterStore::pending_failover() {
+  auto kvs = client_->range(key("state/pending"));
+  if (!kvs) return kvs.error();
+  if (kvs->empty()) return std::optional<FailoverRecord>{};
+  return history_from_json(kvs->front().value);
 }
 
 Result<std::vector<FailoverRecord>> EtcdClusterStore::history(int limit, std::int64_t since_ms) {

@@ -34,6 +34,8 @@ class EtcdClusterStore : public ClusterStore {
   Status set_flag(const std::string& name, bool value) override;
   Result<std::vector<std::string>> fenced_nodes() override;
   Status set_fenced(const std::string& node, bool fenced) override;
+  Status set_pending_failover(const std::optional<FailoverRecord>& r) override;  // P/state/pending
+  Result<std::optional<FailoverRecord>> pending_failover() override;
 
   std::string key(const std::string& rel) const { return prefix_ + "/" + rel; }
   const std::string& me() const { return me_; }
