@@ -63,6 +63,10 @@ class ClusterDriver {
   // the engine has none), "on" (commits wait for a standby), "degraded" (no
   // standby left, commits no longer wait). Any thread.
   virtual std::string synchronous_state() const { return "off"; }
+  // Called from another thread just before a promote() is queued: a tick()
+  // running now should end as soon as it can (its answers are not needed), so
+  // the promotion does not wait behind it. promote() clears the request.
+  virtual void make_way() {}
 };
 
 }  // namespace drd

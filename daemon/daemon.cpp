@@ -124,6 +124,16 @@ void Daemon::schedule_probe(const std::string& name, Millis delay) {
   });
 }
 
+// A good probe is followed by the next one `interval` later. After a failed
+// one the next starts `interval` after the failed one started (at once when it
+// took that long, e.g. a timeout): a hung node is then down after
+// timeout x failure_threshold, not (timeout + interval) x failure_threshold.
+Millis Daemon::next_probe_delay(bool ok, std::chrono::steady_clock::time_point started) const {
+  if (ok) return config_.monitoring.interval;
+  auto spent = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - started);
+  return std::max(Millis(0), config_.monitoring.interval - spent);
+}
+
 // Runs on the node's strand.
 void Daemon::run_probe(const std::string& name) {
   auto& n = nodes_.at(name);
@@ -144,7 +154,8 @@ void Daemon::run_probe(const std::string& name) {
   Node* node = n.node.get();
   auto* strand = n.strand.get();
   n.deadline->expires_after(timeout + kProbeSlack);
-  n.deadline->async_wait([this, name, seq, timeout](const boost::system::error_code& ec) {
+  const auto started = std::chrono::steady_clock::now();
+  n.deadline->async_wait([this, name, seq, timeout, started](const boost::system::error_code& ec) {
     if (ec || stopped_) return;
     auto& nn = nodes_.at(name);
     if (!nn.probe_outstanding || nn.probe_seq != seq) return;
@@ -153,18 +164,19 @@ void Daemon::run_probe(const std::string& name) {
     r.error = "probe timed out after " + format_duration(timeout);
     r.response_ms = static_cast<double>(timeout.count());
     asio::post(control_, [this, name, r]() mutable { on_probe_result(name, std::move(r), true); });
-    schedule_probe(name, config_.monitoring.interval);
+    schedule_probe(name, next_probe_delay(false, started));
   });
-  n.worker->post([this, node, strand, name, seq, timeout, deep] {
+  n.worker->post([this, node, strand, name, seq, timeout, deep, started] {
     ProbeResult r = node->probe(timeout, deep);
-    asio::post(*strand, [this, name, seq, r = std::move(r)]() mutable {
+    asio::post(*strand, [this, name, seq, started, r = std::move(r)]() mutable {
       if (stopped_) return;
       auto& nn = nodes_.at(name);
       if (!nn.probe_outstanding || nn.probe_seq != seq) return;  // already counted as timed out
       nn.probe_outstanding = false;
       nn.deadline->cancel();
+      const bool ok = r.ok;
       asio::post(control_, [this, name, r = std::move(r)]() mutable { on_probe_result(name, std::move(r), false); });
-      if (monitoring_) schedule_probe(name, config_.monitoring.interval);
+      if (monitoring_) schedule_probe(name, next_probe_delay(ok, started));
     });
   });
 }
@@ -175,7 +187,7 @@ void Daemon::on_probe_result(const std::string& name, ProbeResult r, bool timed_
   if (it == nodes_.end() || stopped_) return;
   auto& n = it->second;
   const Health before = n.health.health;
-  n.health = next_health(n.health, r.ok, config_.monitoring.failure_threshold);
+  n.health = next_health(n.health, r.ok, config_.monitoring.failure_threshold, r.definitely_down);
   n.last_probe_at = clock_.now();
   mon_->on_probe(name, clock_.now(), r.ok, r.response_ms);
   pending_samples_.push_back({name, to_unix_ms(clock_.now()), r.ok, r.response_ms, r.error});
@@ -184,7 +196,7 @@ void Daemon::on_probe_result(const std::string& name, ProbeResult r, bool timed_
     log::event(up ? spdlog::level::info : spdlog::level::warn, up ? "node_up" : "node_down",
                {{"NODE", name}},
                "node " + name + (up ? " is up" : " is down after " + std::to_string(n.health.consecutive_failures) +
-                                                     " failed probes: " + r.error));
+                                                     " failed probe(s): " + r.error));
   } else if (!r.ok && n.health.consecutive_failures == 1) {
     spdlog::warn("probe of {} failed{}: {}", name, timed_out ? " (timeout)" : "", r.error);
   }
@@ -208,7 +220,10 @@ std::vector<NodeView> Daemon::node_views() const {
     v.position = n.last.position;
     v.timeline = n.last.timeline;
     if (auto r = reps.find(name); r != reps.end()) {
-      if (r->second.position) v.position = r->second.position;
+      // PostgreSQL: both are the standby's receive LSN, which only grows: the larger is the newer.
+      if (r->second.position)
+        v.position = c.engine == Engine::postgresql && v.position ? std::max(*v.position, *r->second.position)
+                                                                  : r->second.position;
       v.lag_bytes = r->second.lag_bytes;
       if (r->second.sync) v.sync_standby = true;  // survives the primary's death (its probe rows do not)
     }
@@ -249,7 +264,7 @@ void Daemon::after_round() {
     last_evaluation_ = last_round_at_;
     mon_->evaluate(clock_.now());
   }
-  if (!started_ || primary_.empty()) return;
+  if (!started_ || primary_.empty() || refreshing_) return;
   Decision d = decide(cluster_view());
   if (d.kind == Decision::Kind::failover && coord_) {
     // Multi-host: followers only watch; the leader waits while the primary's host drd
@@ -261,10 +276,21 @@ void Daemon::after_round() {
       d.reason = "the drd beside " + primary_ + " left the cluster and fenced it (it refuses writes); promoting " + d.target;
   }
   if (d.kind == Decision::Kind::failover) {
-    log::event(spdlog::level::warn, "failover_start", {{"NODE", primary_}, {"TARGET", d.target}},
-               "automatic failover: " + d.reason);
-    last_decision_ = d;
-    begin_failover(d.target, "auto", d.reason, false, [](Result<json::value>) {});
+    // The standbys' positions are compared, so they must be the final ones:
+    // ask them again now that the primary is down, then decide for real.
+    refreshing_ = true;
+    refresh_standbys([this] {
+      refreshing_ = false;
+      Decision d2 = decide(cluster_view());
+      last_decision_ = d2;
+      if (d2.kind != Decision::Kind::failover) {
+        after_round();
+        return;
+      }
+      log::event(spdlog::level::warn, "failover_start", {{"NODE", primary_}, {"TARGET", d2.target}},
+                 "automatic failover: " + d2.reason);
+      begin_failover(d2.target, "auto", d2.reason, false, [](Result<json::value>) {});
+    });
     return;
   }
   if (d.reason != last_logged_reason_ && !d.reason.empty()) {
@@ -336,6 +362,52 @@ void Daemon::probe_all_now(std::function<void(json::value)> done) {
       r.error = "drd is stopping";
       asio::post(control_, [complete, r]() mutable { complete(std::move(r), true); });
     }
+  }
+}
+
+void Daemon::refresh_standbys(std::function<void()> done) {
+  struct Gather {
+    std::size_t left = 0;
+    bool finished = false;
+    std::function<void()> done;
+  };
+  auto g = std::make_shared<Gather>();
+  g->done = std::move(done);
+  auto finish = [g] {
+    if (g->finished) return;
+    g->finished = true;
+    g->done();
+  };
+  // Short: a standby that does not answer at once keeps its last known facts.
+  const Millis budget = std::min<Millis>(config_.monitoring.timeout, Millis(250));
+  auto timer = std::make_shared<asio::steady_timer>(control_, budget);
+  timer->async_wait([finish, timer](const boost::system::error_code&) { finish(); });
+  for (auto& name : order_) {
+    auto& n = nodes_.at(name);
+    if (name == primary_ || n.health.health != Health::up) continue;
+    if (std::find(fenced_.begin(), fenced_.end(), name) != fenced_.end()) continue;
+    Node* node = n.node.get();
+    ++g->left;
+    bool posted = n.worker->post([this, node, name, budget, g, finish, timer] {
+      ProbeResult r = node->probe(budget, false);
+      asio::post(control_, [this, name, g, finish, timer, r = std::move(r)]() mutable {
+        if (stopped_) return;
+        if (!g->finished && r.ok) {  // a failure here is left to the regular probes to count
+          auto& nn = nodes_.at(name);
+          nn.health = next_health(nn.health, true, config_.monitoring.failure_threshold);
+          nn.last = std::move(r);
+        }
+        if (--g->left == 0) {
+          timer->cancel();
+          finish();
+        }
+      });
+    });
+    if (!posted) --g->left;
+  }
+  if (g->left == 0) {
+    timer->cancel();
+    asio::post(control_, finish);
   }
 }
 

@@ -108,6 +108,7 @@ class Daemon {
   void build_nodes();
   void schedule_probe(const std::string& name, Millis delay);
   void run_probe(const std::string& name);
+  Millis next_probe_delay(bool ok, std::chrono::steady_clock::time_point started) const;
   void on_probe_result(const std::string& name, ProbeResult r, bool timed_out);
   void after_round();
   void flush_samples();
@@ -128,6 +129,9 @@ class Daemon {
                        const std::string& reason, SteadyTime started, Result<PromoteOutcome> outcome,
                        std::int64_t term, Reply reply);
   void probe_all_now(std::function<void(json::value)> done);
+  // Probes every healthy, non-fenced standby once more (bounded, ~ms) and
+  // records the answers; runs `done` on the control strand.
+  void refresh_standbys(std::function<void()> done);
 
   // RPC methods (daemon_rpc.cpp)
   json::value status_json() const;
@@ -195,6 +199,7 @@ class Daemon {
   bool auto_failover_ = true;
   bool failover_running_ = false;
   bool tick_running_ = false;
+  bool refreshing_ = false;  // standbys are asked again before an automatic failover
   bool attach_after_failover_ = false;
   bool started_ = false;
   bool ready_ = false;  // the startup primary is settled; requests are served

@@ -167,6 +167,7 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
   req.timeout = std::max<Millis>(Millis(30'000), config_.monitoring.timeout * 10);
   auto* d = driver_.get();
   const std::int64_t term = term_;
+  d->make_way();  // a tick running now on the cluster worker ends early
   cluster_worker_->post([this, d, req, from, target, mode, reason, started, term, reply = std::move(reply)]() mutable {
     auto outcome = d->promote(req);
     asio::post(control_, [this, from, target, mode, reason, started, term, outcome = std::move(outcome),

@@ -33,6 +33,10 @@ struct ReplicaStat {
 struct ProbeResult {
   bool ok = false;
   std::string error;       // why it failed; never holds a secret
+  // The failure is proof the server is down, not a maybe (PostgreSQL with a
+  // local data_dir: connection refused and postmaster.pid names a dead
+  // process). The node is then down at once, without failure_threshold.
+  bool definitely_down = false;
   double response_ms = 0;  // wall time of the probe's round trip
   Role role = Role::unknown;  // what the server itself reports
   bool writable = false;   // it accepts writes right now

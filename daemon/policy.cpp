@@ -27,7 +27,7 @@ const char* failover_state_name(FailoverState s) {
   return "unknown";
 }
 
-HealthState next_health(HealthState s, bool probe_ok, int threshold) {
+HealthState next_health(HealthState s, bool probe_ok, int threshold, bool definitely_down) {
   if (probe_ok) {
     s.consecutive_failures = 0;
     s.consecutive_successes++;
@@ -36,7 +36,7 @@ HealthState next_health(HealthState s, bool probe_ok, int threshold) {
   }
   s.consecutive_successes = 0;
   s.consecutive_failures++;
-  if (s.consecutive_failures >= std::max(1, threshold)) s.health = Health::down;
+  if (definitely_down || s.consecutive_failures >= std::max(1, threshold)) s.health = Health::down;
   return s;
 }
 
@@ -92,16 +92,32 @@ Choice choose_failover_target(const std::vector<NodeView>& nodes, const std::str
       c.reason += (i == 0 ? ": " : "; ") + c.considered[i].name + " " + c.considered[i].rejected;
     return c;
   }
-  auto key = [](const NodeView* n) {
-    // Lower sorts first: priority, then the most advanced position, then name.
+  // Lower sorts first. Data before preference: a standby that holds less WAL
+  // than another eligible one would lose what only the other has (and the
+  // other could no longer follow it), so the most advanced position wins and
+  // priority only chooses among standbys that hold the same WAL. In
+  // synchronous mode a synchronous standby (it has every acknowledged commit)
+  // comes first whatever the positions say. Unknown positions count as 0.
+  const bool sync_first = policy.synchronous;
+  auto key = [sync_first](const NodeView* n) {
     std::uint64_t pos = n->position.value_or(0);
-    return std::make_tuple(n->priority, ~pos, n->name);
+    return std::make_tuple(sync_first && !n->sync_standby, ~pos, n->priority, n->name);
   };
   std::sort(eligible.begin(), eligible.end(), [&](auto* a, auto* b) { return key(a) < key(b); });
   const NodeView* best = eligible.front();
   c.target = best->name;
+  std::string why;
+  if (eligible.size() > 1) {
+    const NodeView* next = eligible[1];
+    if (sync_first && best->sync_standby && !next->sync_standby) why = " (the synchronous standby)";
+    else if (best->position.value_or(0) > next->position.value_or(0))
+      why = " (most advanced; " + next->name + " has " +
+            std::to_string(best->position.value_or(0) - next->position.value_or(0)) + " bytes less)";
+    else if (best->priority < next->priority) why = " (as advanced as " + next->name + ", better priority)";
+    else why = " (as advanced as " + next->name + ", same priority, first by name)";
+  }
   c.reason = manual_target ? best->name + " requested by the operator"
-                           : best->name + " chosen: priority " + std::to_string(best->priority) +
+                           : best->name + " chosen" + why + ": priority " + std::to_string(best->priority) +
                                  (best->position ? ", position " + std::to_string(*best->position) : "") +
                                  ", lag " + std::to_string(best->lag_bytes) + " bytes";
   // Standbys passed over for a reason (too far behind, not synchronous...) are
@@ -132,7 +148,14 @@ StartupChoice choose_startup_primary(const std::vector<NodeView>& nodes, const s
     out.reason = "no node is healthy; waiting";
     return out;
   }
-  std::sort(healthy.begin(), healthy.end(), [](auto* a, auto* b) {
+  // First start: the configured preference (nothing can be lost, there is no
+  // primary to lose). A recorded primary that is unhealthy: a failover, so the
+  // same data-first order as choose_failover_target.
+  const bool failover = !persisted.empty();
+  std::sort(healthy.begin(), healthy.end(), [failover](auto* a, auto* b) {
+    if (failover)
+      return std::make_tuple(~a->position.value_or(0), a->priority, !a->type_primary, a->name) <
+             std::make_tuple(~b->position.value_or(0), b->priority, !b->type_primary, b->name);
     return std::make_tuple(a->priority, !a->type_primary, ~a->position.value_or(0), a->name) <
            std::make_tuple(b->priority, !b->type_primary, ~b->position.value_or(0), b->name);
   });
@@ -187,7 +210,7 @@ Decision decide(const ClusterView& v) {
   d.target = *c.target;
   d.state = FailoverState::failing_over;
   d.reason = "primary " + v.primary + " down after " + std::to_string(v.primary_failures) +
-             " failed probes; " + c.reason;
+             (v.primary_failures == 1 ? " failed probe; " : " failed probes; ") + c.reason;
   return d;
 }
 

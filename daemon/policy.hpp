@@ -21,8 +21,10 @@ struct HealthState {
 
 // A node is down after `threshold` failed probes in a row and up again after
 // one good probe (a standby that answers again is immediately usable; a former
-// primary stays fenced by the daemon, not by this state).
-HealthState next_health(HealthState s, bool probe_ok, int threshold);
+// primary stays fenced by the daemon, not by this state). A failed probe that
+// is proof of a crash (`definitely_down`: PostgreSQL's postmaster is gone) makes
+// it down at once: waiting for more probes would only delay the failover.
+HealthState next_health(HealthState s, bool probe_ok, int threshold, bool definitely_down = false);
 
 // ---- Choosing a primary ---------------------------------------------------
 
@@ -58,15 +60,20 @@ struct Choice {
 // Which standby to promote when `failed_primary` is lost. Eligible: healthy, not
 // fenced, not the failed primary, within max_lag (unless force), not excluded
 // (no_failover, unless manual), on the newest timeline seen, and in synchronous
-// mode a sync standby. Order: lowest priority number, most advanced position,
-// name. With `manual_target` set the question is only "is this one eligible?".
+// mode a sync standby. Order (data before preference): in synchronous mode the
+// sync standby first; then the most advanced position; then the lowest
+// priority number; then name. So priority picks among standbys that hold the
+// same WAL and never costs data another candidate has. With `manual_target` set
+// the question is only "is this one eligible?".
 Choice choose_failover_target(const std::vector<NodeView>& nodes, const std::string& failed_primary,
                               const FailoverPolicy& policy, bool force = false,
                               const std::optional<std::string>& manual_target = std::nullopt);
 
 // At start: keep the persisted primary while it is healthy (no flapping);
-// otherwise the best healthy node (lowest priority number, the configured
-// primary first among equals, then name). nullopt when nothing is healthy.
+// on a first start (nothing persisted) the best healthy node by preference
+// (lowest priority number, the configured primary first among equals, most
+// advanced, name); when the persisted one is unhealthy (a failover) the most
+// advanced healthy node first, then that preference. nullopt when nothing is healthy.
 struct StartupChoice {
   std::optional<std::string> primary;
   bool changed = false;  // differs from the persisted one (needs a promotion)

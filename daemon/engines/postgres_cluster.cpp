@@ -57,19 +57,20 @@ std::vector<std::string> PostgresCluster::names() const {
   return out;
 }
 
-pgha::Probes PostgresCluster::probe_all(const std::set<std::string>& only) {
+pgha::Probes PostgresCluster::probe_all(const std::set<std::string>& only, bool abortable) {
   std::vector<std::pair<std::string, std::future<ProbeResult>>> running;
+  const std::atomic<bool>* abort = abortable ? &make_way_ : nullptr;
   for (auto& m : members_) {
     if (!only.empty() && !only.count(m.cfg.name)) continue;
     Millis t = m.last_probe_failed ? std::min(timeout_, kRetryProbeTimeout) : timeout_;
     PostgresNode* node = m.node.get();
-    running.emplace_back(m.cfg.name, std::async(std::launch::async, [node, t] { return node->probe(t, false); }));
+    running.emplace_back(m.cfg.name,
+                         std::async(std::launch::async, [node, t, abort] { return node->probe(t, false, abort); }));
   }
   pgha::Probes out;
-  for (auto& [name, f] : running) {
-    out[name] = f.get();  // each probe is bounded by its own deadline
-    member(name)->last_probe_failed = !out[name].ok;
-  }
+  for (auto& [name, f] : running) out[name] = f.get();  // each probe is bounded by its own deadline
+  if (abortable && make_way_) return out;  // cut short: these answers say nothing about the nodes
+  for (auto& [name, r] : out) member(name)->last_probe_failed = !r.ok;
   return out;
 }
 
@@ -176,7 +177,8 @@ void PostgresCluster::repoint_standbys(const std::vector<std::string>& which, Mi
 }
 
 Status PostgresCluster::tick() {
-  auto probes = probe_all();
+  auto probes = probe_all({}, true);
+  if (make_way_) return ok_status();  // a promotion is queued behind this tick
   if (needs_converge_ && now() >= next_converge_) {
     auto st = converge(probes);
     needs_converge_ = !st;

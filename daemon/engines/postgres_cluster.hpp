@@ -23,6 +23,7 @@
 // replicas() is locked and may be called from any thread. Every blocking call
 // is bounded by monitoring.timeout (probes) or the request's timeout.
 // Failure: errors name the node and the step; no message holds a password.
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -51,6 +52,7 @@ class PostgresCluster : public ClusterDriver {
   void detach() override;
   Millis tick_interval() const override;
   std::string synchronous_state() const override;
+  void make_way() override { make_way_ = true; }
 
  private:
   struct Member {
@@ -64,7 +66,8 @@ class PostgresCluster : public ClusterDriver {
   Member* member(const std::string& name);
   std::vector<std::string> names() const;
   // Probes every node in parallel (a node that failed last time gets a short timeout).
-  pgha::Probes probe_all(const std::set<std::string>& only = {});
+  // With `abortable`, the probes give up once make_way() was called.
+  pgha::Probes probe_all(const std::set<std::string>& only = {}, bool abortable = false);
   // "Make reality match the store" with one round of probes (attach, and tick after a failure).
   Status converge(const pgha::Probes& probes);
   // Fences `name` because it answered as a writable primary; logs event "fence".
@@ -97,6 +100,7 @@ class PostgresCluster : public ClusterDriver {
   pgha::SyncState sync_state_;
   std::optional<std::string> applied_sync_names_;  // last value set on primary_
 
+  std::atomic<bool> make_way_{false};  // a promotion waits: tick probes give up
   mutable std::mutex mu_;
   std::map<std::string, ReplicaInfo> snapshot_;
   bool sync_degraded_published_ = false;  // under mu_

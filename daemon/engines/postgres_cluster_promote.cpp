@@ -9,6 +9,8 @@
 #include "daemon/engines/postgres_conn.hpp"
 #include "daemon/engines/postgres_local_kill.hpp"
 #include "daemon/engines/postgres_util.hpp"
+#include "daemon/engines/postgres_local.hpp"
+#include <algorithm>
 
 namespace drd {
 
@@ -46,6 +48,7 @@ Result<std::optional<std::string>> scalar(const NodeConfig& node, const std::str
 }  // namespace
 
 Result<PromoteOutcome> PostgresCluster::promote(const PromoteRequest& req) {
+  make_way_ = false;
   PromoteOutcome out;
   Member* target = member(req.target);
   if (!target) return make_error(Errc::not_found, "no node named '" + req.target + "'");
@@ -84,8 +87,15 @@ Result<PromoteOutcome> PostgresCluster::promote(const PromoteRequest& req) {
     auto& k = frozen;
     if (k && k->local) {
       pg::kill_frozen_server(*k);
+      // Verified gone (a zombie counts: it holds no socket and runs nothing), bounded.
+      const auto until = now() + std::max(timeout_, Millis(1000));
+      bool gone = false;
+      while (!(gone = std::all_of(k->tree.begin(), k->tree.end(), [](int p) { return pg::process_dead(p); })) &&
+             now() < until)
+        std::this_thread::sleep_for(2ms);
+      if (!gone) out.notes.push_back("some processes of " + old->cfg.name + " are not gone yet after SIGKILL");
       out.old_primary_fenced = true;
-      fence_notes_[old->cfg.name] = "fenced: server killed (it did not answer)";
+      fence_notes_[old->cfg.name] = "fenced: server killed with SIGKILL (it did not answer)";
       out.notes.push_back("fenced " + old->cfg.name + ": it did not answer; its server on this host (postmaster " +
                           std::to_string(k->pid) + ") was killed with SIGKILL, " + std::to_string(k->killed) +
                           " processes");
@@ -124,6 +134,9 @@ Result<PromoteOutcome> PostgresCluster::promote(const PromoteRequest& req) {
   {
     std::lock_guard g(mu_);
     snapshot_.erase(primary_);
+    // Status shows the old primary's fence at once, not only after the next tick.
+    if (old)
+      if (auto n = fence_notes_.find(old->cfg.name); n != fence_notes_.end()) snapshot_[old->cfg.name].note = n->second;
   }
   return out;
 }

@@ -3,6 +3,7 @@
 #include <libpq-fe.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace drd::pg {
@@ -51,6 +52,10 @@ bool PgConn::wait_socket(bool for_write, SteadyTime deadline) {
     pollfd p{fd, static_cast<short>(for_write ? POLLOUT : POLLIN), 0};
     long long left = ms_left(deadline);
     if (left <= 0) return false;
+    if (abort_) {
+      if (abort_->load()) return false;
+      left = std::min(left, 10LL);  // look at the flag again soon
+    }
     int rc = ::poll(&p, 1, static_cast<int>(left > 60'000 ? 60'000 : left));
     if (rc > 0) return true;
     if (rc < 0 && errno != EINTR) return true;

@@ -12,6 +12,7 @@
 // Limits: host names are resolved synchronously inside libpq (use addresses or
 // a local resolver). Ownership: owns the PGconn. Threading: one thread at a time.
 // Failure: every error message is scrubbed of the password it was given.
+#include <atomic>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -54,6 +55,9 @@ class PgConn {
   const std::string& sqlstate() const { return sqlstate_; }
   // Server process id of this session (0 when not connected).
   int backend_pid() const;
+  // While *abort is true every wait gives up within ~10 ms as if its deadline
+  // had passed (a tick's probe makes way for a failover). nullptr = never.
+  void set_abort(const std::atomic<bool>* abort) { abort_ = abort; }
 
  private:
   Error fail(Errc code, const std::string& what);
@@ -64,6 +68,7 @@ class PgConn {
   pg_conn* conn_ = nullptr;
   bool fresh_ = false;
   std::string sqlstate_;
+  const std::atomic<bool>* abort_ = nullptr;
 };
 
 // Milliseconds left until `deadline` (0 when past).

@@ -28,6 +28,7 @@
 #include "common/process.hpp"
 #include "daemon/engines/postgres_conn.hpp"
 #include "daemon/engines/postgres_util.hpp"
+#include "daemon/engines/postgres_local.hpp"
 #include "daemon/node.hpp"
 
 namespace drd {
@@ -43,7 +44,9 @@ class PostgresNode : public Node {
   // settings and (on a primary) pg_stat_replication. `deep` adds nothing on
   // PostgreSQL (no cheap integrity check exists). Never blocks past `timeout`
   // (plus a few ms): a frozen server gives ok=false with a timeout error.
-  ProbeResult probe(Millis timeout, bool deep) override;
+  ProbeResult probe(Millis timeout, bool deep) override { return probe(timeout, deep, nullptr); }
+  // Same; gives up early (as a timeout) once *abort becomes true.
+  ProbeResult probe(Millis timeout, bool deep, const std::atomic<bool>* abort);
   // pg_promote(wait => true), then waits until a new session is writable
   // (resetting a leftover default_transaction_read_only on the way).
   // Already a writable primary: ok at once.
@@ -52,6 +55,16 @@ class PostgresNode : public Node {
   // ALTER SYSTEM RESET default_transaction_read_only + reload; if fence()
   // stopped the server, starts it again with pg_ctl.
   Status unfence(Millis timeout) override;
+  // Hard fence for a server drd cannot reach but whose data_dir is local:
+  // SIGSTOP the postmaster (no new children), SIGKILL it and every process
+  // below it, and wait until all are gone (bounded by `timeout`). Signals are
+  // sent directly, or as os_user through the runner when drd may not. A
+  // postmaster that is already gone (crashed) is fine. Needs data_dir only.
+  Status kill_server(Millis timeout);
+  // What postmaster.pid and /proc say about the local server; nullopt when
+  // drd has no data_dir for it or cannot read postmaster.pid.
+  std::optional<pg::PostmasterState> local_state(SteadyTime deadline, pg::PostmasterPid* pid_file = nullptr);
+
   // A standby only: sets primary_conninfo (reload applies it in PG15), then
   // waits until pg_stat_wal_receiver streams from `primary`. A primary is
   // refused (it needs rejoin_with_rewind first).
@@ -88,7 +101,7 @@ class PostgresNode : public Node {
  private:
   using Rows = std::vector<pg::ResultSet>;
   // On the persistent session; a broken reused session is retried once on a new one.
-  Result<Rows> sql(const std::string& text, SteadyTime deadline);
+  Result<Rows> sql(const std::string& text, SteadyTime deadline, const std::atomic<bool>* abort = nullptr);
   // On a new session closed afterwards (sees the server's current defaults).
   Result<Rows> fresh_sql(const std::string& text, SteadyTime deadline);
   // On a new session to another node (the primary we follow / rewind from).
@@ -98,6 +111,10 @@ class PostgresNode : public Node {
   Error named(const Error& e, const std::string& doing) const;
 
   Status fence_sql(SteadyTime deadline, int& terminated);
+  // postmaster.pid's text: read directly, else with cat as os_user. nullopt = no such file.
+  Result<std::optional<std::string>> read_pid_file(SteadyTime deadline);
+  // Sends `sig` to `pids`: directly, or with kill(1) as os_user when not permitted.
+  Status send_signal(const std::vector<pid_t>& pids, int sig, SteadyTime deadline);
   Status fence_local(SteadyTime deadline);
   Status wait_writable(SteadyTime deadline);
   Status wait_streaming_from(const NodeConfig& primary, SteadyTime deadline);

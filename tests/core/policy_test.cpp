@@ -42,6 +42,25 @@ TEST_CASE("health goes down only after threshold consecutive failures", "[policy
   }
 }
 
+TEST_CASE("health: a failed probe that proves a crash makes the node down at once", "[policy]") {
+  struct Row { const char* what; std::vector<std::pair<bool, bool>> probes; int threshold; Health expect; };
+  // Each probe: {ok, definitely_down}.
+  const Row rows[] = {
+      {"first probe proves a crash", {{false, true}}, 3, Health::down},
+      {"after good probes", {{true, false}, {true, false}, {false, true}}, 3, Health::down},
+      {"after one ordinary failure", {{true, false}, {false, false}, {false, true}}, 5, Health::down},
+      {"ordinary failures still wait for the threshold", {{true, false}, {false, false}, {false, false}}, 3, Health::up},
+      {"a good probe after the crash brings it up", {{false, true}, {true, false}}, 3, Health::up},
+      {"a good probe ignores the flag", {{true, true}}, 3, Health::up},
+  };
+  for (auto& r : rows) {
+    INFO(r.what);
+    HealthState s;
+    for (auto [ok, definite] : r.probes) s = next_health(s, ok, r.threshold, definite);
+    CHECK(s.health == r.expect);
+  }
+}
+
 TEST_CASE("failover target: healthy, within max_lag, priority, position, name", "[policy]") {
   FailoverPolicy p;
   p.max_lag_bytes = 1000;
@@ -51,14 +70,21 @@ TEST_CASE("failover target: healthy, within max_lag, priority, position, name", 
     std::optional<std::string> expect;
   };
   std::vector<Row> rows = {
-      {"lowest priority number wins",
-       {node("p", 0, false), node("s1", 2, true, 10), node("s2", 1, true, 5)}, "s2"},
+      {"equal positions: lowest priority number wins",
+       {node("p", 0, false), node("s1", 2, true, 10), node("s2", 1, true, 10)}, "s2"},
+      {"more advanced beats better priority (priority never costs data)",
+       {node("p", 0, false), node("s1", 2, true, 10), node("s2", 1, true, 5)}, "s1"},
+      {"one byte more is more", {node("p", 0, false), node("s1", 1, true, 1000), node("s2", 9, true, 1001)}, "s2"},
+      {"unknown position ranks after any known one",
+       {node("p", 0, false), node("s1", 1, true), node("s2", 2, true, 1)}, "s2"},
       {"unhealthy skipped", {node("p", 0, false), node("s1", 1, false, 10), node("s2", 2, true, 5)}, "s2"},
-      {"too far behind skipped",
+      {"too far behind skipped even when most advanced by position",
        {node("p", 0, false), node("s1", 1, true, 10, 5000), node("s2", 2, true, 5, 10)}, "s2"},
       {"equal priority: most advanced position",
        {node("p", 0, false), node("s1", 1, true, 10), node("s2", 1, true, 50)}, "s2"},
       {"equal priority and position: name", {node("p", 0, false), node("sb", 1, true, 7), node("sa", 1, true, 7)}, "sa"},
+      {"three standbys: most advanced, then priority among the tied",
+       {node("p", 0, false), node("s1", 1, true, 90), node("s2", 3, true, 100), node("s3", 2, true, 100)}, "s3"},
       {"nobody healthy", {node("p", 0, false), node("s1", 1, false), node("s2", 2, false)}, std::nullopt},
       {"everyone too far behind", {node("p", 0, false), node("s1", 1, true, 0, 2000)}, std::nullopt},
       {"failed primary itself never chosen even if healthy-looking", {node("p", 0, true), node("s1", 1, false)}, std::nullopt},
@@ -116,6 +142,15 @@ TEST_CASE("failover target: fenced, excluded, timeline and synchronous rules", "
   c = choose_failover_target({node("p", 0, false), async1}, "p", sync);
   CHECK_FALSE(c.target);
   CHECK_THAT(c.reason, Catch::Contains("synchronous"));
+  // Forced, asynchronous standbys become eligible, but the synchronous one
+  // (every acknowledged commit) still ranks first, even when less advanced.
+  c = choose_failover_target({node("p", 0, false), async1, sync2}, "p", sync, true);
+  CHECK(c.target == "s2");
+  CHECK_THAT(c.reason, Catch::Contains("synchronous standby"));
+  // Asynchronous mode: the sync flag alone does not outrank position.
+  c = choose_failover_target({node("p", 0, false), async1, sync2}, "p", p);
+  CHECK(c.target == "s1");
+  CHECK_THAT(c.reason, Catch::Contains("most advanced"));
 }
 
 TEST_CASE("manual target: eligibility and --force", "[policy]") {
@@ -151,6 +186,11 @@ TEST_CASE("startup primary: keep a healthy recorded one, else the best healthy n
       {"nothing healthy keeps the record", {node("a", 0, false), node("b", 1, false)}, "b", "b", false},
       {"nothing healthy and no record", {node("a", 0, false)}, "", std::nullopt, false},
       {"type hint breaks a priority tie", {node("a", 5, true), typed}, "", "b", true},
+      {"first start: preference before position", {node("a", 0, true, 1), node("b", 1, true, 9)}, "", "a", true},
+      {"recorded primary unhealthy (a failover): most advanced first",
+       {node("p", 0, false), node("a", 1, true, 5), node("b", 2, true, 9)}, "p", "b", true},
+      {"recorded primary unhealthy, tied positions: priority",
+       {node("p", 0, false), node("a", 2, true, 9), node("b", 1, true, 9)}, "p", "b", true},
   };
   for (auto& r : rows) {
     INFO(r.what);

@@ -159,3 +159,64 @@ TEST_CASE("rejoin: the crashed old primary is rewound and streams; reclone works
   CHECK(c.wait_for(0, "SELECT count(*) FROM t", "4"));
   CHECK(old_primary.probe(2000ms, false).role == Role::standby);
 }
+
+TEST_CASE("a crashed server is definitely down on the first probe; a stopped one is not", "[pg][local]") {
+  PgCluster c(0);
+  RealProcessRunner runner;
+  PostgresNode p(c.node_config(0), runner);
+  REQUIRE(p.probe(2000ms, false).ok);
+  c.kill9(0);  // postmaster.pid stays behind, naming a dead pid
+  auto r = p.probe(500ms, false);
+  INFO(r.error);
+  CHECK_FALSE(r.ok);
+  CHECK(r.definitely_down);
+  CHECK_THAT(r.error, Catch::Contains("crashed"));
+  CHECK(p.local_state(std::chrono::steady_clock::now() + 1s) == pg::PostmasterState::gone);
+
+  c.start(0);
+  REQUIRE(p.probe(2000ms, false).ok);
+  CHECK(p.local_state(std::chrono::steady_clock::now() + 1s) == pg::PostmasterState::running);
+  c.stop(0);  // a clean stop (an operator's restart, say) is not proof of anything
+  r = p.probe(500ms, false);
+  CHECK_FALSE(r.ok);
+  CHECK_FALSE(r.definitely_down);
+  CHECK(p.local_state(std::chrono::steady_clock::now() + 1s) == pg::PostmasterState::no_pid_file);
+}
+
+TEST_CASE("kill_server stops a frozen server hard: every process gone, connections refused at once",
+          "[pg][local][fence]") {
+  PgCluster c(0);
+  RealProcessRunner runner;
+  PostgresNode p(c.node_config(0), runner);
+  REQUIRE(p.probe(2000ms, false).ok);
+  auto pid = c.postmaster_pid(0);
+  REQUIRE(pid);
+  auto tree = pg::read_process_tree(*pid);
+  REQUIRE(tree);
+  REQUIRE(tree->size() > 3);  // checkpointer, walwriter, our session's backend, ...
+  c.sigstop(0);
+  auto hung = p.probe(300ms, false);
+  CHECK_FALSE(hung.ok);
+  CHECK_FALSE(hung.definitely_down);  // frozen is not proof of down: the threshold decides
+
+  auto t0 = std::chrono::steady_clock::now();
+  auto st = p.kill_server(5s);
+  auto took = std::chrono::steady_clock::now() - t0;
+  INFO((st.ok() ? p.last_action() : st.error().message));
+  REQUIRE(st.ok());
+  CHECK(took < 1s);
+  CHECK_THAT(p.last_action(), Catch::Contains("SIGKILL"));
+  for (pid_t x : *tree) CHECK(pg::process_dead(x));
+  CHECK_FALSE(c.running(0));
+  // A client now gets "connection refused" at once instead of a 2 s connect_timeout.
+  t0 = std::chrono::steady_clock::now();
+  PGconn* conn = PQconnectdb(("host=127.0.0.1 port=" + std::to_string(c.port(0)) +
+                              " user=postgres dbname=postgres connect_timeout=5").c_str());
+  CHECK(PQstatus(conn) == CONNECTION_BAD);
+  CHECK(std::string(PQerrorMessage(conn)).find("Connection refused") != std::string::npos);
+  PQfinish(conn);
+  CHECK(std::chrono::steady_clock::now() - t0 < 500ms);
+  // Again: nothing left to stop.
+  REQUIRE(p.kill_server(2s).ok());
+  CHECK_THAT(p.last_action(), Catch::Contains("already down"));
+}
