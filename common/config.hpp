@@ -75,6 +75,10 @@ struct BackupConfig {
   int keep_last = 7, keep_daily = 7, keep_weekly = 4, keep_monthly = 6;
   bool prefer_standby = false;              // back up a healthy standby to spare the primary
   std::string verify_schedule;              // optional scheduled verification of the newest backup
+  // SQLite WAL archiving after each full backup of the primary (point-in-time restore).
+  bool incremental = true;
+  std::uint64_t segment_max_bytes = 16u << 20;  // cut a WAL segment at this many frame bytes
+  Millis segment_max_age{60'000};               // ... or when its oldest commit is this old
 };
 
 struct AlertChannelConfig {

@@ -37,7 +37,7 @@ void Loader::load_failover(const YAML::Node& n, FailoverConfig& f) {
 void Loader::load_backup(const YAML::Node& n, BackupConfig& b) {
   const std::string p = "backup";
   if (!section(n, p, {"enabled", "directory", "schedule", "compression", "encryption", "retention",
-                      "prefer_standby", "verify_schedule"}))
+                      "prefer_standby", "verify_schedule", "incremental"}))
     return;
   if (auto v = boolean(child(n, "enabled"), p + ".enabled")) b.enabled = *v;
   if (auto v = path(child(n, "directory"), p + ".directory")) b.directory = *v;
@@ -49,6 +49,21 @@ void Loader::load_backup(const YAML::Node& n, BackupConfig& b) {
     }
   }
   if (auto v = boolean(child(n, "prefer_standby"), p + ".prefer_standby")) b.prefer_standby = *v;
+
+  // incremental: true|false, or { enabled, segment_size, segment_interval }.
+  YAML::Node inc = child(n, "incremental");
+  if (present(inc) && inc.IsScalar()) {
+    if (auto v = boolean(inc, p + ".incremental")) b.incremental = *v;
+  } else if (section(inc, p + ".incremental", {"enabled", "segment_size", "segment_interval"})) {
+    if (auto v = boolean(child(inc, "enabled"), p + ".incremental.enabled")) b.incremental = *v;
+    YAML::Node sz = child(inc, "segment_size");
+    if (auto v = size(sz, p + ".incremental.segment_size")) {
+      if (*v < (64u << 10)) add(where(sz), p + ".incremental.segment_size: must be at least 64KB");
+      else b.segment_max_bytes = *v;
+    }
+    if (auto d = duration(child(inc, "segment_interval"), p + ".incremental.segment_interval", Millis(100)))
+      b.segment_max_age = *d;
+  }
 
   // compression: { algorithm, level, threads }, or the shorthand "compression: zstd|none".
   YAML::Node c = child(n, "compression");

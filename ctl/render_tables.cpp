@@ -76,20 +76,45 @@ std::string render_history(const json::value& entries, const RenderOptions& o) {
                       rows, o);
 }
 
+// WAL segments (point-in-time restore) are summed up in their full backup's RESTORABLE
+// column instead of one row each; --json lists them.
 std::string render_backups(const json::value& backups, const RenderOptions& o) {
   const auto& a = jv::as_arr(backups);
   if (a.empty()) return tr(o, "no backups in the catalog\n", "备份目录为空\n");
+  bool any_window = false;
+  std::size_t segments = 0;
+  for (const auto& b : a) {
+    if (jv::str(b, "content") == "sqlite-wal") ++segments;
+    if (b.is_object() && b.as_object().contains("restorable") && b.as_object().at("restorable").is_object()) any_window = true;
+  }
   std::vector<std::vector<std::string>> rows;
-  for (const auto& b : a)
-    rows.push_back({jv::str(b, "id", "-"), jv::str(b, "name", "-"), jv::str(b, "node", "-"),
-                    jv::str(b, "engine", "-"), jv::str(b, "kind", "-"), format_time(jv::str(b, "created_at")), bytes_or_dash(b, "size_bytes"),
-                    format_ratio(jv::num(b, "source_bytes"), jv::num(b, "size_bytes")),
-                    yes_no(o, jv::boolean(b, "encrypted")), yes_no(o, jv::boolean(b, "verified"))});
-  return render_table({"ID", tr(o, "NAME", "名称"), tr(o, "NODE", "节点"), tr(o, "ENGINE", "引擎"),
-                       tr(o, "KIND", "类型"),
-                       tr(o, "TIME (UTC)", "时间 (UTC)"), tr(o, "SIZE", "大小"), tr(o, "RATIO", "压缩比"),
-                       tr(o, "ENCRYPTED", "加密"), tr(o, "VERIFIED", "已校验")},
-                      rows, o);
+  for (const auto& b : a) {
+    if (jv::str(b, "content") == "sqlite-wal") continue;
+    std::vector<std::string> row{jv::str(b, "id", "-"), jv::str(b, "name", "-"), jv::str(b, "node", "-"),
+                                 jv::str(b, "engine", "-"), jv::str(b, "kind", "-"), format_time(jv::str(b, "created_at")),
+                                 bytes_or_dash(b, "size_bytes"),
+                                 format_ratio(jv::num(b, "source_bytes"), jv::num(b, "size_bytes")),
+                                 yes_no(o, jv::boolean(b, "encrypted")), yes_no(o, jv::boolean(b, "verified"))};
+    if (any_window) {
+      std::string w = "-";
+      if (b.as_object().contains("restorable") && b.as_object().at("restorable").is_object()) {
+        const auto& r = b.as_object().at("restorable");
+        w = format_time(jv::str(r, "from")) + " .. " + format_time(jv::str(r, "to")).substr(11);
+        if (jv::boolean(r, "archiving").value_or(false)) w += tr(o, " (live)", "（持续）");
+      }
+      row.push_back(w);
+    }
+    rows.push_back(std::move(row));
+  }
+  std::vector<std::string> head{"ID", tr(o, "NAME", "名称"), tr(o, "NODE", "节点"), tr(o, "ENGINE", "引擎"),
+                                tr(o, "KIND", "类型"), tr(o, "TIME (UTC)", "时间 (UTC)"), tr(o, "SIZE", "大小"),
+                                tr(o, "RATIO", "压缩比"), tr(o, "ENCRYPTED", "加密"), tr(o, "VERIFIED", "已校验")};
+  if (any_window) head.push_back(tr(o, "RESTORABLE (--to-time)", "可恢复时间段 (--to-time)"));
+  std::string out = render_table(head, rows, o);
+  if (segments)
+    out += tr(o, std::to_string(segments) + " WAL segment(s) not listed (drctl backups --json shows them)\n",
+              std::to_string(segments) + " 个 WAL 段未列出（drctl backups --json 可查看）\n");
+  return out;
 }
 
 std::string render_backup_created(const json::value& b, const RenderOptions& o) {
@@ -123,8 +148,14 @@ std::string render_verify(const json::value& r, const RenderOptions& o) {
 std::string render_restore(const json::value& r, const RenderOptions& o) {
   if (auto detail = jv::str(r, "detail"); !detail.empty())  // PostgreSQL: what was checked, how to start it
     return tr(o, "restored to ", "已恢复到 ") + jv::str(r, "restored_to", "-") + ": " + detail + "\n";
-  return tr(o, "restored to ", "已恢复到 ") + jv::str(r, "restored_to", "-") +
-         tr(o, " (integrity: ", "（完整性: ") + jv::str(r, "integrity", "-") + tr(o, ")", "）") + "\n";
+  std::string out = tr(o, "restored to ", "已恢复到 ") + jv::str(r, "restored_to", "-") +
+                    tr(o, " (integrity: ", "（完整性: ") + jv::str(r, "integrity", "-") + tr(o, ")", "）") + "\n";
+  if (auto t = jv::str(r, "restored_time"); !t.empty())
+    out += tr(o, "as of ", "数据时间点: ") + format_time(t) + " UTC\n";
+  if (auto s = jv::str(r, "safety_backup"); !s.empty())
+    out += tr(o, "safety backup taken first: ", "恢复前的安全备份: ") + s + "\n";
+  if (auto rep = jv::str(r, "replication"); !rep.empty()) out += tr(o, "replication: ", "复制: ") + rep + "\n";
+  return out;
 }
 
 std::string render_health(const json::value& r, const RenderOptions& o) {

@@ -12,6 +12,7 @@
 // store is written before the promotion starts).
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,6 +21,10 @@
 #include "common/result.hpp"
 
 namespace drd {
+
+namespace replication {
+class WalTap;
+}
 
 struct ReplicaInfo {
   std::optional<std::uint64_t> position;
@@ -67,6 +72,22 @@ class ClusterDriver {
   // running now should end as soon as it can (its answers are not needed), so
   // the promotion does not wait behind it. promote() clears the request.
   virtual void make_way() {}
+
+  // SQLite: every transaction committed on the primary after this call also goes to `tap`
+  // (WAL archiving for incremental backups) until the tap finishes or replication restarts.
+  virtual Status add_wal_tap(std::shared_ptr<replication::WalTap>) {
+    return make_error(Errc::unsupported, "WAL archiving through drd's replication is for SQLite clusters");
+  }
+  // Restore onto the live primary: begin fences it (applications' writes fail with
+  // SQLITE_BUSY) and pauses replication; end(replaced=true) restarts replication on the
+  // restored file and re-seeds every standby, end(false) lifts the fence and resumes.
+  virtual Status begin_primary_restore() {
+    return make_error(Errc::unsupported, "restoring onto the live primary is supported for SQLite clusters");
+  }
+  virtual Status end_primary_restore(bool replaced) {
+    (void)replaced;
+    return make_error(Errc::unsupported, "restoring onto the live primary is supported for SQLite clusters");
+  }
 };
 
 }  // namespace drd

@@ -40,6 +40,12 @@ struct Snapshot;
 namespace asio = boost::asio;
 namespace json = boost::json;
 
+namespace backup {
+class WalArchiver;
+struct CatalogEntry;
+struct Manifest;
+}  // namespace backup
+
 struct Caller {
   std::int64_t uid = -1, gid = -1, pid = -1;
   bool admin = false;
@@ -165,6 +171,18 @@ class Daemon {
   void backup_verify(const json::object& params, Reply reply);
   void restore(const json::object& params, Reply reply, ProgressSink progress);
   std::shared_ptr<BackupRuntime> backup_;  // shared_ptr: complete only in daemon_backup.cpp
+
+  // SQLite WAL archiving, restore onto the live primary, scheduled verification
+  // (daemon_archive.cpp). archive_arm() runs `go` on the control strand once the archiver
+  // (null: no archiving for this backup) is attached to replication.
+  struct ArchiveRuntime;
+  void archive_start();
+  void archive_stop();
+  void archive_arm(const std::string& node, std::function<void(std::shared_ptr<backup::WalArchiver>)> go);
+  void archive_full_done(const std::shared_ptr<backup::WalArchiver>& arch, const Result<backup::Manifest>& m);
+  json::array backups_json(const std::vector<backup::CatalogEntry>& list) const;
+  void restore_onto_primary(const json::object& params, Reply reply);
+  std::shared_ptr<ArchiveRuntime> archive_;
 
   asio::io_context& io_;
   asio::strand<asio::io_context::executor_type> control_;

@@ -20,6 +20,7 @@
 
 #include "common/log.hpp"
 #include "daemon/backup/catalog.hpp"
+#include "daemon/backup/catalog_json.hpp"
 #include "daemon/backup/incremental.hpp"
 #include "daemon/backup/retention.hpp"
 #include "daemon/backup/schedule.hpp"
@@ -157,7 +158,17 @@ struct Daemon::BackupRuntime {
       return;
     }
     if (!standby) {
-      run_backup(cfg, nc->sqlite_path, std::move(info), forward_progress(progress, strand), done, {});
+      // WAL archiving (point-in-time restore) starts before the snapshot does.
+      auto self = d.backup_;
+      d.archive_arm(*node, [self, cfg, db = nc->sqlite_path, info = std::move(info), progress, done](
+                               std::shared_ptr<backup::WalArchiver> arch) mutable {
+        if (self->stopped) return;
+        auto after = [self, arch, done](Result<backup::Manifest> m) {
+          self->d.archive_full_done(arch, m);
+          done(std::move(m));
+        };
+        self->run_backup(cfg, db, std::move(info), forward_progress(progress, self->strand), after, {});
+      });
       return;
     }
     // A standby: copy it between replication steps, then stream the copy like a primary.
@@ -286,6 +297,7 @@ struct Daemon::BackupRuntime {
     }
     std::vector<backup::RetentionItem> items;
     for (auto& e : *list)
+      if (!backup::is_wal_segment(e.manifest))  // segments go with their full backup
       items.push_back({e.manifest.id, e.manifest.created_at, e.verified.value_or(false), e.manifest.kind,
                        e.manifest.parent, e.manifest.node});
     backup::RetentionPolicy policy{cfg.keep_last, cfg.keep_daily, cfg.keep_weekly, cfg.keep_monthly};
@@ -295,25 +307,38 @@ struct Daemon::BackupRuntime {
     for (auto& id : decision.remove)
       for (auto& e : *list)
         if (e.manifest.id == id) doomed.push_back(e);
+    std::vector<std::string> doomed_segments;  // rows only: the files go with the full's folder
+    for (auto& id : decision.remove)
+      for (auto& e : *list)
+        if (backup::is_wal_segment(e.manifest) && e.manifest.parent == id) doomed_segments.push_back(e.manifest.id);
     std::string why = "retention keep_last=" + std::to_string(policy.keep_last) + " keep_daily=" +
                       std::to_string(policy.keep_daily) + " keep_weekly=" + std::to_string(policy.keep_weekly) +
                       " keep_monthly=" + std::to_string(policy.keep_monthly);
     prune_running = true;
     auto self = d.backup_;
-    bool posted = worker->post([self, doomed, why] {
+    bool posted = worker->post([self, doomed, doomed_segments, why] {
       std::vector<Status> results;
       for (auto& e : doomed) results.push_back(backup::remove_backup_files(e.directory, e.manifest));
-      self->post_result([self, doomed, why, results = std::move(results)] {
+      self->post_result([self, doomed, doomed_segments, why, results = std::move(results)] {
         if (self->stopped) return;
-        self->finish_prune(doomed, results, why);
+        self->finish_prune(doomed, results, why, doomed_segments);
       });
     });
     if (!posted) prune_running = false;
   }
 
   void finish_prune(const std::vector<backup::CatalogEntry>& doomed, const std::vector<Status>& results,
-                    const std::string& why) {
+                    const std::string& why, const std::vector<std::string>& doomed_segments) {
     prune_running = false;
+    for (auto& id : doomed_segments) {
+      bool parent_gone = false;
+      for (std::size_t i = 0; i < doomed.size(); ++i)
+        if (results[i] && id.rfind(doomed[i].manifest.id + ".seg-", 0) == 0)
+          parent_gone = true;
+      if (!parent_gone) continue;
+      auto lk = d.store_->lock();
+      (void)backup::catalog_remove(d.store_->raw(), id);
+    }
     for (std::size_t i = 0; i < doomed.size(); ++i) {
       const auto& m = doomed[i].manifest;
       if (!results[i]) {  // the row stays so the next pass retries
@@ -367,7 +392,12 @@ struct Daemon::BackupRuntime {
         std::optional<SysTime> last;
         {
           auto lk = d.store_->lock();
-          if (auto l = backup::catalog_list(d.store_->raw()); l && !l->empty()) last = l->front().manifest.created_at;
+          if (auto l = backup::catalog_list(d.store_->raw()); l)
+            for (auto& e : *l)
+              if (!backup::is_wal_segment(e.manifest)) {
+                last = e.manifest.created_at;
+                break;
+              }
         }
         if (backup::missed_run(*schedule, last, now)) {
           spdlog::info("a scheduled backup was due while drd was down (last backup {}); taking one now",
@@ -408,9 +438,14 @@ void Daemon::backup_start() {
   if (!backup_) backup_ = std::make_shared<BackupRuntime>(*this);
   {  // backup age counts from the newest backup on record, not from drd's start
     auto lk = store_->lock();
-    if (auto list = backup::catalog_list(store_->raw()); list && !list->empty())
-      mon_->on_backup(list->front().manifest.created_at, true, list->front().manifest.size_bytes);
+    if (auto list = backup::catalog_list(store_->raw()); list)
+      for (auto& e : *list)
+        if (!backup::is_wal_segment(e.manifest)) {
+          mon_->on_backup(e.manifest.created_at, true, e.manifest.size_bytes);
+          break;
+        }
   }
+  archive_start();
   const BackupConfig cfg = config_.backup;
   if (cfg.directory.empty()) {
     if (cfg.enabled) spdlog::warn("backup.enabled is set but backup.directory is not; no backups");
@@ -446,6 +481,7 @@ void Daemon::backup_start() {
 }
 
 void Daemon::backup_stop() {
+  archive_stop();
   if (!backup_) return;
   backup_->stopped = true;
   backup_->cancel->store(true);
@@ -477,9 +513,7 @@ Result<json::value> Daemon::backup_list() {
     list = backup::catalog_list(store_->raw());
   }
   if (!list) return list.error();
-  json::array out;
-  for (auto& e : *list) out.push_back(backup::backup_to_json(e));
-  return json::value(std::move(out));
+  return json::value(backups_json(*list));
 }
 
 namespace {
@@ -504,9 +538,12 @@ Result<RefParams> ref_params(const json::object& params) {
 }
 
 // Under the store's lock, released before anyone replies (the reply writes the audit log).
+// A WAL segment's id stands for its full backup (verified and restored together).
 Result<backup::CatalogEntry> catalog_entry(SqliteStateStore& store, const std::string& id) {
   auto lk = store.lock();
-  return backup::catalog_get(store.raw(), id);
+  auto e = backup::catalog_get(store.raw(), id);
+  if (e && backup::is_wal_segment(e->manifest)) return backup::catalog_get(store.raw(), e->manifest.parent);
+  return e;
 }
 
 }  // namespace
@@ -543,6 +580,11 @@ void Daemon::backup_verify(const json::object& params, Reply reply) {
       auto rep = ref.manifest && ref.manifest->engine == "postgresql"
                      ? bkrt::verify_pg(ref, key.ptr(), scratch, *runner, pg_nodes)
                      : backup::verify_backup(ref, key.ptr(), scratch);
+      if (ref.manifest && ref.manifest->kind == "full" && ref.manifest->engine == "sqlite")
+        if (auto seg = backup::verify_segments(ref.data.parent_path(), ref.manifest->id, key.ptr())) {
+          rep.checks.push_back(*seg);
+          rep.ok = rep.ok && seg->ok;
+        }
       if (!manifest_problem.empty()) {  // checked against the catalog's copy; the file itself is bad
         for (auto& c : rep.checks)
           if (c.name == "manifest") c = backup::Check{"manifest", false, manifest_problem};
@@ -616,9 +658,7 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
       return reply(make_error(Errc::refused,
                               node + " is the live primary: restoring onto it would replace the data applications are using",
                               "restore with --target PATH and switch over, or pass --force"));
-    return reply(make_error(Errc::unsupported,
-                            "restoring onto the live primary is not supported by this drd yet; restore with --target "
-                            "and switch over"));
+    return restore_onto_primary(params, std::move(reply));
   }
 
   if (!pg_where && fs::path(target).is_relative())
@@ -685,11 +725,6 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
         if (!ref.manifest)
           return make_error(Errc::invalid_argument, "point-in-time restore needs a backup with a manifest; " +
                                                         ref.data.string() + " has none");
-        auto segs = backup::list_segments(ref.data.parent_path(), ref.manifest->id);
-        if (!segs) return segs.error();
-        if (segs->empty())
-          return make_error(Errc::refused, "backup " + id + " has no WAL segments; point-in-time restore needs incremental backups",
-                            "restore without --to-time to get the database as of the backup");
         auto r = backup::restore_sqlite_to_time(ref, target, *to_time, opts);
         if (!r) return r.error();
         out = {{"restored_to", r->restore.restored_to.string()}, {"integrity", r->restore.integrity}, {"id", id},

@@ -150,7 +150,41 @@ std::map<std::string, ReplicaInfo> SqliteCluster::replicas() const {
   return snapshot_;
 }
 
+Status SqliteCluster::add_wal_tap(std::shared_ptr<replication::WalTap> tap) {
+  if (!repl_ || needs_start_ || restoring_)
+    return make_error(Errc::unavailable, "replication from " + primary_ + " is not running, so its WAL cannot be archived");
+  repl_->add_tap(std::move(tap));
+  return ok_status();
+}
+
+Status SqliteCluster::begin_primary_restore() {
+  if (restoring_) return make_error(Errc::conflict, "a restore onto " + primary_ + " is already running");
+  if (!repl_ || needs_start_)
+    return make_error(Errc::unavailable, "replication from " + primary_ + " is not running, so drd cannot fence it");
+  if (auto st = repl_->fence_primary(); !st) return st;
+  repl_->end_taps("the primary " + primary_ + " is being restored from a backup");
+  restoring_ = true;
+  return ok_status();
+}
+
+Status SqliteCluster::end_primary_restore(bool replaced) {
+  if (!restoring_) return ok_status();
+  restoring_ = false;
+  if (!replaced) return repl_ ? repl_->release_fence() : ok_status();
+  // The fenced replicator keeps its write lock on the old inode: an application still
+  // connected to it gets SQLITE_BUSY instead of writing into a file nobody reads.
+  if (repl_) retired_.push_back(std::move(repl_));
+  // Standby positions describe the old file: every standby is seeded from the restored one.
+  for (auto& name : repl_standbys_)
+    if (auto st = replication::remove_if_exists(replication::position_path(node(name)->sqlite_path)); !st)
+      spdlog::warn("cannot remove the position of standby {}: {}", name, st.error().message);
+  needs_start_ = true;
+  next_start_attempt_ = {};
+  return start_replicator();
+}
+
 Status SqliteCluster::tick() {
+  if (restoring_) return ok_status();
   if (needs_start_) {
     if (auto st = start_replicator(); !st) return st;
   }

@@ -39,6 +39,9 @@ class SqliteCluster : public ClusterDriver {
   Status clone(const std::string& node) override;
   void detach() override;
   Millis tick_interval() const override { return Millis(5); }
+  Status add_wal_tap(std::shared_ptr<replication::WalTap> tap) override;
+  Status begin_primary_restore() override;
+  Status end_primary_restore(bool replaced) override;
 
  private:
   const NodeConfig* node(const std::string& name) const;
@@ -56,6 +59,7 @@ class SqliteCluster : public ClusterDriver {
   std::unique_ptr<replication::SqliteReplicator> repl_;
   std::vector<std::string> repl_standbys_;  // node names, in the replicator's order
   bool needs_start_ = false;
+  bool restoring_ = false;  // begin_primary_restore(): replication paused, primary fenced
   std::string last_start_error_;
   std::chrono::steady_clock::time_point next_start_attempt_{};
   std::chrono::steady_clock::time_point next_fence_attempt_{};

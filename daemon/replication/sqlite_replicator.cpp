@@ -56,6 +56,32 @@ bool SqliteReplicator::same_gen(const StandbyPosition& p) const {
 void SqliteReplicator::mark_reset(StepReport& rep, const std::string& why) {
   if (!reset_needed_) rep.notes.push_back(why + "; every standby will be re-seeded");
   reset_needed_ = true;
+  tap_gap(why);
+}
+
+void SqliteReplicator::add_tap(std::shared_ptr<WalTap> tap) { taps_.push_back(std::move(tap)); }
+
+void SqliteReplicator::remove_tap(const std::shared_ptr<WalTap>& tap) {
+  taps_.erase(std::remove(taps_.begin(), taps_.end(), tap), taps_.end());
+}
+
+void SqliteReplicator::tap_gap(const std::string& why) {
+  for (auto& t : taps_) t->gap(why);
+  taps_.clear();  // nothing after a gap continues what a tap has
+}
+
+// Hands the frames committed after `from` (up to committed_) to every tap. Read once for all
+// taps; a read failure is a gap (the taps cannot skip a transaction).
+void SqliteReplicator::tap_frames(const ChainState& from) {
+  if (taps_.empty()) return;
+  const auto seen = std::chrono::system_clock::now();
+  for (auto& t : taps_) t->begin_batch(page_size_, seen);
+  Status rd = wal_.read_frames(from, committed_.frames, [&](const FrameHeader& fh, const unsigned char* page) {
+    for (auto& t : taps_) t->frame(fh.page, fh.commit_size, page);
+    return ok_status();
+  });
+  if (!rd) return tap_gap("cannot read committed frames from " + wal_.path().string() + ": " + rd.error().message);
+  for (auto& t : taps_) t->end_batch();
 }
 
 Status SqliteReplicator::begin_pin() {
@@ -166,6 +192,7 @@ Status SqliteReplicator::start(StepReport* report) {
 }
 
 void SqliteReplicator::stop() {
+  tap_gap("replication from " + primary_.string() + " stopped");
   if (fenced_) {
     (void)lock_.exec("ROLLBACK");
     fenced_ = false;
@@ -185,6 +212,7 @@ void SqliteReplicator::stop() {
 Status SqliteReplicator::rescan_from_header(std::uint32_t max_frames, bool reseed_all, StepReport& rep) {
   auto h = wal_.read_header();
   if (!h) return h.error();
+  if (scanned_) tap_gap("the primary's WAL was re-read from its header");
   if (reseed_all) gen_base_bytes_ = bytes_at(committed_.frames);  // keep the byte counter monotonic
   if (!*h) {
     has_header_ = false;
@@ -327,9 +355,10 @@ Status SqliteReplicator::refresh(StepReport& rep) {
   auto r = wal_.scan(committed_);
   if (!r) return r.error();
   if (r->committed.frames > committed_.frames) {
-    std::uint32_t old = committed_.frames;
+    const ChainState old = committed_;
     committed_ = r->committed;
-    note_commits(r->transactions, old, rep);
+    note_commits(r->transactions, old.frames, rep);
+    tap_frames(old);
   }
   return ok_status();
 }
@@ -545,6 +574,7 @@ Status SqliteReplicator::check_identity(StepReport& rep) {
     end_pin();
     lock_.close();
     pin_.close();
+    tap_gap("the primary " + primary_.string() + " was replaced by a different file");
     if (auto s = open_primary(rep); !s) return s;
     gen_base_bytes_ = total;
     for (auto& s : standbys_) {
@@ -581,6 +611,11 @@ Result<StepReport> SqliteReplicator::step() {
   for (const auto& s : standbys_)
     if (s.seeded && !s.needs_seed) min_applied = std::min(min_applied, s.pos.applied_bytes);
   while (!commits_seen_.empty() && commits_seen_.front().first <= min_applied) commits_seen_.pop_front();
+  if (!taps_.empty()) {
+    const auto now = std::chrono::system_clock::now();
+    for (auto& t : taps_) t->after_step(now);
+    taps_.erase(std::remove_if(taps_.begin(), taps_.end(), [](const auto& t) { return t->finished(); }), taps_.end());
+  }
   return rep;
 }
 

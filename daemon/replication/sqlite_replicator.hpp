@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,7 @@
 #include "daemon/replication/position_file.hpp"
 #include "daemon/replication/sqlite_util.hpp"
 #include "daemon/replication/wal_reader.hpp"
+#include "daemon/replication/wal_tap.hpp"
 
 namespace drd::replication {
 
@@ -108,6 +110,12 @@ class SqliteReplicator {
   // WAL reset, unreadable file).
   Result<std::uint64_t> salvage_into(const std::filesystem::path& standby);
 
+  // Feeds every transaction committed after this call to `tap` (see wal_tap.hpp) until the
+  // tap reports finished() or the replicator stops (which reports a gap).
+  void add_tap(std::shared_ptr<WalTap> tap);
+  void remove_tap(const std::shared_ptr<WalTap>& tap);
+  void end_taps(const std::string& why) { tap_gap(why); }
+
   // Releases the fence and the pin and closes everything. Idempotent.
   void stop();
 
@@ -151,6 +159,8 @@ class SqliteReplicator {
   std::uint64_t bytes_at(std::uint32_t frames) const;
   StandbyPosition position_here() const;
   void mark_reset(StepReport& rep, const std::string& why);
+  void tap_frames(const ChainState& from);
+  void tap_gap(const std::string& why);
 
   std::filesystem::path primary_;
   std::string primary_key_;
@@ -175,6 +185,7 @@ class SqliteReplicator {
   std::uint32_t page_size_ = 0;
   std::uint64_t gen_base_bytes_ = 0;  // cumulative bytes before frame 0 of this generation
   std::deque<std::pair<std::uint64_t, std::chrono::steady_clock::time_point>> commits_seen_;
+  std::vector<std::shared_ptr<WalTap>> taps_;
 };
 
 // Makes `db` a valid WAL-mode database with no -wal/-shm leftovers, passing

@@ -93,7 +93,7 @@ TEST_CASE("WAL segments restore to a point in time", "[incremental]") {
   for (auto& r : std::vector<Row>{{"2026-11-24T00:30:00Z", 0, &rows0},
                                   {"2026-11-24T01:00:00Z", 1, &rows1},
                                   {"2026-11-24T01:59:59Z", 1, &rows1},
-                                  {"2026-11-24T09:00:00Z", 2, &rows2}}) {
+                                  {"2026-11-24T02:00:00Z", 2, &rows2}}) {
     INFO("to_time " << r.to);
     fs::path target = dir / (std::string("pitr-") + r.to + ".db");
     auto res = restore_sqlite_to_time(ref, target, parse_time_utc(r.to).value(), RestoreOptions{false, &key});
@@ -102,6 +102,12 @@ TEST_CASE("WAL segments restore to a point in time", "[incremental]") {
     CHECK(res->applied_segments == r.applied);
     CHECK(read_rows(target) == *r.rows);
   }
+
+  // After the last segment the WAL is not archived: an error naming the window's end.
+  auto late = restore_sqlite_to_time(ref, dir / "late.db", parse_time_utc("2026-11-24T09:00:00Z").value(), RestoreOptions{false, &key});
+  REQUIRE_FALSE(late.ok());
+  CHECK_THAT(late.error().message, Catch::Contains("is missing") && Catch::Contains("2026-11-24T02:00:00"));
+  CHECK_FALSE(fs::exists(dir / "late.db"));
 
   auto early = restore_sqlite_to_time(ref, dir / "x.db", parse_time_utc("2026-11-23T00:00:00Z").value(), RestoreOptions{false, &key});
   REQUIRE_FALSE(early.ok());

@@ -1,0 +1,87 @@
+#include "daemon/backup/catalog_json.hpp"
+
+#include <algorithm>
+#include <map>
+
+#include "daemon/backup/incremental.hpp"
+
+namespace drd::backup {
+
+namespace json = boost::json;
+
+namespace {
+
+struct SegRow {
+  std::uint64_t n = 0;
+  bool base = false;
+  SysTime time{}, first{};
+  std::uint64_t frames = 0;
+};
+
+// The segment facts kept in a segment row's source_position (daemon_archive.cpp writes them).
+std::optional<SegRow> seg_row(const Manifest& m) {
+  boost::system::error_code ec;
+  auto v = json::parse(m.source_position, ec);
+  if (ec || !v.is_object()) return std::nullopt;
+  const auto& o = v.as_object();
+  SegRow r;
+  r.time = m.created_at;
+  r.first = m.created_at;
+  if (auto* n = o.if_contains("segment"); n && n->is_int64()) r.n = static_cast<std::uint64_t>(n->as_int64());
+  if (auto* b = o.if_contains("base"); b && b->is_bool()) r.base = b->as_bool();
+  if (auto* f = o.if_contains("frames"); f && f->is_int64()) r.frames = static_cast<std::uint64_t>(f->as_int64());
+  if (auto* f = o.if_contains("first_commit_at"); f && f->is_string())
+    if (auto t = parse_time_utc(std::string(f->as_string()))) r.first = t.value();
+  if (r.n == 0) return std::nullopt;
+  return r;
+}
+
+}  // namespace
+
+json::array catalog_json(const std::vector<CatalogEntry>& list, const std::set<std::string>& archiving) {
+  std::map<std::string, std::vector<SegRow>> segs;  // by parent
+  for (auto& e : list)
+    if (is_wal_segment(e.manifest))
+      if (auto r = seg_row(e.manifest)) segs[e.manifest.parent].push_back(*r);
+  json::array out;
+  for (auto& e : list) {
+    json::object o = backup_to_json(e);
+    const Manifest& m = e.manifest;
+    o["content"] = m.content;
+    if (is_wal_segment(m)) {
+      auto r = seg_row(m);
+      o["segment"] = r ? json::value(r->n) : json::value(nullptr);
+      o["base"] = r && r->base;
+      o["first_commit_at"] = r ? json::value(format_time_utc(r->first)) : json::value(nullptr);
+      o["last_commit_at"] = format_time_utc(m.created_at);
+      o["frames"] = r ? r->frames : 0;
+    } else if (m.engine == "sqlite" && m.kind == "full") {
+      auto it = segs.find(m.id);
+      json::value window = nullptr;
+      if (it != segs.end()) {
+        auto rows = it->second;
+        std::sort(rows.begin(), rows.end(), [](const SegRow& a, const SegRow& b) { return a.n < b.n; });
+        std::vector<SegmentInfo> contiguous;  // the replay stops at the first missing number
+        for (auto& r : rows) {
+          if (r.n != contiguous.size() + 1) break;
+          SegmentInfo si;
+          si.n = r.n;
+          si.base = r.base;
+          si.time = r.time;
+          si.first_time = r.first;
+          contiguous.push_back(si);
+        }
+        if (auto w = restore_window(m.created_at, contiguous))
+          window = json::object{{"from", format_time_utc(w->from)},
+                                {"to", format_time_utc(w->to)},
+                                {"segments", w->segments},
+                                {"archiving", archiving.count(m.id) > 0}};
+      }
+      o["restorable"] = window;
+    }
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+}  // namespace drd::backup
