@@ -183,7 +183,7 @@ def main():
         deadline = time.time() + 120
         window, seg_bytes, seg_count = None, 0, 0
         while time.time() < deadline:
-            cat = drd.drctl("backups")
+            cat = drd.drctl("backups", "--segments")
             full = next(x for x in cat if x["id"] == b["id"])
             window = full.get("restorable")
             if window and window["to"] >= end[:-1]:

@@ -52,7 +52,14 @@ void add_backup_commands(CLI::App& app, Registry& reg) {
   }
 
   CommandSpec list;
+  auto segments = std::make_shared<bool>(false);
   list.app = app.add_subcommand("backups", "the backup catalog");
+  list.app->add_flag("--segments", *segments, "also list the WAL segments of SQLite full backups");
+  list.params = [segments] {
+    json::object p;
+    if (*segments) p["segments"] = true;
+    return p;
+  };
   list.method = "backup.list";
   list.render = render_backups;
   reg.push_back(std::move(list));

@@ -77,19 +77,16 @@ std::string render_history(const json::value& entries, const RenderOptions& o) {
 }
 
 // WAL segments (point-in-time restore) are summed up in their full backup's RESTORABLE
-// column instead of one row each; --json lists them.
+// column; their own rows come only with `backups --segments`.
 std::string render_backups(const json::value& backups, const RenderOptions& o) {
   const auto& a = jv::as_arr(backups);
   if (a.empty()) return tr(o, "no backups in the catalog\n", "备份目录为空\n");
   bool any_window = false;
-  std::size_t segments = 0;
   for (const auto& b : a) {
-    if (jv::str(b, "content") == "sqlite-wal") ++segments;
     if (b.is_object() && b.as_object().contains("restorable") && b.as_object().at("restorable").is_object()) any_window = true;
   }
   std::vector<std::vector<std::string>> rows;
   for (const auto& b : a) {
-    if (jv::str(b, "content") == "sqlite-wal") continue;
     std::vector<std::string> row{jv::str(b, "id", "-"), jv::str(b, "name", "-"), jv::str(b, "node", "-"),
                                  jv::str(b, "engine", "-"), jv::str(b, "kind", "-"), format_time(jv::str(b, "created_at")),
                                  bytes_or_dash(b, "size_bytes"),
@@ -110,11 +107,7 @@ std::string render_backups(const json::value& backups, const RenderOptions& o) {
                                 tr(o, "KIND", "类型"), tr(o, "TIME (UTC)", "时间 (UTC)"), tr(o, "SIZE", "大小"),
                                 tr(o, "RATIO", "压缩比"), tr(o, "ENCRYPTED", "加密"), tr(o, "VERIFIED", "已校验")};
   if (any_window) head.push_back(tr(o, "RESTORABLE (--to-time)", "可恢复时间段 (--to-time)"));
-  std::string out = render_table(head, rows, o);
-  if (segments)
-    out += tr(o, std::to_string(segments) + " WAL segment(s) not listed (drctl backups --json shows them)\n",
-              std::to_string(segments) + " 个 WAL 段未列出（drctl backups --json 可查看）\n");
-  return out;
+  return render_table(head, rows, o);
 }
 
 std::string render_backup_created(const json::value& b, const RenderOptions& o) {

@@ -37,6 +37,13 @@ Result<std::vector<std::string>> prepare_directory(const fs::path& dir) {
     if (it->is_regular_file() && (ends_with(name, ".partial") || ends_with(name, ".snapshot.tmp")))
       removed.push_back(it->path().string());
   }
+  // WAL spools of an archiver that did not get to cut them (wal_archive.hpp).
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    auto name = it->path().filename().string();
+    std::error_code rm;
+    if (name.rfind(".wal-", 0) == 0 && ends_with(name, ".spool") && fs::remove(it->path(), rm))
+      removed.push_back(it->path().string());
+  }
   backup::remove_stale_partials(dir);
   // Scratch folders of a verify that was interrupted.
   std::vector<fs::path> scratch;

@@ -22,7 +22,7 @@
 namespace drd::bkrt {
 
 // Creates the backup directory (0750) and removes leftovers of interrupted runs:
-// `*.partial` and `*.snapshot.tmp` files, and verify scratch folders
+// `*.partial`, `*.snapshot.tmp` and WAL spool (`.wal-*.spool`) files, and verify scratch folders
 // (`drd-verify-*`). Returns what was removed (paths) for the log.
 Result<std::vector<std::string>> prepare_directory(const std::filesystem::path& dir);
 

@@ -167,7 +167,7 @@ class Daemon {
   void backup_start();
   void backup_stop();
   void backup_create(const json::object& params, Reply reply, ProgressSink progress);
-  Result<json::value> backup_list();
+  Result<json::value> backup_list(const json::object& params);
   void backup_verify(const json::object& params, Reply reply);
   void restore(const json::object& params, Reply reply, ProgressSink progress);
   std::shared_ptr<BackupRuntime> backup_;  // shared_ptr: complete only in daemon_backup.cpp
@@ -180,7 +180,7 @@ class Daemon {
   void archive_stop();
   void archive_arm(const std::string& node, std::function<void(std::shared_ptr<backup::WalArchiver>)> go);
   void archive_full_done(const std::shared_ptr<backup::WalArchiver>& arch, const Result<backup::Manifest>& m);
-  json::array backups_json(const std::vector<backup::CatalogEntry>& list) const;
+  json::array backups_json(const std::vector<backup::CatalogEntry>& list, bool segments) const;
   void restore_onto_primary(const json::object& params, Reply reply);
   std::shared_ptr<ArchiveRuntime> archive_;
 

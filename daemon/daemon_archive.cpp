@@ -75,8 +75,9 @@ struct Daemon::ArchiveRuntime {
         verify_timer(std::make_unique<asio::steady_timer>(daemon.control_)) {}
 
   struct Chain {
-    std::shared_ptr<backup::WalArchiver> archiver;
+    std::shared_ptr<backup::WalArchiver> archiver;  // used on the cluster worker only
     std::string node;
+    std::string full_id;  // set once the full backup is complete
     std::shared_ptr<std::atomic<bool>> broken = std::make_shared<std::atomic<bool>>(false);
   };
 
@@ -344,6 +345,7 @@ void Daemon::archive_full_done(const std::shared_ptr<backup::WalArchiver>& arch,
   if (!archive_->active.empty() && archive_->active != token && archive_->chains.count(archive_->active))
     previous = archive_->chains[archive_->active]->archiver;
   archive_->active = token;
+  if (archive_->chains.count(token)) archive_->chains[token]->full_id = m->id;
   const std::string id = m->id;
   cluster_worker_->post([arch, previous, id] {
     arch->full_done(id);
@@ -351,12 +353,12 @@ void Daemon::archive_full_done(const std::shared_ptr<backup::WalArchiver>& arch,
   });
 }
 
-json::array Daemon::backups_json(const std::vector<backup::CatalogEntry>& list) const {
+json::array Daemon::backups_json(const std::vector<backup::CatalogEntry>& list, bool segments) const {
   std::set<std::string> live;
   if (archive_)
     for (auto& [token, c] : archive_->chains)
-      if (!c->archiver->full_id().empty()) live.insert(c->archiver->full_id());
-  return backup::catalog_json(list, live);
+      if (!c->full_id.empty()) live.insert(c->full_id);
+  return backup::catalog_json(list, live, segments);
 }
 
 void Daemon::restore_onto_primary(const json::object& params, Reply reply) {

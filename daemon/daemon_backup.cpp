@@ -506,14 +506,17 @@ void Daemon::backup_create(const json::object& params, Reply reply, ProgressSink
   backup_->launch(std::move(req), std::move(reply), std::move(progress));
 }
 
-Result<json::value> Daemon::backup_list() {
+// WAL segment rows only with {"segments": true}: each full backup sums them up in "restorable".
+Result<json::value> Daemon::backup_list(const json::object& params) {
+  auto segments = bool_param(params, "segments");
+  if (!segments) return segments.error();
   Result<std::vector<backup::CatalogEntry>> list = make_error(Errc::internal, "");
   {
     auto lk = store_->lock();
     list = backup::catalog_list(store_->raw());
   }
   if (!list) return list.error();
-  return json::value(backups_json(*list));
+  return json::value(backups_json(*list, *segments));
 }
 
 namespace {

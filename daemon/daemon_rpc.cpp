@@ -283,7 +283,7 @@ void Daemon::dispatch(const std::string& method, const json::object& params, con
   if (method == "switchover") return manual_failover(params, "switchover", std::move(reply));
   if (method == "rejoin") return rejoin(params, std::move(reply));
   if (method == "backup.create") return backup_create(params, std::move(reply), std::move(progress));
-  if (method == "backup.list") return reply(backup_list());
+  if (method == "backup.list") return reply(backup_list(params));
   if (method == "backup.verify") return backup_verify(params, std::move(reply));
   if (method == "restore") return restore(params, std::move(reply), std::move(progress));
   if (method == "alerts") return reply(mon_->alerts_json());

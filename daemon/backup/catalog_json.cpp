@@ -38,7 +38,7 @@ std::optional<SegRow> seg_row(const Manifest& m) {
 
 }  // namespace
 
-json::array catalog_json(const std::vector<CatalogEntry>& list, const std::set<std::string>& archiving) {
+json::array catalog_json(const std::vector<CatalogEntry>& list, const std::set<std::string>& archiving, bool segments) {
   std::map<std::string, std::vector<SegRow>> segs;  // by parent
   for (auto& e : list)
     if (is_wal_segment(e.manifest))
@@ -49,6 +49,7 @@ json::array catalog_json(const std::vector<CatalogEntry>& list, const std::set<s
     const Manifest& m = e.manifest;
     o["content"] = m.content;
     if (is_wal_segment(m)) {
+      if (!segments) continue;
       auto r = seg_row(m);
       o["segment"] = r ? json::value(r->n) : json::value(nullptr);
       o["base"] = r && r->base;

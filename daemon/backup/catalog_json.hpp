@@ -17,6 +17,8 @@
 
 namespace drd::backup {
 
-boost::json::array catalog_json(const std::vector<CatalogEntry>& list, const std::set<std::string>& archiving);
+// Segment rows are left out unless `segments` (they are counted in "restorable").
+boost::json::array catalog_json(const std::vector<CatalogEntry>& list, const std::set<std::string>& archiving,
+                                bool segments = true);
 
 }  // namespace drd::backup

@@ -22,7 +22,7 @@ WalArchiver::~WalArchiver() {
 
 bool WalArchiver::open_spool() {
   if (spool_) return true;
-  spool_path_ = opts_.directory / (".wal-" + token_ + "-" + std::to_string(next_n_) + ".spool.partial");
+  spool_path_ = opts_.directory / (".wal-" + token_ + "-" + std::to_string(next_n_) + ".spool");
   spool_ = std::fopen(spool_path_.c_str(), "wbe");
   if (!spool_) {
     fail("cannot create WAL spool " + spool_path_.string() + ": " + std::strerror(errno));

@@ -4,7 +4,8 @@
 //
 // Life of a chain:
 //   1. armed before the full backup's snapshot starts: every transaction committed from then
-//      on is spooled (raw frame records in `<dir>/.wal-<token>-<n>.spool.partial`);
+//      on is spooled (raw frame records in `<dir>/.wal-<token>-<n>.spool`, removed
+//      at the next start if drd dies);
 //   2. full_done(id) once the backup is complete: at the next step the base segment is cut
 //      (everything spooled so far, possibly nothing), which ends after the snapshot because
 //      that step read the WAL after the snapshot had finished;

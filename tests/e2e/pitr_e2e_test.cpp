@@ -105,7 +105,7 @@ struct PitrFixture : DrdFixture {
         "    incremental: { segment_size: 64KB, segment_interval: 300ms }\n";
     return o;
   }
-  json::array backups() { return parse_out(drctl({"backups", "--json"})).as_array(); }
+  json::array backups() { return parse_out(drctl({"backups", "--segments", "--json"})).as_array(); }
   json::object find(const std::string& id) {
     for (auto& b : backups())
       if (b.at("id").as_string() == id) return b.as_object();
@@ -170,7 +170,10 @@ TEST_CASE("WAL segments after a full backup restore to a time between two known 
   }
   CHECK(segments >= 3);  // the base, then cuts by size (64KB) and time (300ms)
   auto text = f.drctl({"backups"});
-  CHECK_THAT(text.out, Catch::Contains("RESTORABLE") && Catch::Contains("WAL segment(s) not listed"));
+  CHECK_THAT(text.out, Catch::Contains("RESTORABLE") && Catch::Contains(id));
+  CHECK(text.out.find(id + ".seg-1") == std::string::npos);  // segments only with --segments
+  auto plain = parse_out(f.drctl({"backups", "--json"})).as_array();
+  for (auto& b : plain) CHECK(b.at("kind").as_string() == "full");
 
   const fs::path at1 = f.dir() / "at-t1.db";
   auto r1 = parse_out(f.drctl({"restore", id, "--target", at1.string(), "--to-time", t1, "--json"})).as_object();

@@ -25,7 +25,7 @@ const std::vector<std::string> kConfigKeys = {
     "monitoring", "interval", "timeout", "failure_threshold", "quick_check_interval", "history_retention",
     "raw_retention", "failover", "auto", "max_lag", "synchronous", "synchronous_degrade_after", "backup", "directory",
     "schedule", "compression", "algorithm", "level", "threads", "encryption", "key_file", "retention", "keep_last",
-    "keep_daily", "keep_weekly", "keep_monthly", "prefer_standby", "verify_schedule", "alerts", "channels", "command",
+    "keep_daily", "keep_weekly", "keep_monthly", "prefer_standby", "verify_schedule", "incremental", "segment_size", "segment_interval", "alerts", "channels", "command",
     "to", "retries", "rules", "metric", "op", "threshold", "for", "severity", "nodes", "repeat", "http", "listen",
     "token_file"};
 
