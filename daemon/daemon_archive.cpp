@@ -102,29 +102,39 @@ struct Daemon::ArchiveRuntime {
   // ---- WAL archiving ------------------------------------------------------
 
   // On the cluster worker (the archiver's callback): hand the spool to our worker.
+  // The settings (key) a chain's segments are written with: loaded for its first segment,
+  // right after the full backup, and kept, so a key file changed later does not leave the
+  // chain encrypted with two keys. Touched on our worker only.
+  using ChainSettings = std::shared_ptr<std::optional<backup::BackupSettings>>;
+
   static void segment_ready(const std::weak_ptr<ArchiveRuntime>& weak, BackupConfig cfg, std::string node,
-                            std::string token, std::shared_ptr<std::atomic<bool>> broken, backup::SpooledSegment seg) {
+                            std::string token, std::shared_ptr<std::atomic<bool>> broken, ChainSettings cached,
+                            backup::SpooledSegment seg) {
     auto self = weak.lock();
     std::error_code ec;
     if (!self) {
       fs::remove(seg.spool, ec);
       return;
     }
-    bool posted = self->worker->post([self, cfg, node, token, broken, seg]() mutable {
+    bool posted = self->worker->post([self, cfg, node, token, broken, cached, seg]() mutable {
       std::error_code rm;
       if (broken->load()) {  // an earlier segment is missing: later ones could never be replayed
         fs::remove(seg.spool, rm);
         return;
       }
       Result<backup::Manifest> out = make_error(Errc::internal, "");
-      auto settings = backup::BackupSettings::from_config(cfg);
-      if (!settings) {
+      if (!*cached) {
+        auto loaded = backup::BackupSettings::from_config(cfg);
+        if (loaded) cached->emplace(std::move(loaded.value()));
+        else out = loaded.error();
+      }
+      if (!*cached) {
         fs::remove(seg.spool, rm);
-        out = settings.error();
       } else {
-        auto si = backup::write_segment_from_spool(*settings, seg);
+        const backup::BackupSettings& settings = **cached;
+        auto si = backup::write_segment_from_spool(settings, seg);
         if (!si) out = si.error();
-        else out = segment_manifest(cfg, node, *si, seg.full_id, settings->key ? settings->key->id() : "");
+        else out = segment_manifest(cfg, node, *si, seg.full_id, settings.key ? settings.key->id() : "");
       }
       if (!out) broken->store(true);
       self->post_result([self, token, seg, out = std::move(out)] {
@@ -303,10 +313,11 @@ void Daemon::archive_arm(const std::string& node, std::function<void(std::shared
   auto chain = std::make_shared<ArchiveRuntime::Chain>();
   chain->node = node;
   auto broken = chain->broken;
+  auto cached = std::make_shared<std::optional<backup::BackupSettings>>();
   chain->archiver = std::make_shared<backup::WalArchiver>(
       backup::ArchiveOptions{cfg.directory, cfg.segment_max_bytes, cfg.segment_max_age}, token,
-      [weak, cfg, node, token, broken](backup::SpooledSegment seg) {
-        ArchiveRuntime::segment_ready(weak, cfg, node, token, broken, std::move(seg));
+      [weak, cfg, node, token, broken, cached](backup::SpooledSegment seg) {
+        ArchiveRuntime::segment_ready(weak, cfg, node, token, broken, cached, std::move(seg));
       },
       [weak, token](const std::string& full_id, const std::string& why) {
         if (auto s = weak.lock())
