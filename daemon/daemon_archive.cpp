@@ -78,6 +78,7 @@ struct Daemon::ArchiveRuntime {
     std::shared_ptr<backup::WalArchiver> archiver;  // used on the cluster worker only
     std::string node;
     std::string full_id;  // set once the full backup is complete
+    std::string key_id;   // the key its segments are written with ("" = unencrypted)
     std::shared_ptr<std::atomic<bool>> broken = std::make_shared<std::atomic<bool>>(false);
   };
 
@@ -102,9 +103,10 @@ struct Daemon::ArchiveRuntime {
   // ---- WAL archiving ------------------------------------------------------
 
   // On the cluster worker (the archiver's callback): hand the spool to our worker.
-  // The settings (key) a chain's segments are written with: loaded for its first segment,
-  // right after the full backup, and kept, so a key file changed later does not leave the
-  // chain encrypted with two keys. Touched on our worker only.
+  // The settings (key) a chain's segments are written with: loaded when the chain is armed,
+  // together with its full backup, and kept, so a key file changed later does not leave the
+  // chain encrypted with two keys (archive_full_done checks the full used the same key).
+  // Filled on the control strand before any segment exists, then read on our worker only.
   using ChainSettings = std::shared_ptr<std::optional<backup::BackupSettings>>;
 
   static void segment_ready(const std::weak_ptr<ArchiveRuntime>& weak, BackupConfig cfg, std::string node,
@@ -314,6 +316,10 @@ void Daemon::archive_arm(const std::string& node, std::function<void(std::shared
   chain->node = node;
   auto broken = chain->broken;
   auto cached = std::make_shared<std::optional<backup::BackupSettings>>();
+  auto loaded = backup::BackupSettings::from_config(cfg);
+  if (!loaded) return go(nullptr);  // the full backup reports the same error
+  cached->emplace(std::move(loaded.value()));
+  chain->key_id = (*cached)->key ? (*cached)->key->id() : "";
   chain->archiver = std::make_shared<backup::WalArchiver>(
       backup::ArchiveOptions{cfg.directory, cfg.segment_max_bytes, cfg.segment_max_age}, token,
       [weak, cfg, node, token, broken, cached](backup::SpooledSegment seg) {
@@ -349,6 +355,11 @@ void Daemon::archive_full_done(const std::shared_ptr<backup::WalArchiver>& arch,
   if (!m) {
     archive_->chains.erase(token);
     cluster_worker_->post([arch] { arch->abandon("the full backup failed"); });
+    return;
+  }
+  if (auto it = archive_->chains.find(token); it != archive_->chains.end() && it->second->key_id != m->key_id) {
+    archive_->chains.erase(it);  // the key file changed between arming and the snapshot
+    cluster_worker_->post([arch] { arch->abandon("the key file changed while the full backup was taken"); });
     return;
   }
   // One chain at a time: the previous one ends where this one's base segment begins.

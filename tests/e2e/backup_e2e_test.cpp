@@ -242,7 +242,11 @@ TEST_CASE("a flipped byte fails verify naming the check and a wrong key restores
   CHECK(open_key.exit_code == 1);
   CHECK_THAT(open_key.err, Catch::Contains("chmod 600"));
   ::chmod((f.dir() / "backup.key").c_str(), 0600);
-  CHECK(f.drctl({"verify", id}).exit_code == 0);
+  {
+    auto ok = f.drctl({"verify", id});
+    INFO(ok.out << ok.err);
+    CHECK(ok.exit_code == 0);
+  }
 
   // One flipped byte in the middle of the data file.
   {
