@@ -9,18 +9,10 @@ Trials: DRD_BENCH_ETCD_TRIALS (default 10), a fresh cluster each.
 """
 import base64, json, os, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 sys.path.insert(0, os.path.dirname(__file__))
-from common import BIN, Cluster, make_db, percentile, row
+from common import BIN, Cluster, make_db, percentile, row, free_port
 
 TRIALS = int(os.environ.get("DRD_BENCH_ETCD_TRIALS", "10"))
 TTL = 3.0
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def rpc(sock, method, params=None, timeout=5):

@@ -8,20 +8,12 @@ Needs root (the server runs as the postgres OS user) and PostgreSQL 15 in /usr/l
 """
 import json, os, pwd, shutil, socket, subprocess, sys, tempfile, threading, time
 sys.path.insert(0, os.path.dirname(__file__))
-from common import BIN, row
+from common import BIN, row, free_port
 
 SCALE = int(os.environ.get("DRD_BENCH_PG_SCALE", "70"))
 RUNS = int(os.environ.get("DRD_BENCH_PG_RUNS", "2"))
 PGBIN = "/usr/lib/postgresql/15/bin"
 MiB = 1 << 20
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def as_pg(cmd, **kw):

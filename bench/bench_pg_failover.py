@@ -24,7 +24,7 @@ about 150 ms.
 """
 import json, os, pwd, shutil, signal, socket, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.dirname(__file__))
-from common import BIN, percentile, row
+from common import BIN, percentile, row, free_port
 
 PGBIN = "/usr/lib/postgresql/15/bin"
 TRIALS = int(os.environ.get("DRD_BENCH_PG_TRIALS", "20"))
@@ -39,14 +39,6 @@ def as_pg(argv, timeout=120, check=True):
     if check and r.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {r.stdout}")
     return r
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def chown_pg(path):

@@ -8,6 +8,15 @@ def row(name, value, target, ok):
     print(f"| {name} | {value} | {target} | {'ok' if ok else 'MISSED'} |", flush=True)
 
 
+def free_port():
+    """A loopback port free at this moment (the caller binds it soon after)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
 def make_db(path, rows=1000):
     db = sqlite3.connect(path)
     db.execute("PRAGMA journal_mode=WAL")
