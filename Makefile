@@ -46,7 +46,7 @@ run: build
 # The whole suite: unit tests, then real SQLite / PostgreSQL / process tests.
 # A failed test runs once more and passes only if the rerun passes; the first failure
 # stays in the output. Two timing-dependent ones are known to fail now and then (see
-# docs/reliability.md, "Open"): chaos_short and the PostgreSQL SIGSTOP e2e's fence note.
+# docs/reliability.md, "Open"): chaos_short, and two e2e cases seen once each under load.
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600 --repeat until-pass:2
 	$(MAKE) --no-print-directory fuzz-short
