@@ -78,6 +78,8 @@ json::value Daemon::node_json(const NodeRuntime& n) const {
       o["lag_ms"] = round2(r->second.lag_ms);
       if (r->second.position) o["position"] = *r->second.position;
       if (!r->second.note.empty()) o["replication"] = r->second.note;
+    } else if (fenced) {
+      o["replication"] = "fenced";  // the engine has not published this node's state yet
     }
   } else if (n.last.position) {
     o["position"] = *n.last.position;

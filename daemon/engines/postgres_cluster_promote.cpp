@@ -67,6 +67,12 @@ Result<PromoteOutcome> PostgresCluster::promote(const PromoteRequest& req) {
   if (old) {
     fenced_.insert(old->cfg.name);
     fence_notes_.erase(old->cfg.name);
+    {
+      // Status names the old primary's state during the promotion too, not only after
+      // the next tick (until then the snapshot still has it as the primary: no entry).
+      std::lock_guard g(mu_);
+      snapshot_[old->cfg.name].note = "fenced: failover to " + req.target + " in progress";
+    }
     if (req.old_primary_reachable) {
       auto st = old->node->fence(std::min(left(deadline), std::max(timeout_ * 4, Millis(2000))));
       out.old_primary_fenced = st.ok();

@@ -128,6 +128,10 @@ TEST_CASE("pg: SIGSTOP of the primary fails over - the frozen old primary is sto
   const auto t0 = Clock::now();
   pg.sigstop(0);
   REQUIRE(f.wait_primary("node1", 20s));
+  // From the moment the store names node1, status says node0 is fenced, and once the
+  // promotion is done, how: its frozen server was killed.
+  CHECK_THAT(str(f.node_status("node0").at("replication")), Catch::StartsWith("fenced"));
+  CHECK(eventually([&] { return str(f.node_status("node0").at("replication")).find("SIGKILL") != std::string::npos; }, 3s));
   REQUIRE(eventually([&] { return !in_recovery(pg, 1) && !write_refused(pg, 1); }, 10s));
   WARN("SIGSTOP: node1 writable " << ms_since(t0) << " ms after the stop");
   pg.exec(1, "INSERT INTO t VALUES (2)");
@@ -147,8 +151,7 @@ TEST_CASE("pg: SIGSTOP of the primary fails over - the frozen old primary is sto
   INFO(json::serialize(n0));
   CHECK(str(n0.at("role")) == "fenced");
   CHECK(n0.at("fenced").as_bool());
-  // The kill itself is proven above (no process left); the log names it. The status note
-  // ("fenced: server killed with SIGKILL") is not always there yet: docs/reliability.md, Open.
+  CHECK_THAT(str(n0.at("replication")), Catch::Contains("SIGKILL"));  // the note outlives the failover
   CHECK(f.log().find("its local server was killed") != std::string::npos);
   // It stays fenced: still refusing a little later, and drd still names node1.
   std::this_thread::sleep_for(600ms);
