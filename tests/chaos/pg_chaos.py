@@ -5,10 +5,15 @@ and an observer that talks to every server itself through libpq (ctypes).
 "Writable primary" for PostgreSQL: a server that, asked by the observer over its own
 connection, answers pg_is_in_recovery() = false and transaction_read_only = off. Each
 server has its own observer thread (a frozen or partitioned server blocks only its own
-thread); a sampler looks at the newest answer of every server every 25 ms and counts a
-split-brain instant when two servers' newest answers both say "writable" and both are
-fresh (received in the last 100 ms). A server nobody can reach (frozen, partitioned)
-has no fresh answer and is not counted: no client can commit on it either.
+thread) that records every answer with the time the question was sent and the time the
+answer came back. Consecutive "writable" answers of one server form a run: the server is
+taken as writable from the moment the first question of the run was sent until the last
+answer of the run arrived. A split-brain instant is a sampling instant (every 25 ms) that
+lies inside runs of two servers. Only what was seen counts: a server killed right after
+an answer is not assumed writable after it (the old rule, "two fresh answers within
+100 ms", flagged a crash failover faster than 100 ms as a split brain although the old
+server was dead), and a frozen or partitioned server answers nothing, so no client can
+commit on it either; a server that wakes up writable answers again and is caught.
 """
 import ctypes, os, pwd, random, shutil, signal, subprocess, tempfile, threading, time
 
@@ -93,12 +98,13 @@ class PgConn:
 
 
 class PgObserver:
-    PERIOD, FRESH_MS = 0.025, 100
+    PERIOD = 0.025
 
     def __init__(self, trial):
         self.t = trial
         self.stop_ev = threading.Event()
-        self.latest = {n: (0.0, False) for n in NODES}  # node -> (received at ms, writable)
+        self.answers = {n: [] for n in NODES}  # node -> [(sent ms, received ms, writable)]
+        self.instants = []  # sampling instants (ms)
         self.samples = self.split_instants = self.down_instants = 0
         self.threads = [threading.Thread(target=self.poll, args=(n,), daemon=True) for n in NODES]
         self.threads.append(threading.Thread(target=self.sample, daemon=True))
@@ -113,13 +119,15 @@ class PgObserver:
         conn = None
         while not self.stop_ev.is_set():
             t0 = time.time()
+            sent = now_ms()
             try:
                 if conn is None:
                     conn = PgConn(f"host={self.t.host(i)} port={self.t.ports[i]} user=postgres dbname=postgres "
                                   f"connect_timeout=1 application_name=chaos_observer")
                 rec, ro = conn.row("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')")
-                self.latest[node] = (now_ms(), rec == "f" and ro == "off")
+                self.answers[node].append((sent, now_ms(), rec == "f" and ro == "off"))
             except OSError:
+                self.answers[node].append((sent, now_ms(), False))  # no answer ends a run
                 if conn:
                     conn.close()
                 conn = None
@@ -130,20 +138,48 @@ class PgObserver:
     def sample(self):
         while not self.stop_ev.is_set():
             t0 = time.time()
-            now = now_ms()
-            w = [n for n, (at, wr) in self.latest.items() if wr and now - at <= self.FRESH_MS]
-            self.samples += 1
-            if len(w) >= 2:
-                self.split_instants += 1
-                self.t.v.add("split-brain", f"{time.strftime('%H:%M:%S')} writable: {', '.join(w)}")
-            if self.samples % 20 == 0 and self.t.drd.pid:
+            self.instants.append(now_ms())
+            if len(self.instants) % 20 == 0 and self.t.drd.pid:
                 self.store_prev = check_store(self.t.state_db, NODES, self.t.v, prev=self.store_prev)
             self.stop_ev.wait(max(0.0, self.PERIOD - (time.time() - t0)))
+
+    @staticmethod
+    def writable_runs(answers):
+        """[(from ms, to ms)]: each run of consecutive writable answers, from the first
+        question sent to the last answer received."""
+        runs, start, end = [], None, None
+        for sent, received, writable in answers:
+            if writable:
+                start = sent if start is None else start
+                end = received
+            elif start is not None:
+                runs.append((start, end))
+                start = None
+        if start is not None:
+            runs.append((start, end))
+        return runs
+
+    @staticmethod
+    def split_instants_of(instants, runs):
+        """[(instant, {node: (from, to)})] for every instant inside writable runs of two or
+        more servers."""
+        out = []
+        for at in instants:
+            w = {n: r for n, rs in runs.items() for r in rs if r[0] <= at <= r[1]}
+            if len(w) >= 2:
+                out.append((at, w))
+        return out
 
     def stop(self):
         self.stop_ev.set()
         for th in self.threads:
             th.join(3)  # a thread stuck on a frozen server is a daemon thread: left behind
+        runs = {n: self.writable_runs(list(a)) for n, a in self.answers.items()}
+        self.samples = len(self.instants)
+        for at, w in self.split_instants_of(self.instants, runs):
+            self.split_instants += 1
+            ranges = "; ".join(f"{n} writable {lo - at:+.0f}..{hi - at:+.0f} ms" for n, (lo, hi) in w.items())
+            self.t.v.add("split-brain", f"{time.strftime('%H:%M:%S', time.localtime(at / 1000))} {ranges}")
 
 
 def as_pg(argv, timeout=120, check=True, netns=None):
