@@ -5,27 +5,37 @@
 
 #include "common/crash_point.hpp"
 #include "common/log.hpp"
+#include "daemon/coord/coordinator.hpp"
 #include "daemon/daemon.hpp"
 
 namespace drd {
 
+// The pending record and the history live in the cluster store: with etcd, a drd that
+// takes the lead after the leader died mid-failover finishes (or drops) what that one
+// started, whichever host it runs on.
 void Daemon::record_interrupted_failover(const std::string& outcome) {
-  auto p = store_->pending_failover();
+  auto p = cluster_store().pending_failover();
   if (!p.ok() || !p->has_value()) return;
   FailoverRecord r = **p;
   // Only a claim that took effect (its term is the stored one) happened; an
   // older one was recorded already or lost its race, and is just dropped.
-  auto hist = store_->history(1);
+  auto hist = cluster_store().history(1);
   const bool recorded = hist.ok() && !hist->empty() && hist->front().term == r.term;
   if (r.term != term_ || r.to != primary_ || recorded) {
-    (void)store_->set_pending_failover(std::nullopt);
+    (void)cluster_store().set_pending_failover(std::nullopt);
     return;
   }
   const auto now_ms = to_unix_ms(clock_.now());
   r.duration_ms = std::max<std::int64_t>(0, now_ms - r.time_ms);
   r.time_ms = now_ms;
-  r.reason += " (drd stopped during this failover; " + outcome + ")";
-  if (auto st = store_->append_history(r); !st) {
+  std::string how = outcome;
+  if (coord_) {  // not a restart: another drd carries on
+    const std::string restart = "drd started again", took = "drd " + coord_->name() + " took the lead";
+    for (auto at = how.find(restart); at != std::string::npos; at = how.find(restart, at + took.size()))
+      how.replace(at, restart.size(), took);
+  }
+  r.reason += std::string(coord_ ? " (the leading drd" : " (drd") + " stopped during this failover; " + how + ")";
+  if (auto st = cluster_store().append_history(r); !st) {
     spdlog::error("cannot record the interrupted failover: {}", st.error().message);
     return;
   }
@@ -140,14 +150,14 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
   // 0. What is about to happen, so a drd killed before the history row is
   //    written still records this failover when it starts again.
   FailoverRecord pending{to_unix_ms(clock_.now()), from, target, mode, reason, 0, 0, term_ + 1};
-  if (auto st = store_->set_pending_failover(pending); !st)
+  if (auto st = cluster_store().set_pending_failover(pending); !st)
     spdlog::error("cannot record the pending failover: {}", st.error().message);
   // 1. Claim the new term first: a crash from here on converges to `target`. The old
   //    primary is recorded as fenced in the same transaction (not for a switchover).
   const bool fence_from = mode != "switchover" && !from.empty() && from != target;
   auto cas = cluster_store().claim_primary(term_, target, fence_from ? from : std::string());
   if (!cas.ok() || !*cas) {
-    (void)store_->set_pending_failover(std::nullopt);
+    (void)cluster_store().set_pending_failover(std::nullopt);
     failover_running_ = false;
     reply(make_error(Errc::conflict, cas.ok() ? "the cluster term changed underneath this failover"
                                               : "cannot record the new primary: " + cas.error().message));
@@ -190,7 +200,7 @@ void Daemon::finish_failover(const std::string& from, const std::string& to, con
       ++term_;
       primary_ = from;
     }
-    (void)store_->set_pending_failover(std::nullopt);  // nothing changed hands: no history row
+    (void)cluster_store().set_pending_failover(std::nullopt);  // nothing changed hands: no history row
     log::event(spdlog::level::err, "switchover_aborted", {{"NODE", from}, {"TARGET", to}, {"TERM", std::to_string(term_)}},
                "switchover to " + to + " aborted before promotion; " + from + " stays primary: " +
                    outcome.error().message);

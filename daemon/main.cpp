@@ -12,6 +12,7 @@
 #include "common/process.hpp"
 #include "daemon/control_server.hpp"
 #include "daemon/coord/coordinator.hpp"
+#include "daemon/coord/host_files.hpp"
 #include "daemon/monitoring/http_server.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/notifier.hpp"
@@ -60,6 +61,10 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", store.error().message);
     return 1;
   }
+
+  if (auto remote = drd::coord::keep_local_files_only(config); !remote.empty())
+    spdlog::info("multi-host mode: data_dir/bin_dir/os_user of {} ignored: only the drd on a database's own host "
+                 "touches its server's files", fmt::join(remote, ", "));
 
   asio::io_context io(1);
   drd::SystemClock clock;

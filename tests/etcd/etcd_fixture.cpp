@@ -195,9 +195,14 @@ void MultiHost::write_config(int i) {
        "  control:\n    socket: ./state/drd.sock\n"
        "  local: " << node(i) << "\n"
        "  databases:\n";
-  for (int j = 0; j < hosts_; ++j)
-    f << "    " << node(j) << ": { url: \"sqlite:///" << db(j).string() << "\", priority: " << j
-      << (j == 0 ? ", type: primary" : "") << " }\n";
+  for (int j = 0; j < hosts_; ++j) {
+    if (pg_.empty())
+      f << "    " << node(j) << ": { url: \"sqlite:///" << db(j).string() << "\", priority: " << j;
+    else
+      f << "    " << node(j) << ": { url: \"" << pg_[j].url << "\", priority: " << j << ", data_dir: \""
+        << pg_[j].data_dir.string() << "\", bin_dir: /usr/lib/postgresql/15/bin, os_user: postgres";
+    f << (j == 0 ? ", type: primary" : "") << " }\n";
+  }
   f << "  monitoring:\n    interval: " << opts.interval << "\n    timeout: " << opts.timeout
     << "\n    failure_threshold: " << opts.threshold << "\n"
     << "  store:\n    type: etcd\n    prefix: " << prefix_ << "\n    ttl: " << opts.ttl << "\n    endpoints: [";
@@ -210,7 +215,7 @@ void MultiHost::write_config(int i) {
 void MultiHost::start(int i) {
   std::vector<std::string> argv{bin("drd"), "--config", (host_dir(i) / "drd.yaml").string(), "--foreground"};
   if (ns_ && i == ns_host_) argv.insert(argv.begin(), {"ip", "netns", "exec", ns_->name()});
-  drd_[i] = std::make_unique<Background>(argv, host_dir(i) / "drd.log");
+  drd_[i] = std::make_unique<Background>(argv, host_dir(i) / "drd.log", env[i]);
   bool up = eventually([&] {
     if (!drd_[i]->running()) return true;
     rpc::Client c(socket(i).string(), std::chrono::milliseconds(500));

@@ -8,6 +8,7 @@
 // (cut_off() takes the link down: that host loses etcd and its peers, while its
 // files stay where they are). Needs root; netns_available() says whether it can.
 #include <boost/json.hpp>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -65,12 +66,21 @@ struct HostOptions {
   bool failsafe = true;
 };
 
+// A PostgreSQL server for host i (tests/support/pg_cluster.hpp builds them); every drd
+// gets the same list, data_dir included, as a real deployment's shared config would.
+struct PgHostNode {
+  std::string url;
+  std::filesystem::path data_dir;
+};
+
 class MultiHost {
  public:
   // `ns_host`: index of the host that runs inside `ns` (-1: none).
   MultiHost(int hosts, HostOptions o = {}, NetNs* ns = nullptr, int ns_host = -1);
   ~MultiHost();
 
+  // PostgreSQL instead of SQLite: call before start_etcd() (which writes the configs).
+  void use_postgres(std::vector<PgHostNode> nodes) { pg_ = std::move(nodes); }
   void start_etcd();
   void start(int i);  // starts drd i and waits until it answers ping
   void start_all();
@@ -89,11 +99,13 @@ class MultiHost {
   int wait_leader(std::chrono::milliseconds timeout);
   std::string store_primary();  // from etcd directly
   long long store_term();
+  const std::string& prefix() const { return prefix_; }
   std::string logs();
   EtcdCluster& etcd() { return *etcd_; }
   int hosts() const { return hosts_; }
   std::filesystem::path dir() const { return dir_.path(); }
   HostOptions opts;
+  std::map<int, std::map<std::string, std::string>> env;  // extra environment of drd i (crash points)
 
  private:
   void write_config(int i);
@@ -105,6 +117,7 @@ class MultiHost {
   std::unique_ptr<EtcdCluster> etcd_;
   std::vector<std::unique_ptr<Background>> drd_;
   std::string prefix_;
+  std::vector<PgHostNode> pg_;
 };
 
 // SQLite: true when a write transaction can start on `file` right now (waits up to `wait`).

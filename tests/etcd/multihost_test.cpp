@@ -211,3 +211,43 @@ TEST_CASE("etcd quorum lost: nobody is promoted and the healthy primary keeps se
   CHECK(m.store_term() == term);
   CHECK(sqlite_writable(m.db(0), 200));
 }
+
+TEST_CASE("the leader dies mid-failover (crash point): the next leader finishes it from the record in etcd", "[etcd]") {
+  MultiHost m(3);
+  m.start_etcd();
+  // Only the first drd, which takes the lead, dies right after it claimed the new term.
+  m.env[0] = {{"DRD_TEST_CRASH_AT", "failover_claimed"}};
+  m.start(0);
+  REQUIRE(m.wait_leader(10s) == 0);
+  m.start(1);
+  m.start(2);
+  require_settled(m, "n1");
+  const long long term = m.store_term();
+
+  auto r = m.drctl(1, {"failover", "n3"});  // forwarded to drd n1, which claims and dies
+  INFO(r.out << r.err << m.logs());
+  CHECK(r.exit_code != 0);
+  REQUIRE(eventually([&] { return !m.running(0); }, 10s));
+  // The claim is in etcd: the new primary, its term, and the pending record.
+  CHECK(m.store_primary() == "n3");
+  CHECK(m.store_term() == term + 1);
+  const std::string pending_key = m.prefix() + "/state/pending";
+  CHECK(m.etcd().get(pending_key).find("n3") != std::string::npos);
+
+  // Another drd takes the lead and records the interrupted failover from that record.
+  int next = m.wait_leader(10s);
+  REQUIRE(next > 0);
+  bool recorded = eventually([&] {
+    auto h = m.try_call(next, "history");
+    return h && !h->as_array().empty() && h->as_array()[0].at("to").as_string() == "n3";
+  }, 10s);
+  REQUIRE(recorded);
+  auto h = m.call(3 - next, "history");  // the other follower reads the same history from etcd
+  REQUIRE_FALSE(h.as_array().empty());
+  auto& rec = h.as_array()[0].as_object();
+  CHECK(rec.at("term").as_int64() == term + 1);
+  CHECK(std::string(rec.at("reason").as_string()).find("the leading drd stopped during this failover") != std::string::npos);
+  CHECK(m.etcd().get(pending_key).empty());
+  CHECK(m.store_primary() == "n3");
+  require_settled(m, "n3");
+}

@@ -260,13 +260,20 @@ void PgCluster::create_node(int i, bool standby) {
   conf += "port = " + std::to_string(n.port) + "\n";
   conf += "unix_socket_directories = '" + root_.string() + "'\n";
   conf += "cluster_name = 'node" + std::to_string(i) + "'\n";
+  if (opts_.hosts.count(i))
+    conf += "listen_addresses = '" + (opts_.netns.count(i) ? host(i) : "127.0.0.1," + host(i)) + "'\n";
+  if (!opts_.hosts.empty()) {
+    std::string hba = slurp(n.data_dir / "pg_hba.conf");
+    hba += "host all all 10.0.0.0/8 trust\nhost replication all 10.0.0.0/8 trust\n";
+    spit(n.data_dir / "pg_hba.conf", hba);
+  }
   for (const auto& [k, v] : opts_.settings) conf += k + " = '" + v + "'\n";
   spit(n.data_dir / "postgresql.conf", conf);
   if (standby) {
     spit(n.data_dir / "standby.signal", "");
     chown_postgres(n.data_dir / "standby.signal");
     std::string autoconf = slurp(n.data_dir / "postgresql.auto.conf");
-    autoconf += "primary_conninfo = 'host=127.0.0.1 port=" + std::to_string(nodes_[0].port) +
+    autoconf += "primary_conninfo = 'host=" + host(0) + " port=" + std::to_string(nodes_[0].port) +
                 " user=postgres application_name=node" + std::to_string(i) + "'\n";
     spit(n.data_dir / "postgresql.auto.conf", autoconf);
   }
@@ -287,9 +294,22 @@ ProcessOutcome PgCluster::run_pg_tool(std::vector<std::string> argv, std::chrono
 
 void PgCluster::start(int i) {
   auto& n = nodes_.at(i);
-  auto out = run_pg_tool({"pg_ctl", "start", "-D", n.data_dir.string(), "-w", "-t", "60", "-s", "-l",
-                          log_file(i).string()},
-                         90s);
+  std::vector<std::string> argv{"pg_ctl", "start", "-D", n.data_dir.string(), "-w", "-t", "60", "-s", "-l",
+                                log_file(i).string()};
+  ProcessOutcome out;
+  if (auto ns = opts_.netns.find(i); ns != opts_.netns.end()) {
+    // Entering the namespace needs root; the server itself still runs as postgres.
+    argv[0] = std::string(kBinDir) + "/pg_ctl";
+    argv.insert(argv.begin(), {"ip", "netns", "exec", ns->second, "runuser", "-u", kOsUser, "--"});
+    ProcessSpec spec{std::move(argv)};
+    spec.timeout = 90s;
+    spec.cwd = root_;
+    auto r = runner_.run(spec);
+    if (!r) throw std::runtime_error("PgCluster: cannot run pg_ctl in namespace " + ns->second + ": " + r.error().message);
+    out = r.value();
+  } else {
+    out = run_pg_tool(std::move(argv), 90s);
+  }
   if (!out.success())
     throw std::runtime_error("PgCluster: pg_ctl start node" + std::to_string(i) + " failed:\n" +
                              out.output + "\n--- server log ---\n" + slurp(log_file(i)));
@@ -347,7 +367,21 @@ void PgCluster::sigcont(int i) {
 }
 
 std::string PgCluster::url(int i) const {
-  return "postgresql://postgres@127.0.0.1:" + std::to_string(port(i)) + "/postgres";
+  return "postgresql://postgres@" + host(i) + ":" + std::to_string(port(i)) + "/postgres";
+}
+
+std::string PgCluster::host(int i) const {
+  auto h = opts_.hosts.find(i);
+  return h == opts_.hosts.end() ? "127.0.0.1" : h->second;
+}
+
+std::string PgCluster::socket_conninfo(int i) const {
+  return "host=" + root_.string() + " port=" + std::to_string(port(i)) +
+         " user=postgres dbname=postgres connect_timeout=5 application_name=pg_cluster";
+}
+
+std::string PgCluster::conninfo(int i) const {
+  return opts_.hosts.empty() ? conninfo_for(port(i)) : socket_conninfo(i);
 }
 
 NodeConfig PgCluster::node_config(int i) const {
@@ -364,7 +398,7 @@ NodeConfig PgCluster::node_config(int i) const {
 }
 
 void PgCluster::exec(int i, const std::string& sql) {
-  Conn conn{PQconnectdb(conninfo_for(port(i)).c_str())};
+  Conn conn{PQconnectdb(conninfo(i).c_str())};
   if (PQstatus(conn.c) != CONNECTION_OK)
     throw std::runtime_error("PgCluster: connect node" + std::to_string(i) + ": " + PQerrorMessage(conn.c));
   PGresult* res = PQexec(conn.c, sql.c_str());
@@ -376,7 +410,7 @@ void PgCluster::exec(int i, const std::string& sql) {
 }
 
 std::optional<std::string> PgCluster::query(int i, const std::string& sql) {
-  Conn conn{PQconnectdb(conninfo_for(port(i)).c_str())};
+  Conn conn{PQconnectdb(conninfo(i).c_str())};
   if (PQstatus(conn.c) != CONNECTION_OK) return std::nullopt;
   PGresult* res = PQexec(conn.c, sql.c_str());
   std::optional<std::string> out;

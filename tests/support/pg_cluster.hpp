@@ -47,6 +47,13 @@ struct PgClusterOptions {
   // false: every node's data checksums are switched off (pg_checksums --disable
   // on its copy of the template) and wal_log_hints is off, so pg_rewind cannot work.
   bool data_checksums = true;
+  // Several "hosts" on one machine (tests/etcd): the address node i listens on and is
+  // reached at (default 127.0.0.1; it also listens on 127.0.0.1 unless it runs in a
+  // namespace), and the network namespace its server runs in (`ip netns exec`; root
+  // only). With any host set, pg_hba trusts 10.0.0.0/8 and the harness's own SQL
+  // (exec/query) goes through the Unix socket, which no network cut affects.
+  std::map<int, std::string> hosts;
+  std::map<int, std::string> netns;
 };
 
 class PgCluster {
@@ -56,7 +63,7 @@ class PgCluster {
 
   // Builds and starts the primary and its standbys (throws on failure).
   explicit PgCluster(PgClusterOptions opts = {});
-  explicit PgCluster(int standbys) : PgCluster(PgClusterOptions{standbys, {}}) {}
+  explicit PgCluster(int standbys) : PgCluster(PgClusterOptions{standbys, {}, true, {}, {}}) {}
   ~PgCluster();
   PgCluster(const PgCluster&) = delete;
   PgCluster& operator=(const PgCluster&) = delete;
@@ -80,7 +87,10 @@ class PgCluster {
   std::optional<pid_t> postmaster_pid(int i) const;  // from postmaster.pid
 
   // Facts.
-  std::string url(int i) const;  // postgresql://postgres@127.0.0.1:PORT/postgres
+  std::string url(int i) const;  // postgresql://postgres@HOST:PORT/postgres (HOST: 127.0.0.1 unless set)
+  std::string host(int i) const;  // the address node i listens on
+  // libpq conninfo over the Unix socket (no network namespace or cut gets in the way).
+  std::string socket_conninfo(int i) const;
   int port(int i) const { return nodes_.at(i).port; }
   std::filesystem::path data_dir(int i) const { return nodes_.at(i).data_dir; }
   std::filesystem::path log_file(int i) const;
@@ -111,6 +121,7 @@ class PgCluster {
     std::filesystem::path data_dir;
   };
   void create_node(int i, bool standby);
+  std::string conninfo(int i) const;
   void remember_pid(int i);
   void teardown();
 
