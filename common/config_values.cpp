@@ -254,7 +254,8 @@ std::optional<std::string> check_schedule(const std::string& expr) {
     for (std::size_t i = 1; i < fields.size(); ++i) rest += fields[i];
     auto d = parse_duration(rest);
     if (!d) return hint;
-    if (d->count() < 1000) return "a schedule must be at least 'every 1s', got '" + expr + "'";
+    // Backups are planned on whole minutes (like cron); a shorter interval would be refused at run time.
+    if (*d < std::chrono::minutes(1)) return "a schedule must be at least 'every 1m', got '" + expr + "'";
     return std::nullopt;
   }
   if (fields.size() != 5) return hint;

@@ -148,7 +148,10 @@ TEST_CASE("schedules: every DURATION or 5-field cron", "[config][schedule]") {
     INFO(ok);
     CHECK_FALSE(check_schedule(ok));
   }
-  for (auto bad : {"", "every", "every often", "every 500ms", "0 3 * *", "0 3 * * * *", "@daily", "0 3 * * ?"}) {
+  CHECK_FALSE(check_schedule("every 1m"));
+  // Backups are planned on whole minutes: the loader refuses what the scheduler would.
+  CHECK(check_schedule("every 30s").value_or("") == "a schedule must be at least 'every 1m', got 'every 30s'");
+  for (auto bad : {"", "every", "every often", "every 500ms", "every 59s", "0 3 * *", "0 3 * * * *", "@daily", "0 3 * * ?"}) {
     INFO(bad);
     CHECK(check_schedule(bad));
   }
