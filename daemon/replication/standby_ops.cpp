@@ -23,14 +23,40 @@ bool path_exists(const fs::path& p) {
   return fs::exists(p, ec);
 }
 
+// "pid 123 (name), ..." for every process with `file` open, from /proc: what an
+// operator (or a test log) needs to know when a standby's WAL is written behind drd.
+std::string holders_of(const fs::path& file) {
+  std::error_code ec;
+  const auto want = fs::weakly_canonical(file, ec);
+  std::string out;
+  for (auto& proc : fs::directory_iterator("/proc", ec)) {
+    const auto pid = proc.path().filename().string();
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::error_code e2;
+    for (auto& fd : fs::directory_iterator(proc.path() / "fd", e2)) {
+      std::error_code e3;
+      if (fs::read_symlink(fd.path(), e3) != want) continue;
+      std::string comm;
+      std::ifstream(proc.path() / "comm") >> comm;
+      out += (out.empty() ? "" : ", ") + ("pid " + pid + " (" + comm + ")");
+      break;
+    }
+  }
+  return out;
+}
+
 // After the last connection closes, SQLite deletes -wal and -shm; an empty
 // -wal left behind (e.g. by a persistent-WAL setting) carries nothing and is
 // removed. A non-empty one would hold frames not yet in the database.
 Status clear_empty_sidecars(const fs::path& db) {
   auto wal = with_suffix(db, "-wal");
-  if (path_exists(wal) && size_or_zero(wal) > 0)
-    return make_error(Errc::io, "WAL " + wal.string() + " still holds frames after a TRUNCATE checkpoint",
+  if (path_exists(wal) && size_or_zero(wal) > 0) {
+    const auto who = holders_of(wal);
+    return make_error(Errc::io, "WAL " + wal.string() + " still holds " + std::to_string(size_or_zero(wal)) +
+                                    " bytes after a TRUNCATE checkpoint" +
+                                    (who.empty() ? std::string(" (no process has it open)") : "; open in " + who),
                       "another process may have the database open");
+  }
   if (auto s = remove_if_exists(wal); !s) return s;
   return remove_if_exists(with_suffix(db, "-shm"));
 }
@@ -50,6 +76,15 @@ Status recover_standby(const fs::path& db) {
       return make_error(Errc::conflict, "cannot checkpoint leftover WAL of standby " + db.string() + " (busy)",
                         "another process has the standby open");
     d->close();
+    // Frames SQLite did not take even with TRUNCATE: an apply cut short (drd killed while
+    // writing them) left a transaction without its commit frame. They were never part of
+    // the standby: apply() saves the position only after its own checkpoint, so they are
+    // shipped again from the position. Set aside (never applied) rather than deleted.
+    if (size_or_zero(wal) > 0 && holders_of(wal).empty()) {
+      std::error_code ec;
+      fs::rename(wal, with_suffix(db, "-wal.drd-incomplete"), ec);
+      if (ec) return make_error(Errc::io, "cannot set aside the incomplete WAL " + wal.string() + ": " + ec.message());
+    }
   }
   return clear_empty_sidecars(db);
 }

@@ -151,3 +151,35 @@ TEST_CASE("applying the same batch twice gives the same result", "[replication][
     CHECK(drd::test::integrity(standby) == "ok");
   }
 }
+
+TEST_CASE("an apply cut before its commit frame is set aside, not left to block the standby",
+          "[replication][crash]") {
+  // drd killed while writing a transaction's frames into a standby's WAL: the frames are
+  // valid but none commits, so SQLite ignores them and even a TRUNCATE checkpoint leaves
+  // the file. recover_standby must clear the way (the position file was not advanced, so
+  // they are shipped again) instead of failing on every retry (seen in the chaos suite).
+  TempDir dir{"drd-crash"};
+  auto db = dir / "s.db";
+  {
+    Conn c(db);
+    c.exec("PRAGMA journal_mode=WAL");
+    c.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+    c.exec("INSERT INTO t(v) VALUES ('kept')");
+  }
+  const auto before = dump_db(db);
+  const auto page = read_db_header(db)->page_size;
+  const fs::path wal = db.string() + "-wal";
+  {
+    auto w = StandaloneWalWriter::create(wal, page);
+    REQUIRE(w.ok());
+    std::vector<unsigned char> junk(page, 0xAB);
+    for (std::uint32_t p = 2; p <= 4; ++p) REQUIRE(w->append(p, 0, junk.data()).ok());  // no commit frame
+    REQUIRE(w->finish().ok());
+  }
+  REQUIRE(fs::file_size(wal) > 0);
+  REQUIRE(recover_standby(db).ok());
+  CHECK_FALSE(fs::exists(wal));
+  CHECK(fs::exists(db.string() + "-wal.drd-incomplete"));  // kept for an operator, never applied
+  CHECK(dump_db(db) == before);
+  CHECK(drd::test::integrity(db) == "ok");
+}
