@@ -196,6 +196,25 @@ void render_cluster(const json::value& s, const RenderOptions& o, Line& line) {
   const bool ok = h && jv::boolean(*h, "ok").value_or(false);
   line(tr(o, "Store: ", "存储: ") + (ok ? paint(o, Tone::good, "etcd ok")
                                          : paint(o, Tone::bad, "etcd unreachable: " + (h ? jv::str(*h, "error", "-") : "-"))));
+  if (h)
+    for (const auto& e : jv::arr(*h, "per_endpoint")) {
+      std::string l = "  " + jv::str(e, "endpoint", "?") + ": ";
+      if (jv::boolean(e, "reachable").value_or(false)) {
+        l += jv::boolean(e, "ok").value_or(false) ? paint(o, Tone::good, "ok") : paint(o, Tone::bad, jv::str(e, "error", "no leader"));
+        l += ", member " + jv::str(e, "member_id", "?");
+        const std::string leader_id = jv::str(e, "leader_id");
+        if (jv::boolean(e, "is_leader").value_or(false)) l += " (raft leader)";
+        else if (!leader_id.empty()) l += ", leader " + leader_id;
+      } else {
+        l += paint(o, Tone::bad, "unreachable: " + jv::str(e, "error", "-"));
+      }
+      if (auto rtt = jv::num(e, "round_trip_ms")) {
+        char buf[40];
+        std::snprintf(buf, sizeof buf, ", %.1f ms", *rtt);
+        l += buf;
+      }
+      line(l);
+    }
   const std::string leader = jv::str(*c, "leader");
   line(tr(o, "This drd: ", "本 drd: ") + jv::str(*c, "drd", "-") + ", leader " + (leader.empty() ? "(none)" : leader));
   if (jv::boolean(*c, "self_fenced").value_or(false))

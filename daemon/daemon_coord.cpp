@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "common/log.hpp"
@@ -255,6 +256,25 @@ json::value Daemon::coord_status_json() const {
   }
   json::object st{{"ok", etcd_ok}, {"endpoints", json::array(config_.store.endpoints.begin(), config_.store.endpoints.end())}};
   if (!etcd_ok) st["error"] = error;
+  // Each endpoint's own answer, from the coordinator's health thread (every 2 s).
+  json::array per;
+  if (coord_snap_)
+    for (auto& e : coord_snap_->endpoints) {
+      json::object o{{"endpoint", e.endpoint},
+                     {"reachable", e.reachable},
+                     {"ok", e.ok},
+                     {"member_id", e.member_id},
+                     {"leader_id", e.leader_id},
+                     {"is_leader", !e.member_id.empty() && e.member_id == e.leader_id},
+                     {"version", e.version},
+                     {"round_trip_ms", std::round(e.round_trip_ms * 10) / 10}};
+      if (!e.ok) o["error"] = e.error;
+      per.push_back(std::move(o));
+    }
+  st["per_endpoint"] = std::move(per);
+  st["checked_ms_ago"] = coord_snap_ && coord_snap_->endpoints_age_ms >= 0
+                             ? json::value(static_cast<std::int64_t>(coord_snap_->endpoints_age_ms))
+                             : json::value(nullptr);
   return json::object{{"store", "etcd"},
                       {"prefix", config_.store.prefix},
                       {"ttl_ms", config_.store.ttl.count()},

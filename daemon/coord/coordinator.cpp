@@ -19,6 +19,7 @@ namespace {
 
 constexpr Millis kLoop{250};    // etcd round cadence while all is well
 constexpr Millis kWatch{50};    // fence watch cadence
+constexpr Millis kHealth{2000};  // endpoint health cadence (status only)
 
 double ms_since(const std::optional<steady::time_point>& t, steady::time_point now) {
   if (!t) return -1;
@@ -63,6 +64,7 @@ void Coordinator::start(std::function<void(const Snapshot&)> on_update) {
   etcd_thread_ = std::thread([this] { etcd_loop(); });
   watch_thread_ = std::thread([this] { watch_loop(); });
   failsafe_thread_ = std::thread([this] { failsafe_loop(); });
+  health_thread_ = std::thread([this] { health_loop(); });
 }
 
 void Coordinator::stop() {
@@ -75,6 +77,7 @@ void Coordinator::stop() {
   if (etcd_thread_.joinable()) etcd_thread_.join();
   if (watch_thread_.joinable()) watch_thread_.join();
   if (failsafe_thread_.joinable()) failsafe_thread_.join();
+  if (health_thread_.joinable()) health_thread_.join();
   // A clean stop hands the lead over at once instead of after the TTL. A held fence is
   // kept as it is: an SQLite lock ends with the process anyway, a PostgreSQL one stays.
   std::int64_t lease;
@@ -91,7 +94,24 @@ Snapshot Coordinator::snapshot() const {
   auto now = steady::now();
   s.since_renewal_ms = ms_since(renewed_at_, now);
   s.since_confirmed_ms = ms_since(confirmed_at_, now);
+  s.endpoints_age_ms = ms_since(health_at_, now);
   return s;
+}
+
+// One endpoint after the other, each bounded (a stopped member costs its timeout, a
+// paused one too): on this thread only, so the lease loop never waits for it.
+void Coordinator::health_loop() {
+  const Millis per_endpoint = std::min<Millis>(ttl_ / 6, Millis(500));
+  std::unique_lock lk(mu_);
+  while (!stopping_) {
+    lk.unlock();
+    auto h = client_->health(per_endpoint);
+    lk.lock();
+    endpoint_health_ = std::move(h);
+    health_at_ = steady::now();
+    snap_.endpoints = endpoint_health_;
+    cv_.wait_for(lk, kHealth, [&] { return stopping_; });
+  }
 }
 
 void Coordinator::set_local_report(bool local_up, const std::string& detail) {
@@ -300,10 +320,12 @@ void Coordinator::round() {
                  {{"DRD", name_}}, s.leading ? "drd " + name_ + " now leads the cluster" : "drd " + name_ + " no longer leads: " + (s.error.empty() ? "lead taken" : s.error));
     s.local_fenced = snap_.local_fenced;
     s.fence_reason = snap_.fence_reason;
+    s.endpoints = endpoint_health_;
     snap_ = s;
     out = snap_;
     out.since_renewal_ms = ms_since(renewed_at_, steady::now());
     out.since_confirmed_ms = ms_since(confirmed_at_, steady::now());
+    out.endpoints_age_ms = ms_since(health_at_, steady::now());
   }
   if (on_update_) on_update_(out);
 }
@@ -419,6 +441,7 @@ void Coordinator::watch_loop() {
       out = snap_;
       out.since_renewal_ms = ms_since(renewed_at_, steady::now());
       out.since_confirmed_ms = ms_since(confirmed_at_, steady::now());
+      out.endpoints_age_ms = ms_since(health_at_, steady::now());
       lk.unlock();
       on_update_(out);
       lk.lock();

@@ -2,12 +2,14 @@
 // Coordinator: this drd's seat in a multi-host cluster kept in etcd
 // (docs/multi-host.md).
 //
-// Two threads of its own, so neither a slow etcd nor a busy control loop can
+// Threads of its own, so neither a slow etcd nor a busy control loop can
 // delay fencing:
 //  - the etcd loop (every kLoop): grants and renews this drd's lease, writes its
 //    member report, takes the leader key when free (one transaction), reads the
 //    shared state, and, while renewals fail and the local node is primary, asks
 //    every peer to confirm it (failsafe);
+//  - the endpoint health check (every 2 s): asks each etcd endpoint for its status
+//    (member id, raft leader, round trip) for `drctl status`; never decides anything;
 //  - the fence watch (every 50 ms): decide_self_fence() on the latest view, fences
 //    or unfences the local database (LocalFence), and steps down from the lead
 //    once renewals have failed for fence_after(ttl).
@@ -57,6 +59,10 @@ struct Snapshot {
   double since_confirmed_ms = -1;
   bool local_fenced = false;   // this drd holds its local database fenced
   std::string fence_reason;
+  // Each endpoint's own answer (the health thread asks every kHealth; empty before the
+  // first check) and how long ago that check was.
+  std::vector<EndpointHealth> endpoints;
+  double endpoints_age_ms = -1;
 };
 
 class Coordinator {
@@ -89,6 +95,7 @@ class Coordinator {
   void etcd_loop();
   void watch_loop();
   void failsafe_loop();
+  void health_loop();
   void round();
   void ask_peers();
   void publish(std::unique_lock<std::mutex>& lk);
@@ -117,7 +124,9 @@ class Coordinator {
   std::string local_detail_;
   std::function<void(const Snapshot&)> on_update_;
   std::map<std::string, std::chrono::steady_clock::time_point> confirmed_for_;  // peers' primaries we confirmed
-  std::thread etcd_thread_, watch_thread_, failsafe_thread_;
+  std::vector<EndpointHealth> endpoint_health_;
+  std::optional<std::chrono::steady_clock::time_point> health_at_;
+  std::thread etcd_thread_, watch_thread_, failsafe_thread_, health_thread_;
 };
 
 }  // namespace drd::coord

@@ -8,6 +8,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <chrono>
+#include <cstdio>
 
 namespace drd::coord {
 
@@ -392,17 +393,46 @@ Status EtcdClient::lease_revoke(std::int64_t id) {
   return ok_status();
 }
 
+// etcd ids are unsigned 64-bit (the gateway sends them as decimal strings); "" for 0/absent.
+namespace {
+std::string hex_id(const json::object& o, const char* key) {
+  auto it = o.find(key);
+  if (it == o.end()) return "";
+  std::uint64_t v = 0;
+  if (it->value().is_string()) {
+    try {
+      v = std::stoull(std::string(it->value().as_string()));
+    } catch (...) {
+      return "";
+    }
+  } else if (it->value().is_uint64()) {
+    v = it->value().as_uint64();
+  } else if (it->value().is_int64()) {
+    v = static_cast<std::uint64_t>(it->value().as_int64());
+  }
+  if (v == 0) return "";
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+}  // namespace
+
 std::vector<EndpointHealth> EtcdClient::health(Millis per_endpoint) {
   std::vector<EndpointHealth> out;
   for (std::size_t i = 0; i < o_.endpoints.size(); ++i) {
     EndpointHealth h;
     h.endpoint = o_.endpoints[i];
+    const auto t0 = std::chrono::steady_clock::now();
     auto r = call_one(i, "/v3/maintenance/status", "{}", per_endpoint, true);
+    h.round_trip_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (!r) {
       h.error = r.error().message;
     } else {
+      h.reachable = true;
       h.version = str(*r, "version");
-      h.has_leader = num(*r, "leader") != 0;
+      if (auto* hd = r->if_contains("header"); hd && hd->is_object()) h.member_id = hex_id(hd->as_object(), "member_id");
+      h.leader_id = hex_id(*r, "leader");
+      h.has_leader = !h.leader_id.empty();
       h.ok = h.has_leader;
       if (!h.ok) h.error = "member has no leader (no quorum)";
     }

@@ -60,10 +60,14 @@ struct TxnResult {
 
 struct EndpointHealth {
   std::string endpoint;
-  bool ok = false;
-  std::string error;       // why not
+  bool ok = false;          // answered and has a raft leader
+  bool reachable = false;   // answered at all
+  std::string error;        // why not ok
   std::string version;
   bool has_leader = false;
+  std::string member_id;    // this member's id, hex as etcdctl prints it ("" when unreachable)
+  std::string leader_id;    // the raft leader it knows, hex ("" when none)
+  double round_trip_ms = -1;  // the status call's round trip (also when it failed)
 };
 
 class EtcdClient {
@@ -80,7 +84,7 @@ class EtcdClient {
   // Seconds left, -1 when the lease does not exist.
   Result<std::int64_t> lease_time_to_live(std::int64_t id);
   Status lease_revoke(std::int64_t id);
-  // Asks every endpoint for its status (one short attempt each).
+  // Asks every endpoint for its status (one short attempt each, one after the other).
   std::vector<EndpointHealth> health(Millis per_endpoint);
 
   // Low level: POST `path` (e.g. "/v3/kv/range") with a JSON body, across the endpoints.

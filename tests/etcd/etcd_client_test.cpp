@@ -67,6 +67,23 @@ TEST_CASE("etcd client: kv, txn, leases, a dead endpoint first, and the store's 
   CHECK(*dead == 0);
   CHECK(*c->lease_time_to_live(*lease) == -1);
 
+  // Per-endpoint health: the dead first endpoint says why, the member gives its id, its
+  // raft leader (itself: one member) and a round trip.
+  auto eh = c->health(Millis(500));
+  REQUIRE(eh.size() == 2);
+  CHECK_FALSE(eh[0].reachable);
+  CHECK_FALSE(eh[0].ok);
+  CHECK_FALSE(eh[0].error.empty());
+  CHECK(eh[0].round_trip_ms >= 0);
+  CHECK(eh[1].reachable);
+  CHECK(eh[1].ok);
+  CHECK_FALSE(eh[1].member_id.empty());
+  CHECK(eh[1].leader_id == eh[1].member_id);
+  CHECK(eh[1].member_id.find_first_not_of("0123456789abcdef") == std::string::npos);
+  CHECK_FALSE(eh[1].version.empty());
+  CHECK(eh[1].round_trip_ms > 0);
+  CHECK(eh[1].round_trip_ms < 500);
+
   // The cluster store: writes only while this drd holds state/leader, primary only at the expected term.
   EtcdClusterStore me(c, "/s", "d1");
   auto w = me.compare_and_set_primary(0, "n1");

@@ -69,9 +69,28 @@ TEST_CASE("one drd leads; killing it hands the lead over within the TTL and noth
     CHECK(mem.at("lease_age_ms").is_int64());
     CHECK(mem.at("lease_age_ms").as_int64() < 3000);
   }
+  // Each etcd endpoint's own answer: all reachable, one raft leader they all name.
+  eventually([&] {
+    st = m.call(follower, "status");
+    return st.at("cluster").at("store_health").at("per_endpoint").as_array().size() == 3;
+  });
+  auto& per = st.at("cluster").at("store_health").at("per_endpoint").as_array();
+  REQUIRE(per.size() == 3);
+  int raft_leaders = 0;
+  for (auto& e : per) {
+    CHECK(e.at("reachable").as_bool());
+    CHECK(e.at("ok").as_bool());
+    CHECK_FALSE(e.at("member_id").as_string().empty());
+    CHECK(e.at("leader_id") == per[0].at("leader_id"));
+    CHECK(e.at("round_trip_ms").as_double() >= 0);
+    raft_leaders += e.at("is_leader").as_bool() ? 1 : 0;
+  }
+  CHECK(raft_leaders == 1);
+  CHECK(st.at("cluster").at("store_health").at("checked_ms_ago").is_int64());
   auto text = m.drctl(follower, {"status"});
   CHECK(text.exit_code == 0);
   CHECK(text.out.find("leader " + m.node(leader)) != std::string::npos);
+  CHECK(text.out.find("(raft leader)") != std::string::npos);
 
   // A state change asked of a follower is carried out by the leader.
   auto r = m.call(follower, "auto_failover.disable");
@@ -198,6 +217,16 @@ TEST_CASE("etcd quorum lost: nobody is promoted and the healthy primary keeps se
   INFO(m.logs());
   CHECK(writable_all_along);
   CHECK_FALSE(st.at("cluster").at("store_health").at("ok").as_bool());
+  // Per endpoint: the two paused members do not answer, the third has no raft leader.
+  auto& per = st.at("cluster").at("store_health").at("per_endpoint").as_array();
+  REQUIRE(per.size() == 3);
+  CHECK(per[0].at("reachable").as_bool());
+  CHECK_FALSE(per[0].at("ok").as_bool());
+  CHECK(per[0].at("leader_id").as_string().empty());
+  for (int k : {1, 2}) {
+    CHECK_FALSE(per[k].at("reachable").as_bool());
+    CHECK_FALSE(per[k].at("error").as_string().empty());
+  }
   CHECK(m.leader() == -1);  // nobody acts without etcd
   CHECK(st.at("primary").as_string() == "n1");
   // A state change has nowhere to go and says so.
