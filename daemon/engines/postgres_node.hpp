@@ -55,12 +55,6 @@ class PostgresNode : public Node {
   // ALTER SYSTEM RESET default_transaction_read_only + reload; if fence()
   // stopped the server, starts it again with pg_ctl.
   Status unfence(Millis timeout) override;
-  // Hard fence for a server drd cannot reach but whose data_dir is local:
-  // SIGSTOP the postmaster (no new children), SIGKILL it and every process
-  // below it, and wait until all are gone (bounded by `timeout`). Signals are
-  // sent directly, or as os_user through the runner when drd may not. A
-  // postmaster that is already gone (crashed) is fine. Needs data_dir only.
-  Status kill_server(Millis timeout);
   // What postmaster.pid and /proc say about the local server; nullopt when
   // drd has no data_dir for it or cannot read postmaster.pid.
   std::optional<pg::PostmasterState> local_state(SteadyTime deadline, pg::PostmasterPid* pid_file = nullptr);
@@ -113,8 +107,6 @@ class PostgresNode : public Node {
   Status fence_sql(SteadyTime deadline, int& terminated);
   // postmaster.pid's text: read directly, else with cat as os_user. nullopt = no such file.
   Result<std::optional<std::string>> read_pid_file(SteadyTime deadline);
-  // Sends `sig` to `pids`: directly, or with kill(1) as os_user when not permitted.
-  Status send_signal(const std::vector<pid_t>& pids, int sig, SteadyTime deadline);
   Status fence_local(SteadyTime deadline);
   Status wait_writable(SteadyTime deadline);
   Status wait_streaming_from(const NodeConfig& primary, SteadyTime deadline);
