@@ -179,14 +179,18 @@ def main():
                          (f"churn {t}", lo, lo + per_tx - 1))
             conn.commit()
         conn.close()
-        end = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 1)) + "Z"
+        # The last commit's time, in the catalog's format (UTC, ms): the window must reach it.
+        # (Asking for one second past it, as before, waited for a segment cut after a time no
+        # write came: at 1 GiB the 120 s wait ran out.)
+        last = time.time()
+        end = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(last)) + f".{int(last * 1000) % 1000:03d}Z"
         deadline = time.time() + 120
         window, seg_bytes, seg_count = None, 0, 0
         while time.time() < deadline:
             cat = drd.drctl("backups", "--segments")
             full = next(x for x in cat if x["id"] == b["id"])
             window = full.get("restorable")
-            if window and window["to"] >= end[:-1]:
+            if window and window["to"] >= end:
                 segs = [x for x in cat if x.get("parent") == b["id"] and x.get("content") == "sqlite-wal"]
                 seg_bytes = sum(x["size_bytes"] for x in segs)
                 seg_raw = sum(x["source_bytes"] for x in segs)
