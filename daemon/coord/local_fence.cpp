@@ -1,5 +1,8 @@
 #include "daemon/coord/local_fence.hpp"
 
+#include <filesystem>
+#include <fstream>
+
 #include "daemon/node_factory.hpp"
 
 namespace drd::coord {
@@ -10,11 +13,31 @@ LocalFence::~LocalFence() {
   if (db_) sqlite3_close(db_);
 }
 
+namespace {
+
+// A server fenced by being stopped (or found stopped) would come back writable the next
+// time anyone starts it — the host booting, an operator — while this drd believes it holds
+// the fence. Written where ALTER SYSTEM writes, it starts read-only instead; unfence()'s
+// ALTER SYSTEM RESET removes it again. Appending keeps the file's owner (postgres).
+Status persist_read_only(const std::filesystem::path& data_dir) {
+  const auto conf = data_dir / "postgresql.auto.conf";
+  std::ofstream out(conf, std::ios::app);
+  if (!out) return make_error(Errc::io, "cannot open " + conf.string() + " to keep the stopped server read-only");
+  out << "default_transaction_read_only = 'on'\n";
+  if (!out.flush()) return make_error(Errc::io, "cannot write " + conf.string());
+  return ok_status();
+}
+
+}  // namespace
+
 Status LocalFence::fence(Millis timeout) {
   if (holding_) return ok_status();
   if (cfg_.engine == Engine::postgresql) {
     if (!node_) node_ = make_node(cfg_, runner_);
     if (auto st = node_->fence(timeout); !st) return st;
+    // No postmaster.pid: the fence stopped the server or found it stopped.
+    if (cfg_.data_dir && !std::filesystem::exists(*cfg_.data_dir / "postmaster.pid"))
+      if (auto st = persist_read_only(*cfg_.data_dir); !st) return st;
     holding_ = true;
     return ok_status();
   }

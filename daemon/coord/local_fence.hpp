@@ -6,7 +6,9 @@
 //    drops the lock with the process — a dead drd fences nothing, which is why the
 //    leader checks writability before it fails over a host whose drd is gone).
 //  - PostgreSQL: the engine's Node::fence()/unfence() (default_transaction_read_only
-//    and ending sessions; stopping the server when it is local and that fails).
+//    and ending sessions; stopping the server when it is local and that fails). A server
+//    left stopped also gets default_transaction_read_only in postgresql.auto.conf, so
+//    starting it again (a host coming back) does not bring back a writable primary.
 // Blocking; called from the coordinator's watch thread only.
 #include <sqlite3.h>
 

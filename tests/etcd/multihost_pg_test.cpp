@@ -206,6 +206,23 @@ TEST_CASE("PostgreSQL hosts: losing the primary's host (drd and server) fails ov
     return h && !h->as_array().empty() && h->as_array()[0].at("to").as_string() == now_primary;
   }, 30s);
   CHECK(recorded);
+
+  // The host comes back: its drd first (it finds its server down and listed fenced, and
+  // fences it: stopped, kept read-only for its next start), then its server, which was the
+  // writable primary. It starts read-only: not one write.
+  m.start(0);
+  bool self_fenced = eventually([&] {
+    auto st = m.try_call(0, "status");
+    return st && st->at("cluster").at("self_fenced").as_bool();
+  }, 10s);
+  INFO(m.logs());
+  CHECK(self_fenced);
+  pg.start(0);
+  CHECK_FALSE(pg_writable(pg.socket_conninfo(0)));
+  std::this_thread::sleep_for(1s);
+  CHECK_FALSE(pg_writable(pg.socket_conninfo(0)));
+  CHECK(m.store_primary() == now_primary);
+  CHECK(pg_writable(pg.socket_conninfo(np)));
 }
 
 TEST_CASE("PostgreSQL hosts: the primary's host cut off fences its server within the TTL; never two writable primaries", "[etcd][pg][netns]") {
