@@ -241,6 +241,13 @@ void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
   cluster_worker_->post([this, d, name, reclone, clone, reply = std::move(reply)]() mutable {
     Status st = clone ? d->clone(name) : d->rejoin(name, reclone);
     asio::post(control_, [this, name, st = std::move(st), reply = std::move(reply)]() mutable {
+      if (!st && coord_ && name != config_.local && st.error().message.find("data_dir") != std::string::npos) {
+        // Multi-host: the files are on another host (daemon/coord/host_files.hpp), not missing.
+        Error e = st.error();
+        e.hint = "in multi-host mode only the drd on " + name + "'s own host touches its files, and this one leads; "
+                 "rejoin it by hand on that host (pg_rewind, standby.signal)";
+        return reply(e);
+      }
       if (!st) return reply(st.error());
       if (auto s2 = cluster_store().set_fenced(name, false); !s2) return reply(s2.error());
       fenced_.erase(std::remove(fenced_.begin(), fenced_.end(), name), fenced_.end());

@@ -17,12 +17,24 @@ namespace {
 
 // A server fenced by being stopped (or found stopped) would come back writable the next
 // time anyone starts it — the host booting, an operator — while this drd believes it holds
-// the fence. Written where ALTER SYSTEM writes, it starts read-only instead; unfence()'s
-// ALTER SYSTEM RESET removes it again. Appending keeps the file's owner (postgres).
+// the fence. With the setting where ALTER SYSTEM writes it, it starts read-only instead;
+// unfence()'s ALTER SYSTEM RESET removes it again. Written only when the file's last word
+// on the setting is not already 'on' (the SQL fence wrote it itself); appending keeps the
+// file's owner (postgres). Whether the server is alive is not asked: after a crash its
+// postmaster.pid stays behind, so the file alone tells nothing.
 Status persist_read_only(const std::filesystem::path& data_dir) {
   const auto conf = data_dir / "postgresql.auto.conf";
+  {
+    std::ifstream in(conf);
+    std::string line, last;
+    while (std::getline(in, line)) {
+      auto at = line.find_first_not_of(" \t");
+      if (at != std::string::npos && line.compare(at, 29, "default_transaction_read_only") == 0) last = line;
+    }
+    if (last.find("'on'") != std::string::npos) return ok_status();
+  }
   std::ofstream out(conf, std::ios::app);
-  if (!out) return make_error(Errc::io, "cannot open " + conf.string() + " to keep the stopped server read-only");
+  if (!out) return make_error(Errc::io, "cannot open " + conf.string() + " to keep the server read-only");
   out << "default_transaction_read_only = 'on'\n";
   if (!out.flush()) return make_error(Errc::io, "cannot write " + conf.string());
   return ok_status();
@@ -35,8 +47,7 @@ Status LocalFence::fence(Millis timeout) {
   if (cfg_.engine == Engine::postgresql) {
     if (!node_) node_ = make_node(cfg_, runner_);
     if (auto st = node_->fence(timeout); !st) return st;
-    // No postmaster.pid: the fence stopped the server or found it stopped.
-    if (cfg_.data_dir && !std::filesystem::exists(*cfg_.data_dir / "postmaster.pid"))
+    if (cfg_.data_dir)
       if (auto st = persist_read_only(*cfg_.data_dir); !st) return st;
     holding_ = true;
     return ok_status();

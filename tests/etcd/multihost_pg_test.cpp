@@ -136,7 +136,7 @@ void prepare(PgCluster& pg) {
 
 }  // namespace
 
-TEST_CASE("PostgreSQL hosts: killing the leading drd hands the lead over; the primary and its standbys are untouched", "[etcd][pg]") {
+TEST_CASE("PostgreSQL hosts: killing the leading drd hands the lead over, the primary and its standbys are untouched", "[etcd][pg]") {
   PgCluster pg(2);
   prepare(pg);
   MultiHost m(3);
@@ -223,9 +223,19 @@ TEST_CASE("PostgreSQL hosts: losing the primary's host (drd and server) fails ov
   CHECK_FALSE(pg_writable(pg.socket_conninfo(0)));
   CHECK(m.store_primary() == now_primary);
   CHECK(pg_writable(pg.socket_conninfo(np)));
+  // The leader on another host cannot pg_rewind it (its files are not the leader's to
+  // touch) and says so; nothing was done to it.
+  const int l = m.wait_leader(10s);
+  REQUIRE(l > 0);
+  auto r = m.drctl(l, {"rejoin", "n1"});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code != 0);
+  CHECK((r.out + r.err).find("only the drd on n1's own host touches its files") != std::string::npos);
+  CHECK_FALSE(pg_writable(pg.socket_conninfo(0)));
+  CHECK(pg.running(0));
 }
 
-TEST_CASE("PostgreSQL hosts: the primary's host cut off fences its server within the TTL; never two writable primaries", "[etcd][pg][netns]") {
+TEST_CASE("PostgreSQL hosts: the primary's host cut off fences its server within the TTL, never two writable primaries", "[etcd][pg][netns]") {
   if (!netns_available()) {
     WARN("skipped: needs root and ip netns");
     return;

@@ -40,7 +40,7 @@ void require_settled(MultiHost& m, const std::string& primary) {
 
 }  // namespace
 
-TEST_CASE("one drd leads; killing it hands the lead over within the TTL and nothing else changes", "[etcd]") {
+TEST_CASE("one drd leads, and killing it hands the lead over within the TTL and nothing else changes", "[etcd]") {
   MultiHost m(3);
   m.start_etcd();
   m.start_all();
