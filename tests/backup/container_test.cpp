@@ -168,7 +168,7 @@ TEST_CASE("wrong or missing key is refused before any output", "[container][key]
   CHECK_FALSE(peek_container(dir / "nope").ok());
 }
 
-TEST_CASE("key files: raw, hex, base64; bad modes and lengths refused", "[key]") {
+TEST_CASE("key files: raw, hex, base64, bad modes and lengths refused", "[key]") {
   TempDir dir("drd-bk");
   std::string hex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
   std::string raw;

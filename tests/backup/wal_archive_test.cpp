@@ -129,7 +129,7 @@ TEST_CASE("an archiver ended before its base segment or abandoned leaves nothing
   }
 }
 
-TEST_CASE("segments from spools restore per transaction; the window starts at the base segment", "[wal_archive]") {
+TEST_CASE("segments from spools restore per transaction, the window starts at the base segment", "[wal_archive]") {
   TempDir dir("drd-walarch-pitr");
   MasterKey key = test_key();
   fs::path src = dir / "images.db";

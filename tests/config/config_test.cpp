@@ -143,7 +143,7 @@ TEST_CASE("the seed's url-only SQLite example loads with defaults", "[config][se
   CHECK(c.nodes[0].column == 5);
 }
 
-TEST_CASE("the seed's PostgreSQL example loads; passwords stay out of safe_url", "[config][seed]") {
+TEST_CASE("the seed's PostgreSQL example loads, passwords stay out of safe_url", "[config][seed]") {
   Config c = load_ok(kSeedPostgres);
   REQUIRE(c.nodes.size() == 2);
   CHECK(c.nodes[0].engine == Engine::postgresql);

@@ -116,7 +116,7 @@ TEST_CASE("history, flags, fenced nodes and audit persist across reopen", "[stor
   CHECK(a[0].method == "failover");
 }
 
-TEST_CASE("health samples keep per-minute summaries; pruning drops old raw rows", "[store]") {
+TEST_CASE("health samples keep per-minute summaries, pruning drops old raw rows", "[store]") {
   test::TempDir dir;
   auto s = std::move(SqliteStateStore::open(dir / "state.db").value());
   std::vector<HealthSample> batch;

@@ -40,7 +40,7 @@ TEST_CASE("drd starts, elects the configured primary and reports every node heal
   CHECK(f.call("primary").at("name").as_string() == "primary");
 }
 
-TEST_CASE("test probes every node now; a broken standby goes down and is re-seeded when it can be", "[e2e]") {
+TEST_CASE("test probes every node now, a broken standby goes down and is re-seeded when it can be", "[e2e]") {
   DrdFixture f;
   f.start();
   auto t = f.call("test").as_object();

@@ -211,7 +211,7 @@ TEST_CASE("notifications carry value, threshold, since and a readable message", 
   CHECK(ev.notifications[0].message == "response_time_ms on primary is 20 (resolved; rule was > 200)");
 }
 
-TEST_CASE("states of removed rules are dropped silently; a wall-clock step back does not fire", "[alerts]") {
+TEST_CASE("states of removed rules are dropped silently, a wall-clock step back does not fire", "[alerts]") {
   auto r = rule("slow", "response_time_ms", ">", 200, 30s);
   MetricsSnapshot snap;
   snap.set("primary", "response_time_ms", 500);

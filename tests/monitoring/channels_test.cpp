@@ -117,7 +117,7 @@ TEST_CASE("webhook: a 500 is retried with backoff until it is accepted", "[chann
   CHECK(hook.stats().failed == 0);
 }
 
-TEST_CASE("webhook: gives up after its retries; a 4xx is not retried", "[channels]") {
+TEST_CASE("webhook: gives up after its retries, a 4xx is not retried", "[channels]") {
   SECTION("always 500") {
     test::HttpReceiver rx({500, 500, 500, 500, 500});
     WebhookChannel hook("hook", parse_http_url(rx.url()).value(), fast_options(2));
@@ -148,7 +148,7 @@ TEST_CASE("webhook: gives up after its retries; a 4xx is not retried", "[channel
   }
 }
 
-TEST_CASE("webhook: a receiver that never answers cannot block send(); the queue drops the oldest", "[channels]") {
+TEST_CASE("webhook: a receiver that never answers cannot block send(), the queue drops the oldest", "[channels]") {
   // Accepts connections (backlog) but never reads or answers.
   boost::asio::io_context io;
   boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});

@@ -120,7 +120,7 @@ int raw_connect(unsigned short port) {
 
 }  // namespace
 
-TEST_CASE("/primary/NODE flips with the provider; /replica honours ?lag", "[http]") {
+TEST_CASE("/primary/NODE flips with the provider, /replica honours ?lag", "[http]") {
   Fixture f;
   CHECK(f.get("/primary/a").status == 200);
   CHECK(f.get("/primary/b").status == 503);
@@ -145,7 +145,7 @@ TEST_CASE("/primary/NODE flips with the provider; /replica honours ?lag", "[http
   CHECK(f.calls_off_strand == 0);
 }
 
-TEST_CASE("/health follows the callback; /metrics, /status.json and HEAD", "[http]") {
+TEST_CASE("/health follows the callback, /metrics, /status.json and HEAD", "[http]") {
   Fixture f;
   CHECK(f.get("/health").status == 200);
   {

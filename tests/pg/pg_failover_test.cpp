@@ -39,7 +39,7 @@ TEST_CASE("promote a standby after the primary died: it becomes writable", "[pg]
   CHECK(s1.promote(2s).ok());
 }
 
-TEST_CASE("fence makes a primary refuse writes at once; unfence undoes it", "[pg][fence]") {
+TEST_CASE("fence makes a primary refuse writes at once, unfence undoes it", "[pg][fence]") {
   PgCluster c(0);
   c.exec(0, "CREATE TABLE t(x int)");
   RealProcessRunner runner;
@@ -128,7 +128,7 @@ TEST_CASE("follow: a standby re-points to the promoted one and streams from it",
   CHECK(bad.error().hint.find("rejoin") != std::string::npos);
 }
 
-TEST_CASE("rejoin: the crashed old primary is rewound and streams; reclone works too", "[pg][rewind]") {
+TEST_CASE("rejoin: the crashed old primary is rewound and streams, reclone works too", "[pg][rewind]") {
   PgCluster c(1);
   c.wait_streaming();
   c.exec(0, "CREATE TABLE t(x int); INSERT INTO t VALUES (1)");
@@ -163,7 +163,7 @@ TEST_CASE("rejoin: the crashed old primary is rewound and streams; reclone works
   CHECK(old_primary.probe(2000ms, false).role == Role::standby);
 }
 
-TEST_CASE("a crashed server is definitely down on the first probe; a stopped one is not", "[pg][local]") {
+TEST_CASE("a crashed server is definitely down on the first probe, a stopped one is not", "[pg][local]") {
   PgCluster c(0);
   RealProcessRunner runner;
   PostgresNode p(c.node_config(0), runner);

@@ -115,7 +115,7 @@ TEST_CASE("probe of a SIGSTOPped server returns within its timeout, then recover
   CHECK(fresh.probe(3000ms, false).ok);
 }
 
-TEST_CASE("probe after kill -9 fails fast; after a restart the session is remade", "[pg][probe]") {
+TEST_CASE("probe after kill -9 fails fast, after a restart the session is remade", "[pg][probe]") {
   PgCluster c(0);
   RealProcessRunner runner;
   PostgresNode node(c.node_config(0), runner);

@@ -70,7 +70,7 @@ TEST_CASE("replica snapshot from the primary's pg_stat_replication rows, matched
   CHECK(s["c"].note == "catchup (potential)");
 }
 
-TEST_CASE("replica snapshot: a standby without a row is not streaming; its lag comes from its own position") {
+TEST_CASE("replica snapshot: a standby without a row is not streaming, its lag comes from its own position") {
   struct Row {
     const char* what;
     ProbeResult self;

@@ -91,7 +91,7 @@ TEST_CASE("env overrides and cwd apply", "[process]") {
   CHECK(o.output == "hello world\n" + dir.path().string() + "\n");
 }
 
-TEST_CASE("programs are found in PATH; a missing one is an Error", "[process]") {
+TEST_CASE("programs are found in PATH, a missing one is an Error", "[process]") {
   auto o = run_ok(ProcessSpec{{"echo", "via", "path"}});
   CHECK(o.output == "via path\n");
   RealProcessRunner r;

@@ -98,7 +98,7 @@ TEST_CASE("WAL header parsing and validation", "[wal]") {
   }
 }
 
-TEST_CASE("frames verify against the chain; stale salts, page 0 and bad checksums are rejected", "[wal]") {
+TEST_CASE("frames verify against the chain, stale salts, page 0 and bad checksums are rejected", "[wal]") {
   for (bool be : {true, false}) {
     INFO("big endian " << be);
     auto b = build(be, {0, 3});
