@@ -79,6 +79,11 @@ struct BackupConfig {
   bool incremental = true;
   std::uint64_t segment_max_bytes = 16u << 20;  // cut a WAL segment at this many frame bytes
   Millis segment_max_age{60'000};               // ... or when its oldest commit is this old
+  // PostgreSQL continuous WAL archiving (pg_receivewal on the primary) once a physical full
+  // backup exists; the spool is where pg_receivewal writes (default <directory>/pg-wal-spool,
+  // must be reachable by the node's os_user).
+  bool pg_wal_archive = false;
+  std::optional<std::filesystem::path> pg_wal_spool;
 };
 
 struct AlertChannelConfig {

@@ -37,7 +37,7 @@ void Loader::load_failover(const YAML::Node& n, FailoverConfig& f) {
 void Loader::load_backup(const YAML::Node& n, BackupConfig& b) {
   const std::string p = "backup";
   if (!section(n, p, {"enabled", "directory", "schedule", "compression", "encryption", "retention",
-                      "prefer_standby", "verify_schedule", "incremental"}))
+                      "prefer_standby", "verify_schedule", "incremental", "pg_wal_archive"}))
     return;
   if (auto v = boolean(child(n, "enabled"), p + ".enabled")) b.enabled = *v;
   if (auto v = path(child(n, "directory"), p + ".directory")) b.directory = *v;
@@ -63,6 +63,15 @@ void Loader::load_backup(const YAML::Node& n, BackupConfig& b) {
     }
     if (auto d = duration(child(inc, "segment_interval"), p + ".incremental.segment_interval", Millis(100)))
       b.segment_max_age = *d;
+  }
+
+  // pg_wal_archive: true|false, or { enabled, spool }.
+  YAML::Node pw = child(n, "pg_wal_archive");
+  if (present(pw) && pw.IsScalar()) {
+    if (auto v = boolean(pw, p + ".pg_wal_archive")) b.pg_wal_archive = *v;
+  } else if (section(pw, p + ".pg_wal_archive", {"enabled", "spool"})) {
+    if (auto v = boolean(child(pw, "enabled"), p + ".pg_wal_archive.enabled")) b.pg_wal_archive = *v;
+    if (auto v = path(child(pw, "spool"), p + ".pg_wal_archive.spool")) b.pg_wal_spool = *v;
   }
 
   // compression: { algorithm, level, threads }, or the shorthand "compression: zstd|none".

@@ -48,6 +48,10 @@ class ChildProcess {
   virtual Status write(const char* p, std::size_t n) = 0;
   // Sends end-of-file on stdin, then waits for the exit (stdout still unread is discarded).
   virtual ProcessOutcome wait() = 0;
+  // Without blocking: the outcome when the child has exited (it is then reaped), else nullopt.
+  // Drains stderr meanwhile so a long-running child (pg_receivewal) never fills the pipe.
+  // The default (for children that cannot be polled) blocks like wait().
+  virtual std::optional<ProcessOutcome> try_wait() { return wait(); }
   // Kills the group now and reaps it (after a failure on our side); wait() is then not needed.
   // Returns what it had written to stderr so far.
   virtual ProcessOutcome kill() = 0;

@@ -152,6 +152,21 @@ class RealChild : public ChildProcess {
     return reap(!exited_at);
   }
 
+  std::optional<ProcessOutcome> try_wait() override {
+    if (reaped_) return outcome_;
+    while (err_r_ >= 0) {
+      pollfd fd{err_r_, POLLIN, 0};
+      if (::poll(&fd, 1, 0) <= 0 || !fd.revents) break;
+      drain_stderr();
+    }
+    if (out_r_ >= 0) {
+      pollfd fd{out_r_, POLLIN, 0};
+      if (::poll(&fd, 1, 0) > 0 && fd.revents) discard_stdout();
+    }
+    if (!detail::has_exited(pid_)) return std::nullopt;
+    return wait();
+  }
+
   ProcessOutcome kill() override {
     if (reaped_) return outcome_;
     detail::kill_group(pid_, SIGKILL);

@@ -22,6 +22,8 @@ std::filesystem::path default_bin_dir() {
   return fs::exists(fs::path(kDebianBinDir) / "pg_basebackup", ec) ? fs::path(kDebianBinDir) : fs::path();
 }
 
+}  // namespace
+
 // Tools for servers we start ourselves (verify): never as root, PostgreSQL refuses that.
 backup::PgTools scratch_tools(const std::vector<NodeConfig>& pg_nodes, const std::string& preferred) {
   const NodeConfig* n = nullptr;
@@ -42,8 +44,6 @@ std::string superuser_of(const std::vector<NodeConfig>& pg_nodes, const std::str
         if (auto u = pg::param(p.value(), "user")) return *u;
   return t.os_user.empty() ? "postgres" : t.os_user;
 }
-
-}  // namespace
 
 Result<backup::PgTools> pg_tools_for(const NodeConfig& node, const std::string& application_name) {
   backup::PgTools t;
@@ -97,7 +97,7 @@ bool is_pg_url(const std::string& t) {
 
 Result<json::value> restore_pg(const backup::BackupRef& ref, const backup::MasterKey* key, const PgRestoreTarget& where,
                                ProcessRunner& runner, const std::vector<NodeConfig>& pg_nodes,
-                               const backup::Progress& progress) {
+                               const backup::Progress& progress, std::optional<SysTime> to_time) {
   const std::string id = ref.manifest ? ref.manifest->id : ref.data.filename().string();
   const bool logical = ref.manifest && ref.manifest->content == "pg-dump";
   if (!ref.manifest)
@@ -105,6 +105,10 @@ Result<json::value> restore_pg(const backup::BackupRef& ref, const backup::Maste
   backup::RestoreOptions opts;
   opts.key = key;
   opts.allow_overwrite = where.force;
+  if (to_time && (where.node || is_pg_url(where.path_or_url) || logical))
+    return make_error(Errc::unsupported, "point-in-time restore of PostgreSQL needs a physical backup restored into a new "
+                                         "data folder (--target /path)" + std::string(logical ? "; " + id + " is a pg_dump archive" : ""),
+                      "drctl restore ID --to-time T --target /srv/pg/restored");
   if (where.node) {
     const NodeConfig& n = *where.node;
     if (!logical)
@@ -155,6 +159,7 @@ Result<json::value> restore_pg(const backup::BackupRef& ref, const backup::Maste
       return make_error(Errc::refused, "restore target " + target.string() + " overlaps the data folder of node " + n.name,
                         "choose a new folder");
   }
+  if (to_time) return restore_pg_pitr(ref, key, target, where.force, *to_time, runner, pg_nodes, progress);
   auto tools = scratch_tools(pg_nodes, ref.manifest->node);
   auto r = backup::restore_pg_physical(ref, target, opts, runner, tools, progress);
   if (!r) return r.error();

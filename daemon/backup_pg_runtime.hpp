@@ -42,12 +42,33 @@ struct PgRestoreTarget {
   bool force = false;
 };
 
+// Tools for servers drd starts itself (verify, PITR): those of node `preferred` (else the
+// first PostgreSQL node, else defaults), never as root (PostgreSQL refuses that).
+backup::PgTools scratch_tools(const std::vector<NodeConfig>& pg_nodes, const std::string& preferred);
+// A role that exists in the backups of node `preferred` (its URL's user, else the OS user).
+std::string superuser_of(const std::vector<NodeConfig>& pg_nodes, const std::string& preferred,
+                         const backup::PgTools& t);
+
+// Point-in-time restore (see restore_pg), in backup_pg_pitr.cpp.
+Result<boost::json::value> restore_pg_pitr(const backup::BackupRef& ref, const backup::MasterKey* key,
+                                           const std::filesystem::path& target, bool force, SysTime to_time,
+                                           ProcessRunner& runner, const std::vector<NodeConfig>& pg_nodes,
+                                           const backup::Progress& progress);
+
 // Whether --target names a database rather than a folder.
 bool is_pg_url(const std::string& target);
 
-// Restores `ref` (a PostgreSQL backup) as `where` says; JSON for the reply.
+// Restores `ref` (a PostgreSQL backup) as `where` says; JSON for the reply. With `to_time`
+// (physical into --target only): point-in-time restore from the WAL archived beside the backup
+// (`<backup folder>/pg-wal/`, see backup/pg_wal.hpp) — refused before anything is created when
+// the archive does not cover `to_time`; otherwise the base backup is restored into
+// `<target>.pitr-tmp`, the needed WAL segments are decrypted into it, the server is started there
+// on a loopback port with recovery_target_time + promote, drd waits until it has promoted,
+// reads the last replayed commit time, stops it, removes its recovery settings and renames the
+// folder to the target.
 Result<boost::json::value> restore_pg(const backup::BackupRef& ref, const backup::MasterKey* key,
                                       const PgRestoreTarget& where, ProcessRunner& runner,
-                                      const std::vector<NodeConfig>& pg_nodes, const backup::Progress& progress);
+                                      const std::vector<NodeConfig>& pg_nodes, const backup::Progress& progress,
+                                      std::optional<SysTime> to_time = std::nullopt);
 
 }  // namespace drd::bkrt

@@ -184,6 +184,13 @@ class Daemon {
   void restore_onto_primary(const json::object& params, Reply reply);
   std::shared_ptr<ArchiveRuntime> archive_;
 
+  // PostgreSQL continuous WAL archiving (daemon_pg_archive.cpp): pg_receivewal on the primary.
+  struct PgArchiveRuntime;
+  void pg_archive_start();
+  void pg_archive_stop();
+  bool pg_archive_live() const;
+  std::shared_ptr<PgArchiveRuntime> pg_archive_;
+
   asio::io_context& io_;
   asio::strand<asio::io_context::executor_type> control_;
   Config config_;

@@ -380,6 +380,7 @@ json::array Daemon::backups_json(const std::vector<backup::CatalogEntry>& list, 
   if (archive_)
     for (auto& [token, c] : archive_->chains)
       if (!c->full_id.empty()) live.insert(c->full_id);
+  if (pg_archive_live()) live.insert(backup::kPgArchivingLive);
   return backup::catalog_json(list, live, segments);
 }
 

@@ -23,6 +23,7 @@
 #include "daemon/backup/catalog_json.hpp"
 #include "daemon/backup/incremental.hpp"
 #include "daemon/backup/retention.hpp"
+#include "daemon/backup/pg_wal.hpp"
 #include "daemon/backup/schedule.hpp"
 #include "daemon/backup/util.hpp"
 #include "daemon/backup_pg_runtime.hpp"
@@ -302,15 +303,27 @@ struct Daemon::BackupRuntime {
                        e.manifest.parent, e.manifest.node});
     backup::RetentionPolicy policy{cfg.keep_last, cfg.keep_daily, cfg.keep_weekly, cfg.keep_monthly};
     auto decision = backup::apply_retention(items, policy, d.clock_.now());
-    if (decision.remove.empty()) return;
     std::vector<backup::CatalogEntry> doomed;
     for (auto& id : decision.remove)
       for (auto& e : *list)
         if (e.manifest.id == id) doomed.push_back(e);
+    {  // PostgreSQL's archived WAL: deleted once no kept base backup needs it
+      std::set<std::string> removed(decision.remove.begin(), decision.remove.end());
+      std::vector<backup::PgBase> kept;
+      std::vector<backup::PgWalSeg> segs;
+      for (auto& e : *list) {
+        if (auto b = backup::pg_base_of(e.manifest); b && !removed.count(e.manifest.id)) kept.push_back(*b);
+        if (auto sg = backup::pg_wal_seg(e.manifest)) segs.push_back(*sg);
+      }
+      for (auto& id : backup::pg_wal_unneeded(kept, segs))
+        for (auto& e : *list)
+          if (e.manifest.id == id) doomed.push_back(e);
+    }
     std::vector<std::string> doomed_segments;  // rows only: the files go with the full's folder
     for (auto& id : decision.remove)
       for (auto& e : *list)
         if (backup::is_wal_segment(e.manifest) && e.manifest.parent == id) doomed_segments.push_back(e.manifest.id);
+    if (doomed.empty()) return;
     std::string why = "retention keep_last=" + std::to_string(policy.keep_last) + " keep_daily=" +
                       std::to_string(policy.keep_daily) + " keep_weekly=" + std::to_string(policy.keep_weekly) +
                       " keep_monthly=" + std::to_string(policy.keep_monthly);
@@ -446,6 +459,7 @@ void Daemon::backup_start() {
         }
   }
   archive_start();
+  pg_archive_start();
   const BackupConfig cfg = config_.backup;
   if (cfg.directory.empty()) {
     if (cfg.enabled) spdlog::warn("backup.enabled is set but backup.directory is not; no backups");
@@ -481,6 +495,7 @@ void Daemon::backup_start() {
 }
 
 void Daemon::backup_stop() {
+  pg_archive_stop();
   archive_stop();
   if (!backup_) return;
   backup_->stopped = true;
@@ -588,6 +603,11 @@ void Daemon::backup_verify(const json::object& params, Reply reply) {
           rep.checks.push_back(*seg);
           rep.ok = rep.ok && seg->ok;
         }
+      if (ref.manifest && ref.manifest->content == "pg-tar")
+        if (auto w = backup::verify_pg_wal(ref.data.parent_path() / backup::kPgWalFolder, *ref.manifest, key.ptr())) {
+          rep.checks.push_back(*w);
+          rep.ok = rep.ok && w->ok;
+        }
       if (!manifest_problem.empty()) {  // checked against the catalog's copy; the file itself is bad
         for (auto& c : rep.checks)
           if (c.name == "manifest") c = backup::Check{"manifest", false, manifest_problem};
@@ -667,9 +687,6 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
   if (!pg_where && fs::path(target).is_relative())
     return reply(make_error(Errc::invalid_argument, "parameter \"target\" must be an absolute path, got '" + target + "'"));
   std::optional<SysTime> to_time;
-  if (pg_where && !to_time_p->empty())
-    return reply(make_error(Errc::unsupported, "point-in-time restore of PostgreSQL backups is not supported by this drd",
-                            "restore without --to-time"));
   if (!to_time_p->empty()) {
     auto t = bkrt::parse_restore_time(*to_time_p);
     if (!t) return reply(t.error());
@@ -717,11 +734,8 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
         return make_error(Errc::invalid_argument, "backup " + id + " is not a PostgreSQL backup; it cannot restore into " +
                                                       (pg_where->node ? "node " + pg_where->node->name : "a database URL"));
       if (pg_backup) {
-        if (to_time)
-          return make_error(Errc::unsupported, "point-in-time restore of PostgreSQL backups is not supported by this drd",
-                            "restore without --to-time");
         return bkrt::restore_pg(ref, key.ptr(), pg_where.value_or(bkrt::PgRestoreTarget{target, std::nullopt, false, overwrite}),
-                                *runner, pg_nodes, sink);
+                                *runner, pg_nodes, sink, to_time);
       }
       json::object out;
       if (to_time) {

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "daemon/backup/incremental.hpp"
+#include "daemon/backup/pg_wal.hpp"
 
 namespace drd::backup {
 
@@ -40,15 +41,27 @@ std::optional<SegRow> seg_row(const Manifest& m) {
 
 json::array catalog_json(const std::vector<CatalogEntry>& list, const std::set<std::string>& archiving, bool segments) {
   std::map<std::string, std::vector<SegRow>> segs;  // by parent
-  for (auto& e : list)
-    if (is_wal_segment(e.manifest))
+  std::vector<PgWalSeg> pg_segs;                     // PostgreSQL: one archive for every base backup
+  for (auto& e : list) {
+    if (e.manifest.content == kWalSegmentContent)
       if (auto r = seg_row(e.manifest)) segs[e.manifest.parent].push_back(*r);
+    if (auto p = pg_wal_seg(e.manifest)) pg_segs.push_back(*p);
+  }
   json::array out;
   for (auto& e : list) {
     json::object o = backup_to_json(e);
     const Manifest& m = e.manifest;
     o["content"] = m.content;
-    if (is_wal_segment(m)) {
+    if (is_pg_wal(m)) {
+      if (!segments) continue;
+      auto p = pg_wal_seg(m);
+      o["wal_file"] = m.id.rfind("pg-wal-", 0) == 0 ? m.id.substr(7) : m.id;
+      o["timeline"] = m.pg_timeline;
+      o["start_lsn"] = m.pg_start_lsn.empty() ? json::value(nullptr) : json::value(m.pg_start_lsn);
+      o["end_lsn"] = m.pg_stop_lsn.empty() ? json::value(nullptr) : json::value(m.pg_stop_lsn);
+      o["first_commit_at"] = p && p->first_commit ? json::value(format_time_utc(*p->first_commit)) : json::value(nullptr);
+      o["last_commit_at"] = p && p->last_commit ? json::value(format_time_utc(*p->last_commit)) : json::value(nullptr);
+    } else if (is_wal_segment(m)) {
       if (!segments) continue;
       auto r = seg_row(m);
       o["segment"] = r ? json::value(r->n) : json::value(nullptr);
@@ -77,6 +90,18 @@ json::array catalog_json(const std::vector<CatalogEntry>& list, const std::set<s
                                 {"to", format_time_utc(w->to)},
                                 {"segments", w->segments},
                                 {"archiving", archiving.count(m.id) > 0}};
+      }
+      o["restorable"] = window;
+    } else if (auto base = pg_base_of(m)) {
+      auto chain = pg_chain(*base, pg_segs);
+      json::value window = nullptr;
+      if (auto w = pg_window(*base, chain)) {
+        json::object wo{{"from", format_time_utc(w->from)},
+                        {"to", format_time_utc(w->to)},
+                        {"segments", w->segments},
+                        {"archiving", archiving.count(kPgArchivingLive) > 0}};
+        if (!chain.gap.empty()) wo["gap"] = chain.gap;
+        window = std::move(wo);
       }
       o["restorable"] = window;
     }

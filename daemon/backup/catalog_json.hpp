@@ -6,7 +6,12 @@
 //     incremental.hpp for what the bounds mean), or null without segments;
 //   WAL segments (kind "incremental", content "sqlite-wal"): "segment" (n), "base",
 //     "first_commit_at" and "last_commit_at" (= created_at, the cut time), "frames".
-// Pure: no I/O. `archiving` names the fulls whose chain is still being extended.
+//   PostgreSQL physical full backups: "restorable": {"from", "to", "segments", "archiving",
+//     "gap"?} from the archived WAL rows (pg_wal.hpp: pg_chain/pg_window), or null;
+//   PostgreSQL archived WAL (content "pg-wal", "pg-wal-history"): "wal_file", "timeline",
+//     "start_lsn", "end_lsn", "first_commit_at", "last_commit_at".
+// Pure: no I/O. `archiving` names the fulls whose chain is still being extended, and holds
+// kPgArchivingLive while PostgreSQL WAL archiving runs.
 #include <set>
 #include <string>
 #include <vector>
@@ -16,6 +21,8 @@
 #include "daemon/backup/catalog.hpp"
 
 namespace drd::backup {
+
+inline constexpr const char* kPgArchivingLive = "*postgresql*";
 
 // Segment rows are left out unless `segments` (they are counted in "restorable").
 boost::json::array catalog_json(const std::vector<CatalogEntry>& list, const std::set<std::string>& archiving,

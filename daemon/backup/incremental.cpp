@@ -146,7 +146,11 @@ Status write_sidecar(const SegmentInfo& si, bool encrypted) {
 }  // namespace
 
 std::string segment_id(const std::string& full_id, std::uint64_t n) { return full_id + ".seg-" + std::to_string(n); }
-bool is_wal_segment(const Manifest& m) { return m.content == kWalSegmentContent; }
+bool is_wal_segment(const Manifest& m) {
+  // PostgreSQL's archived WAL (pg_wal.hpp) is no backup of its own either: listed, retained and
+  // verified with the full backups it extends.
+  return m.content == kWalSegmentContent || m.content == "pg-wal" || m.content == "pg-wal-history";
+}
 
 Result<std::vector<SegmentInfo>> list_segments(const fs::path& dir, const std::string& full_id) {
   std::vector<SegmentInfo> out;

@@ -43,7 +43,7 @@ namespace drd::backup {
 // content kWalSegmentContent, data file "seg-<n>" in the row's directory "<backups>/<full-id>".
 inline constexpr const char* kWalSegmentContent = "sqlite-wal";
 std::string segment_id(const std::string& full_id, std::uint64_t n);
-bool is_wal_segment(const Manifest& m);
+bool is_wal_segment(const Manifest& m);  // SQLite segments and PostgreSQL archived WAL
 
 // One WAL frame as the replication engine sees it. commit_db_size != 0 marks a commit frame
 // (the database size in pages after that commit).

@@ -91,6 +91,7 @@ std::string manifest_to_json(const Manifest& m) {
     pg["stop_lsn"] = opt(m.pg_stop_lsn);
     pg["timeline"] = m.pg_timeline ? json::value(m.pg_timeline) : json::value(nullptr);
     pg["database"] = opt(m.pg_database);
+    if (m.pg_stop_time) pg["stop_time"] = format_time_utc(*m.pg_stop_time);
     o["postgresql"] = std::move(pg);
   }
   return json::serialize(o) + "\n";
@@ -147,6 +148,8 @@ Result<Manifest> manifest_from_json(std::string_view text, const std::string& or
     s("start_lsn", m.pg_start_lsn);
     s("stop_lsn", m.pg_stop_lsn);
     s("database", m.pg_database);
+    if (auto* st = po.if_contains("stop_time"); st && st->is_string())
+      if (auto t = parse_time_utc(std::string(st->as_string()))) m.pg_stop_time = t.value();
     if (auto* t = po.if_contains("timeline"); t && t->is_int64() && t->as_int64() > 0)
       m.pg_timeline = static_cast<std::uint32_t>(t->as_int64());
   }

@@ -8,6 +8,7 @@
 //   <id>.*.partial        temporary names while writing; removed on failure or at startup
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,6 +44,9 @@ struct Manifest {
   std::string pg_start_lsn, pg_stop_lsn;
   std::uint32_t pg_timeline = 0;
   std::string pg_database;     // logical dumps: the database dumped
+  // Physical full backups: when pg_basebackup finished (every later commit lies after
+  // stop_lsn); the start of the point-in-time window. Absent in older manifests.
+  std::optional<SysTime> pg_stop_time;
 };
 
 std::string manifest_to_json(const Manifest& m);

@@ -110,6 +110,7 @@ Result<Manifest> backup_pg_physical(const BackupSettings& s, ProcessRunner& runn
   m.pg_start_lsn = pos.start_lsn;
   m.pg_stop_lsn = pos.stop_lsn;
   m.pg_timeline = pos.timeline;
+  m.pg_stop_time = std::chrono::system_clock::now();  // pg_basebackup has exited: its stop point is behind us
   return session.value()->finish("lsn " + pos.start_lsn + ".." + pos.stop_lsn + " timeline " + std::to_string(pos.timeline));
 }
 

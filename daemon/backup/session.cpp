@@ -45,7 +45,7 @@ Result<std::unique_ptr<BackupSession>> BackupSession::begin(const BackupSettings
   std::unique_ptr<BackupSession> ss(new BackupSession());
   ss->dir_ = s.directory;
   Manifest& m = ss->m_;
-  m.id = new_backup_id(info.now, info.node);
+  m.id = info.id.empty() ? new_backup_id(info.now, info.node) : info.id;
   m.name = info.name;
   m.node = info.node;
   m.engine = info.engine;
@@ -101,6 +101,10 @@ std::size_t remove_stale_partials(const fs::path& dir) {
   std::error_code ec;
   for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     auto name = it->path().filename().string();
+    if (name == "pg-wal-spool" && it->is_directory(ec)) {  // pg_receivewal's own live .partial files
+      it.disable_recursion_pending();
+      continue;
+    }
     auto ends = [&](const std::string& suf) {
       return name.size() >= suf.size() && name.compare(name.size() - suf.size(), suf.size(), suf) == 0;
     };

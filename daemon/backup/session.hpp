@@ -40,7 +40,8 @@ struct NewBackup {
   std::string engine = "sqlite";   // sqlite | postgresql
   std::string kind = "full";       // full | incremental | logical
   std::string parent;              // incrementals
-  std::string content;             // sqlite-db | sql | pg-tar | pg-dump
+  std::string content;             // sqlite-db | sql | pg-tar | pg-dump | pg-wal
+  std::string id;                  // empty: new_backup_id(now, node); set: a name derived from the data (WAL files)
   SysTime now = std::chrono::system_clock::now();
 };
 

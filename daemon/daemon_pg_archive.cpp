@@ -1,0 +1,287 @@
+// PostgreSQL continuous WAL archiving (docs/backups.md, "Point-in-time restore (PostgreSQL)").
+//
+// With backup.pg_wal_archive on, drd keeps one
+// `pg_receivewal --slot drd_archive --synchronous` running against the current primary (as the
+// node's os_user, from its bin_dir) writing into the spool folder. Every completed file there
+// (16 MiB segments, timeline .history files; never a .partial) is archived into
+// `<backups>/pg-wal/` by backup::archive_pg_wal_file and entered in the catalog, then removed
+// from the spool — except the newest segment, which stays so that a restarted pg_receivewal
+// resumes right after it (besides the slot, which keeps the primary's WAL until received).
+// A failover changes the primary: the receiver is stopped and started against the new one
+// (slot created there); pg_receivewal follows the timeline switch and writes the .history file.
+//
+// Threading: the control strand computes the target (primary, config, parent backup) once a
+// second and hands it over under `mu`; everything else — the child process, the spool, the
+// archive files and their catalog rows (under the store's lock) — is on this runtime's own
+// thread, which pg_archive_stop() joins before the daemon goes away.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "common/log.hpp"
+#include "daemon/backup/catalog.hpp"
+#include "daemon/backup/pg_internal.hpp"
+#include "daemon/backup/pg_wal.hpp"
+#include "daemon/backup_pg_runtime.hpp"
+#include "daemon/daemon.hpp"
+
+namespace drd {
+
+namespace fs = std::filesystem;
+
+namespace {
+constexpr const char* kSlot = "drd_archive";
+constexpr std::chrono::seconds kRestartDelay{5};
+}  // namespace
+
+struct Daemon::PgArchiveRuntime {
+  struct Target {
+    bool on = false;
+    NodeConfig node;
+    BackupConfig cfg;
+    std::string parent;  // the newest physical full backup (the chain new segments extend); "" before the first
+  };
+
+  explicit PgArchiveRuntime(Daemon& daemon) : d(daemon), timer(daemon.control_) {}
+
+  Daemon& d;
+  asio::steady_timer timer;
+  bool stopped = false;  // control strand
+  std::mutex mu;
+  std::condition_variable cv;
+  Target target;  // under mu
+  bool quit = false;
+  std::thread th;
+  std::atomic<bool> live{false};  // a pg_receivewal is running (for `backups`)
+
+  // ---- control strand ----------------------------------------------------
+
+  void tick() {
+    if (stopped) return;
+    Target t;
+    t.cfg = d.config_.backup;
+    const NodeConfig* nc = d.primary_.empty() ? nullptr : d.config_.find_node(d.primary_);
+    if (t.cfg.pg_wal_archive && !t.cfg.directory.empty() && nc && nc->engine == Engine::postgresql) {
+      auto lk = d.store_->lock();
+      if (auto l = backup::catalog_list(d.store_->raw()); l)
+        for (auto& e : *l)  // newest first
+          if (e.manifest.engine == "postgresql" && e.manifest.kind == "full" && e.manifest.content == "pg-tar") {
+            t.parent = e.manifest.id;
+            break;
+          }
+      // On even before the first full backup: the slot then already holds the WAL right after
+      // that backup's end, which a receiver started only afterwards could have missed.
+      t.on = true;
+      t.node = *nc;
+    }
+    {
+      std::lock_guard lk(mu);
+      target = std::move(t);
+    }
+    cv.notify_all();
+    timer.expires_after(std::chrono::seconds(1));
+    timer.async_wait([self = d.pg_archive_](const boost::system::error_code& ec) {
+      if (!ec && self) self->tick();
+    });
+  }
+
+  // ---- archive thread ----------------------------------------------------
+
+  std::unique_ptr<ChildProcess> child;
+  std::string child_node;
+  SteadyTime next_start{};
+  std::string last_error;  // logged once until it changes
+
+  void complain(const std::string& msg) {
+    if (msg == last_error) return;
+    last_error = msg;
+    log::event(spdlog::level::err, "backup_wal", {}, "PostgreSQL WAL archiving: " + msg);
+  }
+
+  static fs::path spool_of(const BackupConfig& cfg) {
+    return cfg.pg_wal_spool ? *cfg.pg_wal_spool : cfg.directory / "pg-wal-spool";
+  }
+
+  void stop_child(const std::string& why) {
+    if (!child) return;
+    child->kill();
+    live = false;
+    spdlog::info("stopped pg_receivewal on {}: {}", child_node, why);
+    child.reset();
+    child_node.clear();
+  }
+
+  void start_child(const Target& t) {
+    auto tools = bkrt::pg_tools_for(t.node, "drd_archive");
+    if (!tools) return complain(tools.error().message);
+    const fs::path spool = spool_of(t.cfg);
+    if (auto s = backup::pgi::make_owned_dir(spool, *tools); !s) return complain(s.error().message);
+    if (!tools->os_user.empty() &&
+        !backup::pgi::run_tool(d.runner_, *tools, {"/usr/bin/test", "-w", spool.string()}, Millis{10'000}))
+      return complain("the spool folder " + spool.string() + " is not writable by " + tools->os_user +
+                      " (a parent folder is closed to it); set backup.pg_wal_archive.spool to a folder " +
+                      tools->os_user + " can reach");
+    // The slot makes the primary keep its WAL until pg_receivewal has it, across restarts of
+    // either; created on whichever node is primary now (slots are not replicated).
+    auto slot = backup::pgi::run_tool(d.runner_, *tools,
+                                      {tools->program("pg_receivewal"), "--create-slot", "--if-not-exists", "--slot", kSlot,
+                                       "--no-password", "-d", tools->conninfo},
+                                      Millis{30'000});
+    if (!slot) return complain("cannot create replication slot " + std::string(kSlot) + " on " + t.node.name + ": " +
+                               slot.error().message);
+    ProcessSpec spec;
+    spec.argv = {tools->program("pg_receivewal"), "-D", spool.string(), "--slot", kSlot, "--synchronous", "--no-loop",
+                 "--no-password", "-d", tools->conninfo};
+    if (!tools->os_user.empty()) spec.user = tools->os_user;
+    spec.env = tools->env;
+    spec.timeout = Millis{10LL * 365 * 24 * 3600 * 1000};  // runs until we stop it
+    spec.max_output = 64 << 10;
+    auto c = d.runner_.spawn(spec, PipeOptions{false, false, spec.timeout});
+    if (!c) return complain("cannot start pg_receivewal: " + c.error().message);
+    child = std::move(c.value());
+    child_node = t.node.name;
+    live = true;
+    last_error.clear();
+    log::event(spdlog::level::info, "backup_wal", {{"NODE", t.node.name}},
+               "PostgreSQL WAL archiving: pg_receivewal streams from " + t.node.name + " (slot " + kSlot + ") into " +
+                   spool.string());
+  }
+
+  // Archives every completed file in the spool, oldest first.
+  void drain(const Target& t, const std::optional<backup::BackupSettings>& settings, const std::string& waldump) {
+    const fs::path spool = spool_of(t.cfg);
+    std::vector<std::pair<backup::WalName, fs::path>> files;
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(spool, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
+      // 1 MiB: the smallest segment size, so every valid name parses (the order is the same);
+      // archive_pg_wal_file takes the real size from the file.
+      if (auto w = backup::parse_wal_name(it->path().filename().string(), 1u << 20); w && it->is_regular_file(ec))
+        files.emplace_back(*w, it->path());
+    if (files.empty() || !settings) return;
+    std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) {
+      if (a.first.history != b.first.history) return a.first.history;  // histories first
+      return std::pair(a.first.segno, a.first.timeline) < std::pair(b.first.segno, b.first.timeline);
+    });
+    fs::path newest;
+    for (auto& [w, p] : files)
+      if (!w.history) newest = p;
+    const fs::path folder = t.cfg.directory / backup::kPgWalFolder;
+    for (auto& [w, p] : files) {
+      bool already = false;
+      auto m = backup::archive_pg_wal_file(*settings, d.runner_, p, waldump, child_node.empty() ? t.node.name : child_node,
+                                           t.parent, d.clock_.now(), &already);
+      if (!m) return complain("cannot archive " + p.string() + ": " + m.error().message);
+      if (!already) {
+        Status st = ok_status();
+        {
+          auto lk = d.store_->lock();
+          st = backup::catalog_insert(d.store_->raw(), *m, folder);
+        }
+        if (!st && st.error().code != Errc::conflict)
+          spdlog::error("archived WAL {} is not in the catalog: {}", m->id, st.error().message);
+        spdlog::debug("archived WAL {} ({})", m->id, m->source_position);
+      }
+      if (p != newest) fs::remove(p, ec);
+    }
+  }
+
+  // Rows for archived files the catalog lacks (drd stopped between the files and the row).
+  void reconcile(const fs::path& folder) {
+    backup::remove_stale_partials(folder);
+    std::set<std::string> known;
+    {
+      auto lk = d.store_->lock();
+      if (auto l = backup::catalog_list(d.store_->raw()); l)
+        for (auto& e : *l)
+          if (backup::is_pg_wal(e.manifest)) known.insert(e.manifest.id);
+    }
+    std::size_t added = 0;
+    for (auto& m : backup::scan_pg_wal(folder))
+      if (!known.count(m.id)) {
+        auto lk = d.store_->lock();
+        if (backup::catalog_insert(d.store_->raw(), m, folder)) ++added;
+      }
+    if (added) spdlog::info("entered {} archived PostgreSQL WAL file(s) found in {} in the catalog", added, folder.string());
+  }
+
+  void run() {
+    std::optional<backup::BackupSettings> settings;
+    std::string settings_for;  // the key file the settings were loaded from
+    bool reconciled = false;
+    for (;;) {
+      Target t;
+      {
+        std::unique_lock lk(mu);
+        cv.wait_for(lk, std::chrono::milliseconds(500), [&] { return quit; });
+        if (quit) break;
+        t = target;
+      }
+      if (!t.on || (child && child_node != t.node.name)) stop_child(t.on ? "the primary is now " + t.node.name : "archiving is off");
+      if (!t.on) continue;
+      if (!reconciled) {
+        reconcile(t.cfg.directory / backup::kPgWalFolder);
+        reconciled = true;
+      }
+      const std::string key_file = t.cfg.key_file ? t.cfg.key_file->string() : "";
+      if (!settings || settings_for != key_file) {
+        auto s = backup::BackupSettings::from_config(t.cfg);
+        if (!s) {
+          complain(s.error().message);
+          continue;
+        }
+        settings = s.value();
+        settings->directory = t.cfg.directory / backup::kPgWalFolder;
+        settings->threads = 1;  // one segment at a time; leave the cores to the database
+        settings_for = key_file;
+      }
+      if (child)
+        if (auto o = child->try_wait()) {
+          complain("pg_receivewal on " + child_node + " stopped (" +
+                   (o->signal ? "signal " + std::to_string(o->signal) : "status " + std::to_string(o->exit_code)) +
+                   "): " + backup::tool_output_tail(o->output, {}) + "; restarting it in " +
+                   std::to_string(kRestartDelay.count()) + " s");
+          child.reset();
+          child_node.clear();
+          live = false;
+          next_start = std::chrono::steady_clock::now() + kRestartDelay;
+        }
+      if (!child && std::chrono::steady_clock::now() >= next_start) {
+        start_child(t);
+        if (!child) next_start = std::chrono::steady_clock::now() + kRestartDelay;
+      }
+      auto tools = bkrt::pg_tools_for(t.node, "drd_archive");
+      drain(t, settings, tools ? tools->program("pg_waldump") : "pg_waldump");
+    }
+    stop_child("drd is stopping");
+  }
+};
+
+void Daemon::pg_archive_start() {
+  if (pg_archive_) return;
+  pg_archive_ = std::make_shared<PgArchiveRuntime>(*this);
+  auto* rt = pg_archive_.get();
+  rt->th = std::thread([rt] { rt->run(); });
+  rt->tick();
+}
+
+bool Daemon::pg_archive_live() const { return pg_archive_ && pg_archive_->live.load(); }
+
+void Daemon::pg_archive_stop() {
+  if (!pg_archive_) return;
+  auto& rt = *pg_archive_;
+  rt.stopped = true;
+  rt.timer.cancel();
+  {
+    std::lock_guard lk(rt.mu);
+    rt.quit = true;
+  }
+  rt.cv.notify_all();
+  if (rt.th.joinable()) rt.th.join();  // at most one file being archived (~a second)
+}
+
+}  // namespace drd
