@@ -54,7 +54,7 @@ void add_backup_commands(CLI::App& app, Registry& reg) {
   CommandSpec list;
   auto segments = std::make_shared<bool>(false);
   list.app = app.add_subcommand("backups", "the backup catalog");
-  list.app->add_flag("--segments", *segments, "also list the WAL segments of SQLite full backups");
+  list.app->add_flag("--segments", *segments, "also list the WAL segments of SQLite full backups and the archived PostgreSQL WAL");
   list.params = [segments] {
     json::object p;
     if (*segments) p["segments"] = true;

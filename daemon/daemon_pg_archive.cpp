@@ -52,6 +52,8 @@ struct Daemon::PgArchiveRuntime {
   Daemon& d;
   asio::steady_timer timer;
   bool stopped = false;  // control strand
+  std::string parent;    // control strand: the newest physical full backup, re-read every few ticks
+  unsigned ticks = 0;
   std::mutex mu;
   std::condition_variable cv;
   Target target;  // under mu
@@ -67,13 +69,17 @@ struct Daemon::PgArchiveRuntime {
     t.cfg = d.config_.backup;
     const NodeConfig* nc = d.primary_.empty() ? nullptr : d.config_.find_node(d.primary_);
     if (t.cfg.pg_wal_archive && !t.cfg.directory.empty() && nc && nc->engine == Engine::postgresql) {
-      auto lk = d.store_->lock();
-      if (auto l = backup::catalog_list(d.store_->raw()); l)
-        for (auto& e : *l)  // newest first
-          if (e.manifest.engine == "postgresql" && e.manifest.kind == "full" && e.manifest.content == "pg-tar") {
-            t.parent = e.manifest.id;
-            break;
-          }
+      // The catalog grows by a row per archived segment: read it every 5th tick only.
+      if (ticks++ % 5 == 0) {
+        auto lk = d.store_->lock();
+        if (auto l = backup::catalog_list(d.store_->raw()); l)
+          for (auto& e : *l)  // newest first
+            if (e.manifest.engine == "postgresql" && e.manifest.kind == "full" && e.manifest.content == "pg-tar") {
+              parent = e.manifest.id;
+              break;
+            }
+      }
+      t.parent = parent;
       // On even before the first full backup: the slot then already holds the WAL right after
       // that backup's end, which a receiver started only afterwards could have missed.
       t.on = true;
@@ -134,6 +140,18 @@ struct Daemon::PgArchiveRuntime {
                                       Millis{30'000});
     if (!slot) return complain("cannot create replication slot " + std::string(kSlot) + " on " + t.node.name + ": " +
                                slot.error().message);
+    // A pg_receivewal left by a drd that was killed (it runs in its own process group, so it
+    // outlives us) still holds the slot: end its walsender, and with --no-loop it exits.
+    auto orphan = backup::pgi::run_tool(
+        d.runner_, *tools,
+        {tools->program("psql"), "-X", "-A", "-t", "--no-password", "-d", tools->conninfo, "-c",
+         std::string("SELECT count(pg_terminate_backend(active_pid)) FROM pg_replication_slots WHERE slot_name = '") +
+             kSlot + "' AND active_pid IS NOT NULL"},
+        Millis{10'000});
+    if (orphan && orphan->output.rfind("0", 0) != 0) {
+      spdlog::warn("ended the previous receiver on replication slot {} of {} (left by an earlier drd)", kSlot, t.node.name);
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));  // until its walsender has released the slot
+    }
     ProcessSpec spec;
     spec.argv = {tools->program("pg_receivewal"), "-D", spool.string(), "--slot", kSlot, "--synchronous", "--no-loop",
                  "--no-password", "-d", tools->conninfo};

@@ -2,11 +2,13 @@
 // on a real PostgreSQL 15 primary with backup.pg_wal_archive on. A full backup, row A, time T,
 // row B, pg_switch_wal(); once the WAL is archived, `drctl restore ID --to-time T --target DIR`
 // must give a cluster with A and without B; a T after the archive is refused with nothing
-// created; verify reads the archived WAL; `backups` shows the window.
+// created; after a drd restart archiving resumes without a hole; verify reads the archived WAL;
+// `backups` shows the window.
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "daemon/backup/pg_internal.hpp"
@@ -129,6 +131,32 @@ TEST_CASE("PostgreSQL WAL archiving and restore --to-time", "[pg_e2e][backup][pi
     CHECK(early.exit_code != 0);
     CHECK(early.err.find("before the end of backup") != std::string::npos);
     CHECK_FALSE(fs::exists(target));
+  }
+
+  {  // drd killed and restarted: archiving resumes from the spool/slot, no hole, no duplicate
+    f.kill_drd();
+    f.pg().exec(0, "INSERT INTO items VALUES (3, 'C')");  // written while drd is down
+    f.pg().exec(0, "SELECT pg_switch_wal()");
+    f.start();
+    const std::string after = backup::format_time_utc(std::chrono::system_clock::now());
+    f.pg().exec(0, "INSERT INTO items VALUES (4, 'D')");
+    f.pg().exec(0, "SELECT pg_switch_wal()");
+    json::value w2;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < until) {
+      w2 = window_of(f, id);
+      if (w2.is_object() && std::string(w2.as_object().at("to").as_string()) > after) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    INFO(f.log());
+    REQUIRE(w2.is_object());
+    CHECK(std::string(w2.as_object().at("to").as_string()) > after);
+    CHECK_FALSE(w2.as_object().contains("gap"));
+    CHECK(w2.as_object().at("segments").to_number<int>() > w.as_object().at("segments").to_number<int>());
+    auto again = f.drctl({"--json", "backups", "--segments"});
+    const json::value rows = json::parse(again.out);
+    std::set<std::string> ids;
+    for (auto& r : rows.as_array()) CHECK(ids.insert(std::string(r.as_object().at("id").as_string())).second);
   }
 
   {  // verify reads the archived WAL
