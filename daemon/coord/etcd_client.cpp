@@ -1,6 +1,8 @@
 #include "daemon/coord/etcd_client.hpp"
 
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -84,8 +86,15 @@ std::int64_t num(const json::object& o, const char* key) {
   auto it = o.find(key);
   if (it == o.end()) return 0;  // the gateway leaves zero values out
   if (it->value().is_string()) {
+    // Member IDs ("leader", "member_id") are uint64 and half of them exceed int64's range:
+    // keep their bits rather than turning them into 0 (which reads as "no leader").
+    const std::string text(it->value().as_string());
     try {
-      return std::stoll(std::string(it->value().as_string()));
+      return std::stoll(text);
+    } catch (...) {
+    }
+    try {
+      return static_cast<std::int64_t>(std::stoull(text));
     } catch (...) {
       return 0;
     }
@@ -213,19 +222,53 @@ Result<json::object> EtcdClient::call_one(std::size_t index, const std::string& 
   if (ep.tls) {
     asio::ssl::context ctx(asio::ssl::context::tls_client);
     beast::error_code ec;
-    if (o_.ca_file) ctx.load_verify_file(o_.ca_file->string(), ec);
-    else ctx.set_default_verify_paths(ec);
-    if (!ec && o_.cert_file) ctx.use_certificate_chain_file(o_.cert_file->string(), ec);
-    if (!ec && o_.key_file) ctx.use_private_key_file(o_.key_file->string(), asio::ssl::context::pem, ec);
-    if (ec) return make_error(Errc::invalid_argument, "etcd TLS setup: " + ec.message(), "check store.tls files");
+    // Each file is named in the error: "No such file" alone does not say which of three.
+    auto setup = [&](const char* key, const std::filesystem::path& f) {
+      return make_error(Errc::invalid_argument, "etcd TLS setup: store.tls." + std::string(key) + " " + f.string() + ": " + ec.message(),
+                        "check the file exists, is PEM and is readable by drd");
+    };
+    if (o_.ca_file) {
+      ctx.load_verify_file(o_.ca_file->string(), ec);
+      if (ec) return setup("ca_file", *o_.ca_file);
+    } else {
+      ctx.set_default_verify_paths(ec);
+      if (ec) return make_error(Errc::invalid_argument, "etcd TLS setup: the system CA store: " + ec.message(),
+                                "set store.tls.ca_file");
+    }
+    if (o_.cert_file) {
+      ctx.use_certificate_chain_file(o_.cert_file->string(), ec);
+      if (ec) return setup("cert_file", *o_.cert_file);
+    }
+    if (o_.key_file) {
+      ctx.use_private_key_file(o_.key_file->string(), asio::ssl::context::pem, ec);
+      if (ec) return setup("key_file", *o_.key_file);
+    }
     ctx.set_verify_mode(asio::ssl::verify_peer);
     beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
     beast::get_lowest_layer(stream).expires_after(timeout);
-    SSL_set_tlsext_host_name(stream.native_handle(), ep.host.c_str());
-    stream.set_verify_callback(asio::ssl::host_name_verification(ep.host));
+    SSL* ssl = stream.native_handle();
+    // SNI carries host names only (RFC 6066): an IP literal there is a protocol error.
+    boost::system::error_code ip_ec;
+    asio::ip::make_address(ep.host, ip_ec);
+    if (ip_ec) SSL_set_tlsext_host_name(ssl, ep.host.c_str());
+    // OpenSSL checks the name itself (DNS or IP subjectAltName), so a mismatch comes back as
+    // a verify result with a reason ("hostname mismatch", "IP address mismatch").
+    SSL_set1_host(ssl, ep.host.c_str());
     answer = exchange(ioc, stream, resolver, ep, req, timeout, [&](std::function<void(beast::error_code)> next) {
       stream.async_handshake(asio::ssl::stream_base::client, [next](beast::error_code e) { next(e); });
     });
+    // OpenSSL's handshake error says only "certificate verify failed"; the verify result
+    // says why (unknown issuer = wrong CA, name mismatch, expired...).
+    if (!answer && answer.error().message.find("certificate verify failed") != std::string::npos) {
+      long v = SSL_get_verify_result(ssl);
+      if (v != X509_V_OK) {
+        Error e = answer.error();
+        e.message += std::string(" (") + X509_verify_cert_error_string(v) + " for " + ep.host +
+                     (o_.ca_file ? ", trusting " + o_.ca_file->string() : ", trusting the system CAs") + ")";
+        e.hint = "check store.tls.ca_file and that the endpoint's name is in etcd's certificate";
+        answer = e;
+      }
+    }
   } else {
     beast::tcp_stream stream(ioc);
     stream.expires_after(timeout);
@@ -248,7 +291,16 @@ Result<json::object> EtcdClient::call_one(std::size_t index, const std::string& 
     if (msg.empty()) msg = str(o, "error");
   }
   if (status != 200 || jec || !v.is_object() || !msg.empty()) {
-    if (msg.empty()) msg = jec ? "unreadable answer (HTTP " + std::to_string(status) + ")" : "HTTP " + std::to_string(status);
+    if (msg.empty() && jec) {
+      // Not JSON: the gateway's own refusals are plain text (e.g. etcd 3.4 refuses a client
+      // certificate with a CommonName under --client-cert-auth), so show that text.
+      std::string plain = text.substr(0, 300);
+      for (char& ch : plain)
+        if (static_cast<unsigned char>(ch) < 0x20) ch = ' ';
+      while (!plain.empty() && plain.back() == ' ') plain.pop_back();
+      msg = "HTTP " + std::to_string(status) + (plain.empty() ? ", no answer text" : ": " + plain);
+    }
+    if (msg.empty()) msg = "HTTP " + std::to_string(status);
     if (!tok.empty() && auth_retry && msg.find("invalid auth token") != std::string::npos) {
       std::lock_guard lk(mu_);
       token_.clear();

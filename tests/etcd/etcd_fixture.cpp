@@ -44,7 +44,10 @@ int free_port_once() {
 
 // ---- etcd -------------------------------------------------------------------
 
-EtcdCluster::EtcdCluster(const std::filesystem::path& dir, int members, std::string extra_listen) : dir_(dir) {
+EtcdCluster::EtcdCluster(const std::filesystem::path& dir, int members, std::string extra_listen,
+                         std::optional<EtcdTls> tls)
+    : dir_(dir), tls_(std::move(tls)) {
+  const std::string scheme = tls_ ? "https://" : "http://";
   std::vector<int> peer_ports;
   std::string initial;
   for (int i = 0; i < members; ++i) {
@@ -54,20 +57,26 @@ EtcdCluster::EtcdCluster(const std::filesystem::path& dir, int members, std::str
   }
   for (int i = 0; i < members; ++i) {
     std::string name = "e" + std::to_string(i);
-    std::string client = "http://127.0.0.1:" + std::to_string(client_ports_[i]);
+    std::string client = scheme + "127.0.0.1:" + std::to_string(client_ports_[i]);
     std::string listen = client;
-    if (!extra_listen.empty()) listen += ",http://" + extra_listen + ":" + std::to_string(client_ports_[i]);
+    if (!extra_listen.empty()) listen += "," + scheme + extra_listen + ":" + std::to_string(client_ports_[i]);
     std::filesystem::create_directories(dir_ / name);
-    procs_.push_back(std::make_unique<Background>(
-        std::vector<std::string>{"etcd", "--name", name, "--data-dir", (dir_ / name / "data").string(),
+    std::vector<std::string> tls_args;
+    if (tls_) {
+      tls_args = {"--cert-file", tls_->cert.string(), "--key-file", tls_->key.string()};
+      if (tls_->client_cert_auth)
+        tls_args.insert(tls_args.end(), {"--client-cert-auth", "--trusted-ca-file", tls_->ca.string()});
+    }
+    std::vector<std::string> argv{"etcd", "--name", name, "--data-dir", (dir_ / name / "data").string(),
                                  "--listen-client-urls", listen, "--advertise-client-urls", client,
                                  "--listen-peer-urls", "http://127.0.0.1:" + std::to_string(peer_ports[i]),
                                  "--initial-advertise-peer-urls", "http://127.0.0.1:" + std::to_string(peer_ports[i]),
                                  "--initial-cluster", initial, "--initial-cluster-state", "new",
                                  "--initial-cluster-token", "drd-test-" + std::to_string(::getpid()),
                                  "--heartbeat-interval", "100", "--election-timeout", "1000",
-                                 "--log-level", "warn", "--logger", "zap"},
-        dir_ / name / "etcd.log"));
+                                 "--log-level", "warn", "--logger", "zap"};
+    argv.insert(argv.end(), tls_args.begin(), tls_args.end());
+    procs_.push_back(std::make_unique<Background>(argv, dir_ / name / "etcd.log"));
   }
   bool up = eventually([&] { return healthy(); }, std::chrono::seconds(30));
   INFO(logs());
@@ -78,7 +87,7 @@ EtcdCluster::~EtcdCluster() = default;  // Background kills each member by PID
 
 std::vector<std::string> EtcdCluster::endpoints(const std::string& host) const {
   std::vector<std::string> out;
-  for (int p : client_ports_) out.push_back("http://" + host + ":" + std::to_string(p));
+  for (int p : client_ports_) out.push_back((tls_ ? "https://" : "http://") + host + ":" + std::to_string(p));
   return out;
 }
 
@@ -89,21 +98,28 @@ void EtcdCluster::stop(int i) {
 void EtcdCluster::pause(int i) { procs_[i]->signal(SIGSTOP); }
 void EtcdCluster::resume(int i) { procs_[i]->signal(SIGCONT); }
 
-bool EtcdCluster::healthy() const {
-  for (std::size_t i = 0; i < procs_.size(); ++i) {
-    auto r = run({"etcdctl", "--endpoints", endpoints()[i], "--dial-timeout", "1s", "--command-timeout", "1s",
-                  "endpoint", "health"},
-                 {{"ETCDCTL_API", "3"}}, std::chrono::seconds(5));
-    if (r.exit_code != 0) return false;
+RunResult EtcdCluster::etcdctl(const std::string& endpoint, std::vector<std::string> args) const {
+  std::vector<std::string> argv{"etcdctl", "--endpoints", endpoint, "--dial-timeout", "1s", "--command-timeout", "2s"};
+  if (tls_) {
+    argv.insert(argv.end(), {"--cacert", tls_->ca.string()});
+    if (!tls_->client_cert.empty())
+      argv.insert(argv.end(), {"--cert", tls_->client_cert.string(), "--key", tls_->client_key.string()});
   }
+  if (!user_.empty()) argv.insert(argv.end(), {"--user", user_});
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run(argv, {{"ETCDCTL_API", "3"}}, std::chrono::seconds(5));
+}
+
+bool EtcdCluster::healthy() const {
+  for (std::size_t i = 0; i < procs_.size(); ++i)
+    if (etcdctl(endpoints()[i], {"endpoint", "health"}).exit_code != 0) return false;
   return true;
 }
 
 std::string EtcdCluster::get(const std::string& key) const {
   std::string eps;
   for (auto& e : endpoints()) eps += (eps.empty() ? "" : ",") + e;
-  auto r = run({"etcdctl", "--endpoints", eps, "--dial-timeout", "1s", "--command-timeout", "2s", "get", "--print-value-only", key},
-               {{"ETCDCTL_API", "3"}}, std::chrono::seconds(5));
+  auto r = etcdctl(eps, {"get", "--print-value-only", key});
   std::string v = r.out;
   while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.pop_back();
   return v;
@@ -179,7 +195,7 @@ MultiHost::~MultiHost() {
 std::filesystem::path MultiHost::db(int i) const { return host_dir(i) / "data" / (node(i) + ".db"); }
 
 void MultiHost::start_etcd() {
-  etcd_ = std::make_unique<EtcdCluster>(dir_ / "etcd", 3, ns_ ? ns_->root_ip() : "");
+  etcd_ = std::make_unique<EtcdCluster>(dir_ / "etcd", opts.etcd_members, ns_ ? ns_->root_ip() : "", opts.etcd_tls);
   for (int i = 0; i < hosts_; ++i) peer_ports_.push_back(free_port());
   for (int i = 0; i < hosts_; ++i) write_config(i);
 }
@@ -209,7 +225,8 @@ void MultiHost::write_config(int i) {
   auto eps = etcd_->endpoints(etcd_host);
   for (std::size_t k = 0; k < eps.size(); ++k) f << (k ? ", " : "") << "\"" << eps[k] << "\"";
   f << "]\n    peer_listen: \"" << peer_ip << ":" << peer_ports_[i] << "\"\n"
-    << "    failsafe: " << (opts.failsafe ? "true" : "false") << "\n";
+    << "    failsafe: " << (opts.failsafe ? "true" : "false") << "\n"
+    << opts.store_yaml;
 }
 
 void MultiHost::start(int i) {

@@ -21,10 +21,20 @@ namespace drd::test {
 
 int free_port();
 
+// Client TLS for the etcd members (peers stay plain: the tests are about drd's side).
+struct EtcdTls {
+  std::filesystem::path cert, key, ca;  // server certificate and key; CA of the client certificates
+  bool client_cert_auth = false;        // --client-cert-auth: a client without a certificate from `ca` is refused
+  // What etcdctl (the fixture's own health checks and get()) presents.
+  std::filesystem::path client_cert, client_key;
+};
+
 class EtcdCluster {
  public:
   // `extra_listen`: also serve clients on this address (the namespace link's root side).
-  explicit EtcdCluster(const std::filesystem::path& dir, int members = 3, std::string extra_listen = "");
+  // `tls`: serve clients over https only.
+  explicit EtcdCluster(const std::filesystem::path& dir, int members = 3, std::string extra_listen = "",
+                       std::optional<EtcdTls> tls = std::nullopt);
   ~EtcdCluster();
   std::vector<std::string> endpoints(const std::string& host = "127.0.0.1") const;
   void stop(int i);    // SIGKILL one member
@@ -34,9 +44,15 @@ class EtcdCluster {
   std::string get(const std::string& key) const;  // etcdctl get --print-value-only
   int size() const { return static_cast<int>(procs_.size()); }
   std::string logs() const;
+  // etcdctl with the endpoint and, under TLS, the CA and client certificate.
+  RunResult etcdctl(const std::string& endpoint, std::vector<std::string> args) const;
+  // "user:password" for etcdctl once auth is on (get(), healthy()).
+  void set_etcdctl_user(std::string user) { user_ = std::move(user); }
 
  private:
   std::filesystem::path dir_;
+  std::optional<EtcdTls> tls_;
+  std::string user_;
   std::vector<int> client_ports_;
   std::vector<std::unique_ptr<Background>> procs_;
 };
@@ -59,6 +75,9 @@ class NetNs {
 bool netns_available();
 
 struct HostOptions {
+  int etcd_members = 3;
+  std::optional<EtcdTls> etcd_tls;  // etcd serves https; drd gets store_yaml for its side
+  std::string store_yaml;           // more lines under store:, each "    key: value\n"
   std::string ttl = "3s";
   std::string interval = "100ms";
   std::string timeout = "300ms";
@@ -107,8 +126,10 @@ class MultiHost {
   HostOptions opts;
   std::map<int, std::map<std::string, std::string>> env;  // extra environment of drd i (crash points)
 
- private:
+  // (Re)writes host i's drd.yaml from opts (start_etcd writes every host's once).
   void write_config(int i);
+
+ private:
   TempDir dir_;
   int hosts_;
   NetNs* ns_;
