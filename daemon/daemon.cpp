@@ -217,6 +217,7 @@ std::vector<NodeView> Daemon::node_views() const {
     v.fenced = std::find(fenced_.begin(), fenced_.end(), name) != fenced_.end();
     v.no_failover = c.no_failover;
     v.type_primary = c.type == NodeType::primary;
+    if (!v.healthy) v.config_problem = n.last.config_problem;
     v.position = n.last.position;
     v.timeline = n.last.timeline;
     if (auto r = reps.find(name); r != reps.end()) {

@@ -71,6 +71,8 @@ json::value Daemon::node_json(const NodeRuntime& n) const {
                  {"last_error", n.last.error},
                  {"fenced", fenced},
                  {"last_probe", n.last_probe_at ? json::value(iso8601_ms(to_unix_ms(*n.last_probe_at))) : json::value(nullptr)}};
+  // Unreachable for drd because of its configuration (TLS, password, pg_hba): no failover on it.
+  if (!n.last.ok && n.last.config_problem) o["config_problem"] = *n.last.config_problem;
   if (driver_ && name != primary_) {
     auto reps = driver_->replicas();
     if (auto r = reps.find(name); r != reps.end()) {

@@ -37,6 +37,11 @@ struct ProbeResult {
   // local data_dir: connection refused and postmaster.pid names a dead
   // process). The node is then down at once, without failure_threshold.
   bool definitely_down = false;
+  // The failure is a configuration problem with a named reason, not a down server:
+  // the server answered and refused drd (password, pg_hba.conf) or drd refused the
+  // server's certificate. No automatic failover on it (the primary is most likely
+  // alive and serving its clients); status and the log show the error.
+  std::optional<std::string> config_problem;
   double response_ms = 0;  // wall time of the probe's round trip
   Role role = Role::unknown;  // what the server itself reports
   bool writable = false;   // it accepts writes right now

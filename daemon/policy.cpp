@@ -140,6 +140,16 @@ StartupChoice choose_startup_primary(const std::vector<NodeView>& nodes, const s
       return out;
     }
   }
+  for (auto& n : nodes) {
+    const bool recorded = persisted.empty() ? n.type_primary : n.name == persisted;
+    if (recorded && !n.healthy && !n.fenced && n.config_problem) {
+      out.primary = n.name;
+      out.changed = persisted.empty();
+      out.reason = "keeping " + n.name + " as primary: drd cannot use it because of a configuration problem (" +
+                   *n.config_problem + "), which is no reason to promote another node";
+      return out;
+    }
+  }
   std::vector<const NodeView*> healthy;
   for (auto& n : nodes)
     if (n.healthy && !n.fenced) healthy.push_back(&n);
@@ -194,6 +204,15 @@ Decision decide(const ClusterView& v) {
     case Health::down:
       break;
   }
+  for (auto& n : v.nodes)
+    if (n.name == v.primary && n.config_problem) {
+      // The server answered (or drd refused its certificate): it is most likely up and
+      // serving clients, so a failover would make two primaries. Say what to fix.
+      d.state = FailoverState::degraded;
+      d.reason = "primary " + v.primary + " is unreachable for drd because of a configuration problem (" +
+                 *n.config_problem + "); no automatic failover: fix the configuration, or run drctl failover";
+      return d;
+    }
   if (!v.auto_failover) {
     d.state = FailoverState::disabled;
     d.reason = "primary " + v.primary + " is down and automatic failover is disabled";

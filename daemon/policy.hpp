@@ -39,6 +39,9 @@ struct NodeView {
   std::optional<std::uint32_t> timeline;  // PostgreSQL only
   bool sync_standby = false;           // PostgreSQL synchronous mode: holds every acknowledged commit
   bool type_primary = false;           // the config's starting role hint
+  // Unhealthy only because of a configuration problem drd can name (the server
+  // answered and refused drd, or drd refused its certificate): not a lost node.
+  std::optional<std::string> config_problem;
 };
 
 struct FailoverPolicy {
@@ -74,6 +77,9 @@ Choice choose_failover_target(const std::vector<NodeView>& nodes, const std::str
 // (lowest priority number, the configured primary first among equals, most
 // advanced, name); when the persisted one is unhealthy (a failover) the most
 // advanced healthy node first, then that preference. nullopt when nothing is healthy.
+// A recorded primary (or, on a first start, the configured type: primary node) that
+// is unhealthy only by a configuration problem is kept: promoting another node over
+// a server that is most likely alive would make two primaries.
 struct StartupChoice {
   std::optional<std::string> primary;
   bool changed = false;  // differs from the persisted one (needs a promotion)

@@ -144,6 +144,11 @@ ProbeResult PostgresNode::probe(Millis timeout, bool /*deep*/, const std::atomic
   r.response_ms = std::chrono::duration<double, std::milli>(now() - t0).count();
   if (!res) {
     r.error = named(res.error(), "probe").message;
+    if (auto why = pg::config_refusal(r.error)) {
+      r.config_problem = *why;
+      r.error += " [configuration: " + *why + "]";
+      return r;
+    }
     // Nothing listens: with the data folder at hand, tell a crash (proof of
     // down) from a stop or restart (maybe an operator; the threshold decides).
     if (cfg_.data_dir && pg::connection_refused(r.error)) {

@@ -185,6 +185,30 @@ std::string scrub(std::string text, const std::vector<std::string>& secrets) {
   return redact_url(text);
 }
 
+std::optional<std::string> config_refusal(const std::string& msg) {
+  // libpq 15 / server 15 texts (fe-secure-openssl.c, fe-connect.c, auth.c).
+  static const std::pair<const char*, const char*> kinds[] = {
+      {"certificate verify failed", "the server's certificate did not verify (sslrootcert / sslmode)"},
+      {"does not match host name", "the server's certificate does not name this host (sslmode=verify-full)"},
+      {"root certificate file", "the sslrootcert file cannot be read"},
+      {"could not read certificate file", "the sslcert file cannot be read"},
+      {"could not load private key file", "the sslkey file cannot be read"},
+      {"server does not support SSL", "the server does not offer TLS but sslmode requires it"},
+      {"alert unknown ca", "the server does not trust drd's client certificate"},
+      {"alert bad certificate", "the server refused drd's client certificate"},
+      {"alert certificate required", "the server requires a client certificate"},
+      {"password authentication failed", "the server refused drd's password"},
+      {"no password supplied", "the server asks for a password and drd has none"},
+      {"no pg_hba.conf entry", "pg_hba.conf has no line for drd's connection"},
+      {"certificate authentication failed", "the server refused drd's client certificate"},
+  };
+  for (const auto& [needle, why] : kinds)
+    if (msg.find(needle) != std::string::npos) return std::string(why);
+  if (msg.find("FATAL:  role \"") != std::string::npos && msg.find("does not exist") != std::string::npos)
+    return std::string("the server has no such role");
+  return std::nullopt;
+}
+
 bool rewind_impossible(const std::string& out) {
   return out.find("wal_log_hints") != std::string::npos ||
          out.find("data checksums") != std::string::npos;

@@ -57,6 +57,14 @@ std::string set_auto_conf(const std::string& text, const std::string& key,
 // URL password or password=... parameter (redact_url).
 std::string scrub(std::string text, const std::vector<std::string>& secrets);
 
+// Whether a libpq connection error is a configuration problem drd can name rather
+// than a server failure: the server answered and refused drd (password, pg_hba.conf,
+// unknown role, drd's client certificate), drd refused the server's certificate
+// (sslmode=verify-ca/verify-full: wrong CA, host name not in the certificate), or
+// drd's own TLS files are missing. Returns the short reason, nullopt otherwise
+// (refused/timed-out connections, a server starting up or shutting down...).
+std::optional<std::string> config_refusal(const std::string& libpq_message);
+
 // pg_rewind refused because the target lacks wal_log_hints / data checksums.
 bool rewind_impossible(const std::string& pg_rewind_output);
 

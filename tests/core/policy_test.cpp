@@ -236,3 +236,42 @@ TEST_CASE("decide: failover only when the primary is down and auto-failover is o
   v.nodes[1].healthy = true;
   CHECK(decide(v).state == FailoverState::normal);
 }
+
+TEST_CASE("config problem on the primary: no failover, and it is kept at startup", "[policy]") {
+  auto refused = [](std::string name, int prio, bool type_primary = false) {
+    NodeView n;
+    n.name = std::move(name);
+    n.priority = prio;
+    n.healthy = false;
+    n.type_primary = type_primary;
+    n.config_problem = "the server's certificate did not verify (sslrootcert / sslmode)";
+    return n;
+  };
+  ClusterView v;
+  v.primary = "p";
+  v.nodes = {refused("p", 0), node("s1", 1, true)};
+  v.primary_health = Health::down;
+  v.primary_failures = 3;
+  auto d = decide(v);
+  CHECK(d.kind == Decision::Kind::none);
+  CHECK(d.state == FailoverState::degraded);
+  CHECK_THAT(d.reason, Catch::Contains("configuration problem") && Catch::Contains("certificate did not verify"));
+  // A standby with a configuration problem changes nothing about a real failure.
+  v.nodes = {node("p", 0, false), refused("s1", 1), node("s2", 2, true)};
+  d = decide(v);
+  CHECK(d.kind == Decision::Kind::failover);
+  CHECK(d.target == "s2");
+
+  struct Row { const char* what; std::vector<NodeView> nodes; std::string persisted; std::optional<std::string> expect; bool changed; };
+  std::vector<Row> rows = {
+      {"recorded primary refused: kept", {refused("p", 0), node("s", 1, true)}, "p", "p", false},
+      {"first start, configured primary refused: kept", {refused("p", 0, true), node("s", 1, true)}, "", "p", true},
+      {"a refused standby is not chosen", {node("p", 0, false), refused("s", 1), node("t", 2, true)}, "p", "t", true},
+  };
+  for (auto& r : rows) {
+    INFO(r.what);
+    auto c = choose_startup_primary(r.nodes, r.persisted);
+    CHECK(c.primary == r.expect);
+    CHECK(c.changed == r.changed);
+  }
+}

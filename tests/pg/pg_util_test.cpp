@@ -61,6 +61,44 @@ TEST_CASE("primary_conninfo drops dbname and the password unless the URL has one
   CHECK(param(parse_conninfo(tool.value()).value(), "dbname") == std::optional<std::string>("appdb"));
 }
 
+TEST_CASE("primary_conninfo and tool conninfo keep the TLS settings", "[pg][conninfo][tls]") {
+  NodeConfig primary;
+  primary.pg_conninfo =
+      "postgresql://drd:pw@db1.example:5432/app?sslmode=verify-full&sslrootcert=/etc/drd/ca.crt&sslcert=/etc/drd/c.crt"
+      "&sslkey=/etc/drd/c.key";
+  for (auto text : {primary_conninfo_for(primary, "s1").value(), tool_conninfo_for(primary, "drd_rewind").value()}) {
+    auto p = parse_conninfo(text).value();
+    CHECK(param(p, "sslmode") == std::optional<std::string>("verify-full"));
+    CHECK(param(p, "sslrootcert") == std::optional<std::string>("/etc/drd/ca.crt"));
+    CHECK(param(p, "sslcert") == std::optional<std::string>("/etc/drd/c.crt"));
+    CHECK(param(p, "sslkey") == std::optional<std::string>("/etc/drd/c.key"));
+    CHECK(param(p, "host") == std::optional<std::string>("db1.example"));
+  }
+}
+
+TEST_CASE("connection errors that are configuration problems are told from failures", "[pg][tls]") {
+  struct Row { const char* msg; bool config; };
+  const Row rows[] = {
+      {"connection to server at \"127.0.0.1\", port 5432 failed: SSL error: certificate verify failed", true},
+      {"connection to server at \"127.0.0.1\", port 5432 failed: server certificate for \"localhost\" does not match host name \"db1\"", true},
+      {"root certificate file \"/x/ca.crt\" does not exist\nEither provide the file or change sslmode", true},
+      {"connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  password authentication failed for user \"drd\"", true},
+      {"connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  no pg_hba.conf entry for host \"127.0.0.1\", user \"drd\", database \"postgres\", no encryption", true},
+      {"connection to server at \"127.0.0.1\", port 5432 failed: fe_sendauth: no password supplied", true},
+      {"connection to server at \"127.0.0.1\", port 5432 failed: server does not support SSL, but SSL was required", true},
+      {"connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  role \"drd\" does not exist", true},
+      {"connection to server at \"127.0.0.1\", port 5432 failed: Connection refused\n\tIs the server running on that host", false},
+      {"connection timed out (no answer from the server in time)", false},
+      {"connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  the database system is starting up", false},
+      {"connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  database \"x\" does not exist", false},
+      {"server closed the connection unexpectedly", false},
+  };
+  for (auto& r : rows) {
+    INFO(r.msg);
+    CHECK(config_refusal(r.msg).has_value() == r.config);
+  }
+}
+
 TEST_CASE("url_password finds the password in URLs and conninfo strings", "[pg][secrets]") {
   struct Row { const char* url; const char* pw; };
   for (auto r : {Row{"postgresql://u:pw1@h/db", "pw1"}, Row{"postgresql://u@h/db", nullptr},

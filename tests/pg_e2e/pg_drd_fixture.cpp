@@ -12,6 +12,7 @@ PgDrdFixture::PgDrdFixture(PgDrdOptions o) : opts(std::move(o)) {
   ::chmod(dir_.path().c_str(), 0755);
   PgClusterOptions po{opts.standbys, opts.pg_settings};
   po.data_checksums = opts.data_checksums;
+  po.hba = opts.hba;
   pg_ = std::make_unique<PgCluster>(po);
   pg_->wait_streaming(0);
   for (int i = 0; i < opts.spare_nodes; ++i) pg_->add_spare();
@@ -38,10 +39,11 @@ void PgDrdFixture::write_config() {
       << "      name: node" << i << "\n"
       << "      type: " << (i == 0 ? "primary" : "secondary") << "\n"
       << "      priority: " << i << "\n"
-      << "      url: \"" << pg_->url(i) << "\"\n"
+      << "      url: \"" << (opts.node_url ? opts.node_url(i, pg_->port(i)) : pg_->url(i)) << "\"\n"
       << "      data_dir: " << pg_->data_dir(i).string() << "\n"
       << "      bin_dir: " << PgCluster::kBinDir << "\n"
       << "      os_user: " << PgCluster::kOsUser << "\n";
+    if (opts.node_yaml) f << opts.node_yaml(i);
   }
   f << "  monitoring:\n    enabled: true\n    interval: " << opts.interval << "\n    timeout: " << opts.timeout
     << "\n    failure_threshold: " << opts.threshold << "\n"

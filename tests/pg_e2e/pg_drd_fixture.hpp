@@ -3,6 +3,7 @@
 // watched by a real drd process started from build/bin with a YAML config
 // written here (control socket and state in a temporary folder).
 #include <boost/json.hpp>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -28,6 +29,11 @@ struct PgDrdOptions {
   int spare_nodes = 0;
   bool data_checksums = true;  // false: no checksums and wal_log_hints off (pg_rewind impossible)
   std::string extra_yaml;           // more sections under disaster_recovery:, e.g. "  backup:\n    ..."
+  std::string hba;                  // every node's pg_hba.conf (PgClusterOptions::hba)
+  // Node i's url: in drd's config (default PgCluster::url(i)), and more lines for its
+  // entry (each "      key: value\n", e.g. password_file).
+  std::function<std::string(int i, int port)> node_url;
+  std::function<std::string(int i)> node_yaml;
 };
 
 class PgDrdFixture {
@@ -61,9 +67,11 @@ class PgDrdFixture {
   std::filesystem::path dir() const { return dir_.path(); }
   std::filesystem::path socket() const { return dir_ / "state" / "drd.sock"; }
   PgDrdOptions opts;
+  // (Re)writes drd.yaml from opts; the constructor writes it once. A running drd
+  // sees the change at its next start.
+  void write_config();
 
  private:
-  void write_config();
   TempDir dir_;
   std::unique_ptr<PgCluster> pg_;
   std::unique_ptr<Background> drd_;

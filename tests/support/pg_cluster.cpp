@@ -269,6 +269,7 @@ void PgCluster::create_node(int i, bool standby) {
   }
   for (const auto& [k, v] : opts_.settings) conf += k + " = '" + v + "'\n";
   spit(n.data_dir / "postgresql.conf", conf);
+  if (!opts_.hba.empty()) spit(n.data_dir / "pg_hba.conf", opts_.hba);
   if (standby) {
     spit(n.data_dir / "standby.signal", "");
     chown_postgres(n.data_dir / "standby.signal");

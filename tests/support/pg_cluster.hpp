@@ -54,6 +54,10 @@ struct PgClusterOptions {
   // (exec/query) goes through the Unix socket, which no network cut affects.
   std::map<int, std::string> hosts;
   std::map<int, std::string> netns;
+  // Non-empty: every node's pg_hba.conf is this text instead of the template's
+  // (e.g. hostssl lines only, with ssl=on in `settings`). The harness itself connects
+  // as postgres to 127.0.0.1 (sslmode prefer), so keep a line that lets it in.
+  std::string hba;
 };
 
 class PgCluster {
