@@ -3,7 +3,8 @@
 // throwaway CA (tests/support/test_ca.hpp), and a real drd whose URLs say
 // sslmode=verify-full with sslrootcert. Checks status, a kill -9 failover, the
 // repointed standby's primary_conninfo, a pg_rewind rejoin over TLS, libpq's host
-// name rules, a wrong CA (a configuration problem: reported, no failover), and that
+// name rules, a wrong CA (a configuration problem: reported, no failover), passwords
+// from the URL, password_file and PGPASSFILE, and that
 // the password shows up nowhere: drd's log, status, audit, drctl output, /proc.
 #include <catch2/catch.hpp>
 #include <libpq-fe.h>
@@ -229,19 +230,25 @@ TEST_CASE("pg over TLS: a wrong CA for the primary is a named configuration prob
   Pki k;
   auto o = tls_options(k, 1);
   fs::path node0_ca = k.pki->ca_cert;
+  // node1's password comes from libpq's PGPASSFILE (in drd's environment), no URL password.
   o.node_url = [&, right = k.pki->ca_cert](int i, int port) {
-    return tls_url("drd_pw:" + kPassword, "127.0.0.1", port, i == 0 ? node0_ca : right);
+    return i == 0 ? tls_url("drd_pw:" + kPassword, "127.0.0.1", port, node0_ca)
+                  : tls_url("drd_pw", "127.0.0.1", port, right);
   };
   PgDrdFixture f(o);
   create_role(f.pg());
-  f.start();
+  const fs::path pgpass = k.dir / "pgpass";
+  write_file(pgpass, "127.0.0.1:" + std::to_string(f.pg().port(1)) + ":*:drd_pw:" + kPassword + "\n");
+  ::chmod(pgpass.c_str(), 0600);
+  const std::map<std::string, std::string> env{{"PGPASSFILE", pgpass.string()}};
+  f.start(env);
   REQUIRE(f.wait_streaming_in_status("node1"));
 
   // The operator points node0's sslrootcert at the wrong CA and restarts drd.
   f.kill_drd();
   node0_ca = k.pki->wrong_ca_cert;
   f.write_config();
-  f.start();
+  f.start(env);
   std::string err;
   REQUIRE(eventually([&] {
     auto n = f.node_status("node0");
@@ -258,6 +265,7 @@ TEST_CASE("pg over TLS: a wrong CA for the primary is a named configuration prob
   CHECK(f.pg().query(1, "SELECT pg_is_in_recovery()") == std::optional<std::string>("t"));
   CHECK(f.pg().query(0, "SELECT pg_is_in_recovery()") == std::optional<std::string>("f"));
   CHECK(f.drctl({"history"}).out.find("node1") == std::string::npos);
+  CHECK(f.node_status("node1").at("healthy").as_bool());  // through PGPASSFILE
   CHECK_THAT(f.log(), Catch::Contains("configuration problem"));
   for (const std::string& text : {f.log(), json::serialize(st), f.drctl({"status", "--json"}).out})
     CHECK(text.find(kPassword) == std::string::npos);
