@@ -148,7 +148,7 @@ TEST_CASE("etcd client over TLS: CA, host name, client certificate and user auth
   }
 }
 
-TEST_CASE("drd leads through etcd over TLS with auth; a wrong CA is reported, never the password", "[etcd][tls]") {
+TEST_CASE("drd leads through etcd over TLS with auth - a wrong CA is reported, never the password", "[etcd][tls]") {
   TempDir keys("drd-etcd-tls-pki");
   TestPki pki(keys / "pki");
   const auto pw_file = keys / "etcd-password";

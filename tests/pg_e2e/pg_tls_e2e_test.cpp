@@ -124,7 +124,7 @@ std::string str(const json::value& v) { return std::string(v.as_string()); }
 
 }  // namespace
 
-TEST_CASE("pg over TLS: verify-full URLs, failover, repointed standby and rejoin keep TLS; no password anywhere",
+TEST_CASE("pg over TLS: verify-full URLs, failover, repointed standby and rejoin keep TLS - no password anywhere",
           "[pg_e2e][tls]") {
   Pki k;
   const fs::path ca = k.pki->ca_cert;
