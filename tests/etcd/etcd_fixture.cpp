@@ -327,4 +327,20 @@ bool sqlite_writable(const std::filesystem::path& file, int wait_ms) {
   return ok;
 }
 
+void require_settled(MultiHost& m, const std::string& primary, std::chrono::milliseconds timeout) {
+  std::size_t running = 0;
+  for (int i = 0; i < m.hosts(); ++i) running += m.running(i) ? 1 : 0;
+  bool ok = eventually([&] {
+    for (int i = 0; i < m.hosts(); ++i) {
+      if (!m.running(i)) continue;
+      auto st = m.try_call(i, "status");
+      if (!st || st->at("primary").as_string() != primary) return false;
+      if (st->at("cluster").at("members").as_array().size() != running) return false;
+    }
+    return true;
+  }, timeout);
+  INFO(m.logs());
+  REQUIRE(ok);
+}
+
 }  // namespace drd::test

@@ -144,4 +144,8 @@ class MultiHost {
 // SQLite: true when a write transaction can start on `file` right now (waits up to `wait`).
 bool sqlite_writable(const std::filesystem::path& file, int wait_ms = 0);
 
+// REQUIREs that, within `timeout`, every drd that answers names `primary` and knows every
+// other running drd (the failsafe asks the members it has seen).
+void require_settled(MultiHost& m, const std::string& primary, std::chrono::milliseconds timeout);
+
 }  // namespace drd::test

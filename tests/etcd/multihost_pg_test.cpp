@@ -107,21 +107,7 @@ class Observer {
   std::thread thread_;
 };
 
-void require_settled(MultiHost& m, const std::string& primary) {
-  std::size_t running = 0;
-  for (int i = 0; i < m.hosts(); ++i) running += m.running(i) ? 1 : 0;
-  bool ok = eventually([&] {
-    for (int i = 0; i < m.hosts(); ++i) {
-      if (!m.running(i)) continue;
-      auto st = m.try_call(i, "status");
-      if (!st || st->at("primary").as_string() != primary) return false;
-      if (st->at("cluster").at("members").as_array().size() != running) return false;
-    }
-    return true;
-  }, 20s);
-  INFO(m.logs());
-  REQUIRE(ok);
-}
+constexpr auto kSettle = 20s;  // require_settled (etcd_fixture.hpp)
 
 // node i of the PgCluster is host i's database, named n<i+1> in drd.
 int pg_index(const std::string& node) { return std::stoi(node.substr(1)) - 1; }
@@ -134,19 +120,26 @@ void prepare(PgCluster& pg) {
   REQUIRE(pg.wait_for(2, "SELECT to_regclass('drd_observer') IS NOT NULL", "t"));
 }
 
-}  // namespace
-
-TEST_CASE("PostgreSQL hosts: killing the leading drd hands the lead over, the primary and its standbys are untouched", "[etcd][pg]") {
-  PgCluster pg(2);
+// The servers streaming, etcd and every drd up, one of them leading, all naming n1.
+// Returns the leading host.
+int start_cluster(PgCluster& pg, MultiHost& m) {
   prepare(pg);
-  MultiHost m(3);
   m.use_postgres(pg_nodes(pg));
   m.start_etcd();
   m.start_all();
   int leader = m.wait_leader(15s);
   INFO(m.logs());
   REQUIRE(leader >= 0);
-  require_settled(m, "n1");
+  require_settled(m, "n1", kSettle);
+  return leader;
+}
+
+}  // namespace
+
+TEST_CASE("PostgreSQL hosts: killing the leading drd hands the lead over, the primary and its standbys are untouched", "[etcd][pg]") {
+  PgCluster pg(2);
+  MultiHost m(3);
+  const int leader = start_cluster(pg, m);
   const long long term = m.store_term();
   REQUIRE(term >= 1);
 
@@ -173,13 +166,8 @@ TEST_CASE("PostgreSQL hosts: killing the leading drd hands the lead over, the pr
 
 TEST_CASE("PostgreSQL hosts: losing the primary's host (drd and server) fails over within TTL + detection", "[etcd][pg]") {
   PgCluster pg(2);
-  prepare(pg);
   MultiHost m(3);
-  m.use_postgres(pg_nodes(pg));
-  m.start_etcd();
-  m.start_all();
-  REQUIRE(m.wait_leader(15s) >= 0);
-  require_settled(m, "n1");
+  start_cluster(pg, m);
   const long long term = m.store_term();
 
   const auto t0 = Clock::now();
@@ -193,7 +181,7 @@ TEST_CASE("PostgreSQL hosts: losing the primary's host (drd and server) fails ov
   WARN("PostgreSQL host loss failed over to " << now_primary << " in " << took << " s");
   CHECK(took <= 3.0 + 3.0);  // TTL + detection (3 probes of 100 ms) + promotion, with slack
   CHECK(m.store_term() == term + 1);
-  require_settled(m, now_primary);
+  require_settled(m, now_primary, kSettle);
   const int np = pg_index(now_primary), other = np == 1 ? 2 : 1;
   CHECK(pg.wait_for(np, "SELECT NOT pg_is_in_recovery()", "t"));
   CHECK(pg_writable(pg.socket_conninfo(np)));
@@ -247,13 +235,8 @@ TEST_CASE("PostgreSQL hosts: the primary's host cut off fences its server within
   po.hosts = {{0, ns.inner_ip()}, {1, ns.root_ip()}, {2, ns.root_ip()}};
   po.netns = {{0, ns.name()}};
   PgCluster pg(po);
-  prepare(pg);
   MultiHost m(3, {}, &ns, 0);
-  m.use_postgres(pg_nodes(pg));
-  m.start_etcd();
-  m.start_all();
-  REQUIRE(m.wait_leader(15s) >= 0);
-  require_settled(m, "n1");
+  start_cluster(pg, m);
   const long long term = m.store_term();
 
   Observer obs(pg);
@@ -294,13 +277,8 @@ TEST_CASE("PostgreSQL hosts: the primary's host cut off fences its server within
 
 TEST_CASE("PostgreSQL hosts: etcd quorum lost, nobody is promoted and the primary keeps taking writes", "[etcd][pg]") {
   PgCluster pg(2);
-  prepare(pg);
   MultiHost m(3);
-  m.use_postgres(pg_nodes(pg));
-  m.start_etcd();
-  m.start_all();
-  REQUIRE(m.wait_leader(15s) >= 0);
-  require_settled(m, "n1");
+  start_cluster(pg, m);
   const long long term = m.store_term();
 
   Observer obs(pg);

@@ -20,23 +20,7 @@ namespace {
 
 double secs_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// Every drd that answers names the same primary and knows every other drd (the failsafe
-// asks the members it has seen).
-void require_settled(MultiHost& m, const std::string& primary) {
-  std::size_t running = 0;
-  for (int i = 0; i < m.hosts(); ++i) running += m.running(i) ? 1 : 0;
-  bool ok = eventually([&] {
-    for (int i = 0; i < m.hosts(); ++i) {
-      if (!m.running(i)) continue;
-      auto st = m.try_call(i, "status");
-      if (!st || st->at("primary").as_string() != primary) return false;
-      if (st->at("cluster").at("members").as_array().size() != running) return false;
-    }
-    return true;
-  }, 15s);
-  INFO(m.logs());
-  REQUIRE(ok);
-}
+constexpr auto kSettle = 15s;  // require_settled (etcd_fixture.hpp)
 
 }  // namespace
 
@@ -50,7 +34,7 @@ TEST_CASE("one drd leads, and killing it hands the lead over within the TTL and 
   REQUIRE(m.store_primary() == "n1");
   const long long term = m.store_term();
   REQUIRE(term >= 1);
-  require_settled(m, "n1");
+  require_settled(m, "n1", kSettle);
 
   // Any drd answers status with the shared view: who leads, every member's lease age.
   const int follower = (leader + 1) % 3;
@@ -119,7 +103,7 @@ TEST_CASE("host loss: its drd and its primary gone, another host fails over with
   m.start_etcd();
   m.start_all();
   REQUIRE(m.wait_leader(10s) >= 0);
-  require_settled(m, "n1");
+  require_settled(m, "n1", kSettle);
   const long long term = m.store_term();
 
   const auto t0 = Clock::now();
@@ -133,7 +117,7 @@ TEST_CASE("host loss: its drd and its primary gone, another host fails over with
   CHECK(took <= 3.0 + 2.0);
   CHECK(m.store_primary() == "n2");
   CHECK(m.store_term() == term + 1);
-  require_settled(m, "n2");
+  require_settled(m, "n2", kSettle);
   CHECK(sqlite_writable(m.db(1), 200));
   auto h = m.call(2, "history");
   REQUIRE(h.as_array().size() >= 1);
@@ -151,7 +135,7 @@ TEST_CASE("primary host cut off (network namespace): fenced within the TTL, the 
   m.start_etcd();
   m.start_all();
   REQUIRE(m.wait_leader(10s) >= 0);
-  require_settled(m, "n1");
+  require_settled(m, "n1", kSettle);
   const long long term = m.store_term();
 
   // Independent observer: reads the primary from etcd itself and tries to write n1.
@@ -201,7 +185,7 @@ TEST_CASE("etcd quorum lost: nobody is promoted and the healthy primary keeps se
   m.start_etcd();
   m.start_all();
   REQUIRE(m.wait_leader(10s) >= 0);
-  require_settled(m, "n1");
+  require_settled(m, "n1", kSettle);
   const long long term = m.store_term();
 
   m.etcd().pause(1);
@@ -250,7 +234,7 @@ TEST_CASE("the leader dies mid-failover (crash point): the next leader finishes 
   REQUIRE(m.wait_leader(10s) == 0);
   m.start(1);
   m.start(2);
-  require_settled(m, "n1");
+  require_settled(m, "n1", kSettle);
   const long long term = m.store_term();
 
   auto r = m.drctl(1, {"failover", "n3"});  // forwarded to drd n1, which claims and dies
@@ -278,5 +262,5 @@ TEST_CASE("the leader dies mid-failover (crash point): the next leader finishes 
   CHECK(std::string(rec.at("reason").as_string()).find("the leading drd stopped during this failover") != std::string::npos);
   CHECK(m.etcd().get(pending_key).empty());
   CHECK(m.store_primary() == "n3");
-  require_settled(m, "n3");
+  require_settled(m, "n3", kSettle);
 }
