@@ -127,8 +127,14 @@ struct Daemon::ArchiveRuntime {
       Result<backup::Manifest> out = make_error(Errc::internal, "");
       if (!*cached) {
         auto loaded = backup::BackupSettings::from_config(cfg);
-        if (loaded) cached->emplace(std::move(loaded.value()));
-        else out = loaded.error();
+        if (loaded) {
+          cached->emplace(std::move(loaded.value()));
+          // A segment holds at most 16 MiB of frames: one thread compresses it in tens of
+          // milliseconds, and zstd workers would add their buffers to drd's memory for nothing.
+          (*cached)->threads = 1;
+        } else {
+          out = loaded.error();
+        }
       }
       if (!*cached) {
         fs::remove(seg.spool, rm);

@@ -80,6 +80,14 @@ class PosixOutputFile : public OutputFile {
       p += w;
       n -= static_cast<std::size_t>(w);
     }
+    // Start write-back of every finished 8 MiB while the backup goes on, so the closing fsync
+    // (which the backup's durability needs) finds little left to write and the page cache does
+    // not fill with dirty pages. Advisory: an error here shows up again at fsync.
+    if (written_ - started_ >= kWritebackStep) {
+      (void)::sync_file_range(fd_, static_cast<off_t>(started_), static_cast<off_t>(written_ - started_),
+                              SYNC_FILE_RANGE_WRITE);
+      started_ = written_;
+    }
     return ok_status();
   }
   Status sync() override {
@@ -103,6 +111,8 @@ class PosixOutputFile : public OutputFile {
   std::filesystem::path path_;
   int fd_;
   std::uint64_t written_ = 0;
+  std::uint64_t started_ = 0;  // write-back requested up to here
+  static constexpr std::uint64_t kWritebackStep = 8u << 20;
 };
 
 }  // namespace
