@@ -139,8 +139,12 @@ std::string render_verify(const json::value& r, const RenderOptions& o) {
 }
 
 std::string render_restore(const json::value& r, const RenderOptions& o) {
-  if (auto detail = jv::str(r, "detail"); !detail.empty())  // PostgreSQL: what was checked, how to start it
-    return tr(o, "restored to ", "已恢复到 ") + jv::str(r, "restored_to", "-") + ": " + detail + "\n";
+  if (auto detail = jv::str(r, "detail"); !detail.empty()) {  // PostgreSQL: what was checked, how to start it
+    std::string out = tr(o, "restored to ", "已恢复到 ") + jv::str(r, "restored_to", "-") + ": " + detail + "\n";
+    if (auto from = jv::str(r, "streaming_from"); !from.empty())  // a standby re-seeded from the backup
+      out += tr(o, "standby streaming from ", "备库正在从此节点流复制: ") + from + "\n";
+    return out;
+  }
   std::string out = tr(o, "restored to ", "已恢复到 ") + jv::str(r, "restored_to", "-") +
                     tr(o, " (integrity: ", "（完整性: ") + jv::str(r, "integrity", "-") + tr(o, ")", "）") + "\n";
   if (auto t = jv::str(r, "restored_time"); !t.empty())

@@ -111,11 +111,16 @@ Result<json::value> restore_pg(const backup::BackupRef& ref, const backup::Maste
                       "drctl restore ID --to-time T --target /srv/pg/restored");
   if (where.node) {
     const NodeConfig& n = *where.node;
+    // A standby is re-seeded (prepare_standby_restore + ClusterDriver::restore_standby, chosen
+    // by Daemon::restore); what reaches here is the live primary.
     if (!logical)
-      return make_error(Errc::unsupported,
-                        "restoring a physical PostgreSQL backup onto node " + n.name + " is not supported by this drd",
-                        "restore it with --target PATH into a new data folder, start a server there, and switch over "
-                        "(or rebuild a standby with `drctl rejoin`)");
+      return make_error(Errc::refused,
+                        n.name + " is the live primary: a physical backup is not restored onto the running primary "
+                                 "(it would discard every transaction since the backup on the whole cluster); "
+                                 "nothing was changed",
+                        "restore it with --target PATH into a new data folder, start a server there and check it, "
+                        "then switch the applications over to it (to rebuild a standby from it instead, use "
+                        "--node STANDBY)");
     if (!where.node_is_primary)
       return make_error(Errc::refused, n.name + " is a standby (read-only): a dump restores into the primary's database",
                         "restore with --node PRIMARY --force, or --target postgresql://... into another database");

@@ -37,9 +37,13 @@ backup::VerifyReport verify_pg(const backup::BackupRef& ref, const backup::Maste
 // Where a PostgreSQL restore goes, decided on the control strand.
 struct PgRestoreTarget {
   std::string path_or_url;                 // --target: a data folder (physical) or a URL (logical)
-  std::optional<NodeConfig> node;          // --node: that node's database (logical only)
+  std::optional<NodeConfig> node;          // --node: that node's database (logical), or a standby to re-seed (physical)
   bool node_is_primary = false;
   bool force = false;
+  // --node, physical backup onto a standby: the primary when the request came (for the system
+  // identifier check), and whether the node's files are on another host (multi-host mode).
+  std::optional<NodeConfig> primary;
+  bool node_on_other_host = false;
 };
 
 // Tools for servers drd starts itself (verify, PITR): those of node `preferred` (else the
@@ -54,6 +58,28 @@ Result<boost::json::value> restore_pg_pitr(const backup::BackupRef& ref, const b
                                            const std::filesystem::path& target, bool force, SysTime to_time,
                                            ProcessRunner& runner, const std::vector<NodeConfig>& pg_nodes,
                                            const backup::Progress& progress);
+
+// `drctl restore ID --node STANDBY` with a physical backup, the part that runs off the cluster
+// worker while the standby keeps serving (backup_pg_standby.cpp): restores `ref` into
+// "<data_dir>.drd-restore-tmp" (beside data_dir, as node.os_user; pg_verifybackup), refuses a
+// backup whose database system identifier (pg_controldata) differs from the primary's
+// (pg_control_system()), and decrypts the archived WAL after the backup (backup/pg_reseed.hpp)
+// into its pg_wal/. On any failure the folder is removed and the node was not touched. The swap
+// is ClusterDriver::restore_standby.
+struct PreparedStandby {
+  std::string node, id;
+  std::filesystem::path dir;
+  std::uint64_t bytes = 0;
+  std::size_t wal_files = 0;  // archived segments + history files staged
+  std::string detail;
+};
+Result<PreparedStandby> prepare_standby_restore(const backup::BackupRef& ref, const backup::MasterKey* key,
+                                                const NodeConfig& node, const NodeConfig& primary,
+                                                ProcessRunner& runner, const backup::Progress& progress);
+// Why a backup with system identifier `backup_sysid` cannot re-seed a standby of `primary`
+// (whose identifier is `primary_sysid`); nullopt when both are the same cluster.
+std::optional<std::string> other_cluster(const std::string& id, const std::string& backup_sysid,
+                                         const std::string& primary, const std::string& primary_sysid);
 
 // Whether --target names a database rather than a folder.
 bool is_pg_url(const std::string& target);

@@ -52,6 +52,13 @@ struct PromoteOutcome {
   std::vector<std::string> notes;     // steps taken, for the log
 };
 
+// What restore_standby() did: the node streams from `streaming_from`; `detail` says what
+// happened to the old data folder.
+struct StandbyRestoreOutcome {
+  std::string streaming_from;
+  std::string detail;
+};
+
 class ClusterDriver {
  public:
   virtual ~ClusterDriver() = default;
@@ -87,6 +94,16 @@ class ClusterDriver {
   virtual Status end_primary_restore(bool replaced) {
     (void)replaced;
     return make_error(Errc::unsupported, "restoring onto the live primary is supported for SQLite clusters");
+  }
+  // Re-seeds standby `node` from a restored base backup already prepared in `prepared` (a
+  // folder beside its data_dir, on the same filesystem): stops the server, swaps the folders,
+  // starts it as a standby of the current primary and waits until it streams. On failure the
+  // old data folder is put back and started again; `prepared` is gone either way.
+  virtual Result<StandbyRestoreOutcome> restore_standby(const std::string& node, const std::string& prepared) {
+    (void)prepared;
+    return make_error(Errc::unsupported, "re-seeding standby " + node + " from a physical backup is supported for "
+                                         "PostgreSQL clusters only",
+                      "restore with --target PATH into a new file");
   }
 };
 

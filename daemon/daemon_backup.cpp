@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <set>
 
 #include "common/log.hpp"
@@ -82,6 +83,7 @@ struct Daemon::BackupRuntime {
   bool prepared = false;                    // prepare_directory() has run
   std::optional<Error> prepare_error;       // ... and failed: every backup reports it
   std::set<std::string> running;            // nodes with a backup in progress
+  std::set<std::string> restoring;          // standbys being re-seeded from a backup
   // Schedule (control strand).
   std::string schedule_text;                // as armed; compared with the live config
   std::optional<backup::Schedule> schedule;
@@ -98,6 +100,10 @@ struct Daemon::BackupRuntime {
   void post_result(std::function<void()> fn) {
     asio::post(strand, std::move(fn));
   }
+
+  // A standby's data prepared from a backup (bkrt::prepare_standby_restore): the swap runs on
+  // the cluster worker, so it never overlaps tick()/promote().
+  void swap_standby(bkrt::PreparedStandby prep, Reply reply);
 
   Result<std::string> choose_node(const std::string& requested) const {
     if (!requested.empty()) return requested;
@@ -665,8 +671,13 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
 
   // PostgreSQL onto a node or into a database URL: decided in bkrt::restore_pg once the backup is open.
   std::optional<bkrt::PgRestoreTarget> pg_where;
-  if (const NodeConfig* pn = node.empty() ? nullptr : config_.find_node(node); pn && pn->engine == Engine::postgresql)
+  if (const NodeConfig* pn = node.empty() ? nullptr : config_.find_node(node); pn && pn->engine == Engine::postgresql) {
     pg_where = bkrt::PgRestoreTarget{"", *pn, node == primary_, *force};
+    if (const NodeConfig* pc = config_.find_node(primary_)) pg_where->primary = *pc;
+    pg_where->node_on_other_host = coord_ && node != config_.local;
+    if (node != primary_ && backup_->restoring.count(node))
+      return reply(make_error(Errc::conflict, "a restore onto " + node + " is already running"));
+  }
   else if (!target.empty() && bkrt::is_pg_url(target))
     pg_where = bkrt::PgRestoreTarget{target, std::nullopt, false, *force};
   if (!node.empty() && !pg_where) {
@@ -713,8 +724,17 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
   for (auto& n : config_.nodes)
     if (n.engine == Engine::postgresql) pg_nodes.push_back(n);
   ProcessRunner* runner = &runner_;
+  // One restore at a time onto a standby: released when its reply goes out (on this strand).
+  if (pg_where && pg_where->node && !pg_where->node_is_primary) {
+    backup_->restoring.insert(node);
+    reply = [self, node, reply = std::move(reply)](Result<json::value> r) {
+      self->restoring.erase(node);
+      reply(std::move(r));
+    };
+  }
   bool posted = backup_->checker->post([self, cfg, entry, path, target, to_time, node_files, overwrite, sink, reply,
                                         pg_where, pg_nodes, runner]() mutable {
+    std::optional<bkrt::PreparedStandby> prepared;  // set: the swap follows on the cluster worker
     auto work = [&]() -> Result<json::value> {
       for (auto& [name, file] : node_files)
         if (!pg_where && bkrt::same_file(target, file))
@@ -733,6 +753,23 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
       if (pg_where && !pg_backup)
         return make_error(Errc::invalid_argument, "backup " + id + " is not a PostgreSQL backup; it cannot restore into " +
                                                       (pg_where->node ? "node " + pg_where->node->name : "a database URL"));
+      if (pg_backup && pg_where && pg_where->node && !pg_where->node_is_primary && !to_time &&
+          ref.manifest->content == "pg-tar") {
+        const NodeConfig& n = *pg_where->node;
+        if (pg_where->node_on_other_host)
+          return make_error(Errc::refused,
+                            "restore onto " + n.name + ": its data folder is on another host; nothing was changed",
+                            "in multi-host mode only the drd on " + n.name + "'s own host touches its files, and this "
+                            "one leads; restore the backup with --target PATH on that host and start the standby from "
+                            "it by hand, or rebuild it from the primary with `drctl rejoin " + n.name + " --reclone`");
+        if (!pg_where->primary)
+          return make_error(Errc::unavailable, "no primary is known, so " + n.name + " would have nothing to stream "
+                                               "from; nothing was changed", "retry once drd has settled a primary");
+        auto p = bkrt::prepare_standby_restore(ref, key.ptr(), n, *pg_where->primary, *runner, sink);
+        if (!p) return p.error();
+        prepared = std::move(p.value());
+        return json::value(nullptr);
+      }
       if (pg_backup) {
         return bkrt::restore_pg(ref, key.ptr(), pg_where.value_or(bkrt::PgRestoreTarget{target, std::nullopt, false, overwrite}),
                                 *runner, pg_nodes, sink, to_time);
@@ -755,18 +792,73 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
       return json::value(std::move(out));
     };
     Result<json::value> res = work();
-    self->post_result([self, res = std::move(res), target, reply]() mutable {
+    if (res && prepared) {
+      self->post_result([self, prepared = std::move(*prepared), reply]() mutable {
+        if (self->stopped) return;  // the prepared folder is removed by the next restore onto that node
+        self->swap_standby(std::move(prepared), std::move(reply));
+      });
+      return;
+    }
+    // A target URL may hold a password.
+    const std::string where = pg_where && pg_where->node ? "node " + pg_where->node->name : redact_url(target);
+    self->post_result([self, res = std::move(res), where, reply]() mutable {
       if (self->stopped) return;
       if (res)
         log::event(spdlog::level::info, "restore", {{"BACKUP_ID", std::string(res->as_object().at("id").as_string())}},
                    "restored backup " + std::string(res->as_object().at("id").as_string()) + " into " +
                        std::string(res->as_object().at("restored_to").as_string()));
-      else  // a target URL may hold a password
-        log::event(spdlog::level::err, "restore", {}, "restore into " + redact_url(target) + " failed: " + res.error().message);
+      else
+        log::event(spdlog::level::err, "restore", {}, "restore into " + where + " failed: " + res.error().message);
       reply(std::move(res));
     });
   });
   if (!posted) reply(make_error(Errc::unavailable, "drd is stopping"));
+}
+
+void Daemon::BackupRuntime::swap_standby(bkrt::PreparedStandby prep, Reply reply) {
+  auto self = d.backup_;
+  auto discard = [self](fs::path dir) {
+    (void)self->checker->post([dir] {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    });
+  };
+  if (!d.driver_ || !d.cluster_worker_) {
+    discard(prep.dir);
+    return reply(make_error(Errc::unavailable, "drd is not managing the cluster yet; " + prep.node + " was not touched"));
+  }
+  log::event(spdlog::level::warn, "restore", {{"BACKUP_ID", prep.id}, {"NODE", prep.node}},
+             "re-seeding standby " + prep.node + " from backup " + prep.id + ": stopping it to swap its data folder");
+  auto* driver = d.driver_.get();
+  const std::string dir = prep.dir.string();
+  bool posted = d.cluster_worker_->post([self, driver, prep, reply]() mutable {
+    auto out = driver->restore_standby(prep.node, prep.dir.string());
+    self->post_result([self, prep = std::move(prep), out = std::move(out), reply]() mutable {
+      if (self->stopped) return;
+      Daemon& d = self->d;
+      if (!out) {
+        log::event(spdlog::level::err, "restore", {{"BACKUP_ID", prep.id}, {"NODE", prep.node}},
+                   "restore of backup " + prep.id + " onto " + prep.node + " failed: " + out.error().message);
+        return reply(out.error());
+      }
+      // As after a rejoin: the driver lifted a fence it had on the node.
+      if (auto s = d.cluster_store().set_fenced(prep.node, false); !s)
+        spdlog::error("restore onto {}: cannot record that it is no longer fenced: {}", prep.node, s.error().message);
+      d.fenced_.erase(std::remove(d.fenced_.begin(), d.fenced_.end(), prep.node), d.fenced_.end());
+      log::event(spdlog::level::info, "restore", {{"BACKUP_ID", prep.id}, {"NODE", prep.node}},
+                 "restored backup " + prep.id + " onto standby " + prep.node + ": " + out->detail);
+      reply(json::value(json::object{{"restored_to", prep.node},
+                                     {"id", prep.id},
+                                     {"bytes", prep.bytes},
+                                     {"detail", prep.detail + "; " + out->detail},
+                                     {"wal_files", prep.wal_files},
+                                     {"streaming_from", out->streaming_from}}));
+    });
+  });
+  if (!posted) {
+    discard(fs::path(dir));
+    reply(make_error(Errc::unavailable, "drd is stopping; " + prep.node + " was not touched"));
+  }
 }
 
 }  // namespace drd

@@ -1,6 +1,7 @@
-// PostgresCluster: failover, switchover, rejoin and clone.
+// PostgresCluster: failover, switchover, rejoin, clone and re-seeding a standby from a backup.
 #include <spdlog/spdlog.h>
 
+#include <filesystem>
 #include <thread>
 
 #include "common/crash_point.hpp"
@@ -278,6 +279,32 @@ Status PostgresCluster::rejoin(const std::string& name, bool reclone) {
   m->last_probe_failed = false;
   spdlog::info("rejoin {}: {}", name, m->node->last_action());
   return ok_status();
+}
+
+Result<StandbyRestoreOutcome> PostgresCluster::restore_standby(const std::string& name, const std::string& prepared) {
+  Member* m = member(name);
+  Member* p = member(primary_);
+  // Re-checked here (the backup was restored off this worker; a failover may have happened).
+  std::string refusal;
+  if (!m) refusal = "no node named '" + name + "'";
+  else if (name == primary_) refusal = name + " became the primary while the backup was being restored";
+  else if (!p) refusal = "no primary is known, so " + name + " would have nothing to stream from";
+  if (!refusal.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(prepared, ec);
+    return make_error(Errc::refused, "restore onto " + name + ": " + refusal + "; nothing was changed");
+  }
+  auto st = m->node->reseed_from(p->cfg, prepared, kRecloneTimeout);
+  if (!st) return st.error();
+  StandbyRestoreOutcome out{primary_, m->node->last_action()};  // before unfence() replaces it
+  // As after a rejoin: a fence recorded in its postgresql.auto.conf survives (its own config is kept).
+  if (auto un = m->node->unfence(Millis(5000)); !un)
+    spdlog::warn("restore onto {}: could not clear default_transaction_read_only: {}", name, un.error().message);
+  fenced_.erase(name);
+  fence_notes_.erase(name);
+  m->not_streaming_since.reset();
+  m->last_probe_failed = false;
+  return out;
 }
 
 // A clone is a reclone that also works for a node whose data folder does not exist yet

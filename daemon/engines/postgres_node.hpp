@@ -83,6 +83,16 @@ class PostgresNode : public Node {
   // node's port (from its URL) in postgresql.auto.conf. A folder that is
   // neither empty nor a cluster is refused untouched.
   Status reclone(const NodeConfig& primary, Millis timeout);
+  // Re-seed from a restored base backup (drctl restore ID --node THIS): `prepared` is a data
+  // folder beside data_dir (same filesystem, owned by os_user) holding the restored backup and
+  // the archived WAL after it. Stops the server, keeps its own config files, moves data_dir
+  // aside to "<data_dir>.drd-old-<unix time>", renames `prepared` into place and starts it as a
+  // standby of `primary` (become_standby_of). If that fails the new folder is removed, the old
+  // one put back and started again if it was running; the error says so and carries the server
+  // log's tail. On success the old folder is removed (a standby's data is a copy of the
+  // primary's); `prepared` is gone in every case.
+  Status reseed_from(const NodeConfig& primary, const std::filesystem::path& prepared, Millis timeout);
+
   // ALTER SYSTEM SET synchronous_standby_names (empty = RESET) + reload.
   Status set_synchronous_standby_names(std::string value, Millis timeout = Millis(5000));
 

@@ -248,6 +248,8 @@ ControlData parse_controldata(const std::string& text) {
       else if (value == "off") c.wal_log_hints = false;
     } else if (key == "Database cluster state") {
       c.state = value;
+    } else if (key == "Database system identifier") {
+      if (!value.empty() && value.find_first_not_of("0123456789") == std::string::npos) c.system_identifier = value;
     }
   }
   return c;

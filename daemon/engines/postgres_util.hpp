@@ -82,6 +82,9 @@ struct ControlData {
   std::optional<int> checksum_version;  // "Data page checksum version:" (0 = off)
   std::optional<bool> wal_log_hints;    // "wal_log_hints setting:"
   std::optional<std::string> state;     // "Database cluster state:"
+  // "Database system identifier:": the same on every copy of one cluster (primary, standbys,
+  // base backups), different for every initdb. Decimal text, as pg_control_system() gives it.
+  std::optional<std::string> system_identifier;
 };
 ControlData parse_controldata(const std::string& pg_controldata_output);
 // The reason pg_rewind cannot rewind a cluster with this control data, or

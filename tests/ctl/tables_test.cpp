@@ -70,6 +70,9 @@ TEST_CASE("verify lists each check and the verdict", "[render]") {
 TEST_CASE("restore says where and how it went", "[render]") {
   CHECK(render_restore(json::parse(R"({"restored_to": "/tmp/x.db", "integrity": "ok"})"), RenderOptions{}) ==
         "restored to /tmp/x.db (integrity: ok)\n");
+  CHECK(render_restore(json::parse(R"({"restored_to": "node1", "id": "b1", "bytes": 10, "wal_files": 2,
+                                       "detail": "10 bytes restored", "streaming_from": "node0"})"),
+                       RenderOptions{}) == "restored to node1: 10 bytes restored\nstandby streaming from node0\n");
 }
 
 TEST_CASE("health shows availability, percentiles and outages", "[render][table]") {

@@ -177,6 +177,27 @@ TEST_CASE("pg_rewind failures are told apart: no hints, WAL gone, anything else"
   }
 }
 
+TEST_CASE("pg_controldata output names the database system identifier", "[pg][controldata]") {
+  struct Row {
+    std::string text;
+    std::optional<std::string> id;
+  };
+  const Row rows[] = {
+      {"pg_control version number:            1300\n"
+       "Database system identifier:           7310245880342156093\n",
+       "7310245880342156093"},
+      {"Database system identifier:           7310245880342156093  \r\n", "7310245880342156093"},
+      {"Database system identifier:           \n", std::nullopt},
+      {"Database system identifier:           12ab\n", std::nullopt},
+      {"Datenbanksystemidentifikation:        7310245880342156093\n", std::nullopt},  // translated: unknown
+      {"", std::nullopt},
+  };
+  for (const auto& r : rows) {
+    INFO(r.text);
+    CHECK(parse_controldata(r.text).system_identifier == r.id);
+  }
+}
+
 TEST_CASE("pg_controldata output says whether pg_rewind can work", "[pg][rewind]") {
   const std::string no_hints =
       "pg_control version number:            1300\n"

@@ -1,0 +1,131 @@
+// PostgresNode::reseed_from: the swap half of `drctl restore ID --node STANDBY` (the restore
+// itself was prepared off the cluster worker, see daemon/backup_pg_standby.cpp). Like rejoin and
+// reclone, every file action runs as os_user through the ProcessRunner.
+#include <spdlog/spdlog.h>
+
+#include <ctime>
+#include <filesystem>
+#include <thread>
+
+#include "daemon/engines/postgres_node.hpp"
+
+namespace drd {
+
+using namespace std::chrono_literals;
+using pg::ms_left;
+
+namespace {
+SteadyTime now() { return std::chrono::steady_clock::now(); }
+
+// The primary removed WAL the standby still needs: no amount of waiting helps.
+bool wal_gone(const std::string& log) { return log.find("has already been removed") != std::string::npos; }
+}  // namespace
+
+Status PostgresNode::reseed_from(const NodeConfig& primary, const std::filesystem::path& prepared, Millis timeout) {
+  const std::string what = "restore onto " + cfg_.name;
+  if (auto n = need_local(what + " (re-seed from a backup):"); !n) return n;
+  const auto deadline = now() + timeout;
+  tool_log_.clear();
+  const std::string d = cfg_.data_dir->string(), p = prepared.string();
+  auto remove_prepared = [&] { (void)tool({"rm", "-rf", "--", p}, now() + 120s); };
+
+  auto check = tool({"sh", "-c", "test -f \"$1/PG_VERSION\" && test -f \"$1/backup_label\"", "sh", p}, deadline);
+  if (!check || !check->success()) {
+    remove_prepared();
+    return make_error(Errc::io, what + ": the prepared copy " + p + " is missing or incomplete; nothing was changed");
+  }
+
+  conn_.reset();
+  bool was_running = false;
+  auto restart = [&]() -> std::string {
+    if (!was_running) return cfg_.name + " was not running before and stays stopped";
+    auto st = start_server(now() + 60s);
+    return st ? cfg_.name + " was started again as it was" : cfg_.name + " stays stopped (" + st.error().message + ")";
+  };
+  if (auto s = stop_server(deadline, &was_running); !s) {
+    remove_prepared();
+    return make_error(s.error().code, what + ": " + s.error().message + "; the restored copy was discarded");
+  }
+  auto saved = save_config(deadline);
+  if (!saved) {
+    remove_prepared();
+    return make_error(saved.error().code, what + ": " + saved.error().message + "; nothing was changed, " + restart());
+  }
+  const std::string aside = d + ".drd-old-" + std::to_string(std::time(nullptr));
+  auto mv = tool({"mv", "--", d, aside}, deadline);
+  if (!mv || !mv->success()) {
+    remove_prepared();
+    return make_error(Errc::io,
+                      what + ": cannot move " + d + " aside: " + (mv ? mv->output : mv.error().message) +
+                          "; nothing was changed, " + restart(),
+                      "the data folder's parent must be writable by " + cfg_.os_user.value_or("drd's user"));
+  }
+  auto in = tool({"mv", "--", p, d}, deadline);
+  if (!in || !in->success()) {
+    auto back = tool({"mv", "--", aside, d}, now() + 60s);
+    remove_prepared();
+    const std::string why = in ? in->output : in.error().message;
+    if (!back || !back->success())
+      return make_error(Errc::io, what + ": cannot rename " + p + " to " + d + " (" + why +
+                                      ") nor move the old data folder back: it is at " + aside);
+    return make_error(Errc::io, what + ": cannot rename " + p + " to " + d + " (" + why + "); nothing was changed, " +
+                                    restart());
+  }
+  // pg_basebackup copied the source's drd-pg_ctl.log: start this node's log afresh so the tail
+  // quoted on failure is this start's.
+  (void)tool({"rm", "-f", "--", d + "/drd-pg_ctl.log"}, deadline);
+
+  // From here a failure puts the old folder back.
+  auto log_tail = [&] {
+    auto t = tool({"sh", "-c", "tail -n 15 -- \"$1\"/drd-pg_ctl.log 2>/dev/null", "sh", d}, now() + 10s);
+    return t && t->success() ? pg::scrub(t->output, secrets()) : std::string();
+  };
+  auto put_back = [&](const Error& failed, const std::string& tail) -> Error {
+    conn_.reset();
+    (void)stop_server(now() + 60s);
+    auto back = tool({"sh", "-c", "rm -rf -- \"$1\" && mv -- \"$2\" \"$1\"", "sh", d, aside}, now() + 120s);
+    std::string outcome;
+    if (back && back->success()) {
+      outcome = "the old data folder was put back; " + restart();
+    } else {
+      outcome = "the old data folder could NOT be put back: it is at " + aside + " (" +
+                (back ? back->output : back.error().message) + ")";
+    }
+    std::string msg = what + ": " + failed.message + "; " + outcome;
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    if (!tail.empty()) msg += "\nserver log of the restored copy (last lines):\n" + tail;
+    spdlog::error("{}", msg);
+    return make_error(failed.code, msg, failed.hint);
+  };
+
+  auto conninfo = pg::primary_conninfo_for(primary, cfg_.name);
+  if (!conninfo) return put_back(conninfo.error(), "");
+  if (auto r = restore_config(saved.value(), conninfo.value(), deadline); !r) return put_back(r.error(), "");
+  if (auto s = start_server(deadline); !s) return put_back(s.error(), log_tail());
+  conn_.reset();
+  // become_standby_of's wait, in short rounds: a standby that needs WAL the primary has
+  // removed retries forever, and its log says so at once.
+  for (;;) {
+    auto w = wait_streaming_from(primary, std::min(deadline, now() + 3s));
+    if (w) break;
+    auto tail = log_tail();
+    if (wal_gone(tail))
+      return put_back(make_error(Errc::refused,
+                                 "the restored copy needs WAL that " + primary.name +
+                                     " has already removed and that drd's WAL archive does not hold",
+                                 "turn on backup.pg_wal_archive (or keep more WAL on the primary: wal_keep_size), "
+                                 "take a new backup, or rebuild the standby with `drctl rejoin " + cfg_.name +
+                                     " --reclone`"),
+                      tail);
+    if (ms_left(deadline) <= 50) return put_back(w.error(), tail);
+  }
+
+  auto rm = tool({"rm", "-rf", "--", aside}, now() + 300s);
+  last_action_ = "re-seeded from a backup, streaming from " + primary.name + "; " +
+                 (rm && rm->success() ? "the old data folder was removed"
+                                      : "the old data folder could not be removed: it is still at " + aside);
+  spdlog::info("{}: {}", what, last_action_);
+  return ok_status();
+}
+
+}  // namespace drd

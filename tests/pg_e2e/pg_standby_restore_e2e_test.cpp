@@ -1,0 +1,221 @@
+// Re-seeding a PostgreSQL standby from a physical backup end to end: real drd + drctl on a real
+// PostgreSQL 15 primary and standby, backup.pg_wal_archive on. A backup, rows after it switched
+// into the archive, then `drctl restore ID --node node1` while rows keep being written: node1
+// must stream again with every row (also those written after the backup and during the
+// restore), follow a later write, and neither its old data folder nor the temporary one may be
+// left. Refused with nothing changed: onto the live primary, and a backup of another cluster
+// (its own initdb, so another database system identifier).
+#include <sys/stat.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <thread>
+
+#include "common/process.hpp"
+#include "daemon/backup/pg_backup.hpp"
+#include "tests/pg_e2e/pg_drd_fixture.hpp"
+
+using namespace drd;
+using namespace drd::test;
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+namespace {
+
+const char* kIds = "SELECT count(*) || ':' || coalesce(md5(string_agg(id::text, ',' ORDER BY id)), '') FROM items";
+
+fs::path make_key(const fs::path& p) {
+  std::ofstream(p) << "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+  ::chmod(p.c_str(), 0600);
+  return p;
+}
+
+// Whether `backups --json` shows WAL archived past the base backup `id` (a commit after it).
+bool wal_archived_after(PgDrdFixture& f, const std::string& id) {
+  auto r = f.drctl({"--json", "backups"});
+  if (r.exit_code != 0) return false;
+  const json::value list = json::parse(r.out);
+  for (auto& b : list.as_array())
+    if (b.as_object().at("id").as_string() == id) {
+      const auto& w = b.as_object().at("restorable");
+      return w.is_object() && w.as_object().at("segments").to_number<int>() >= 1;
+    }
+  return false;
+}
+
+// node1 streams from the primary (pg_stat_replication also lists the archive's pg_receivewal).
+bool node1_streams(PgDrdFixture& f) {
+  return f.pg().wait_for(0, "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'node1' "
+                            "AND state = 'streaming'", "1", std::chrono::seconds(20));
+}
+
+// drd's folders beside a data_dir ("<name>.drd-old-*", "<name>.drd-restore-tmp*").
+std::vector<std::string> leftovers(const fs::path& data_dir) {
+  std::vector<std::string> out;
+  const std::string prefix = data_dir.filename().string() + ".drd-";
+  for (auto& e : fs::directory_iterator(data_dir.parent_path()))
+    if (e.path().filename().string().rfind(prefix, 0) == 0) out.push_back(e.path().filename().string());
+  return out;
+}
+
+// A physical drd backup (unencrypted) of a separately initdb'd cluster: another system identifier.
+fs::path foreign_backup(const fs::path& dir) {
+  RealProcessRunner runner;
+  const fs::path data = dir / "foreign";
+  fs::create_directories(dir / "foreign-backups");
+  ::chmod(dir.c_str(), 0777);
+  auto run_as_pg = [&](std::vector<std::string> argv) {
+    ProcessSpec s{std::move(argv)};
+    s.user = PgCluster::kOsUser;
+    s.timeout = std::chrono::seconds(60);
+    auto o = runner.run(s);
+    REQUIRE(o);
+    INFO(o->output);
+    REQUIRE(o->success());
+  };
+  run_as_pg({(PgCluster::bin_dir() / "initdb").string(), "-D", data.string(), "-A", "trust", "-U", "postgres",
+             "--no-sync", "--wal-segsize=1", "--no-instructions", "-E", "UTF8", "--locale=C"});
+  const int port = free_loopback_port();
+  std::ofstream(data / "postgresql.conf", std::ios::app)
+      << "\nport = " << port << "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '" << dir.string()
+      << "'\nfsync = off\nshared_buffers = 16MB\nlogging_collector = off\n";
+  run_as_pg({(PgCluster::bin_dir() / "pg_ctl").string(), "start", "-w", "-D", data.string(), "-l",
+             (dir / "foreign.log").string()});
+  struct StopOnExit {  // also when a REQUIRE below throws
+    RealProcessRunner& runner;
+    fs::path data;
+    ~StopOnExit() {
+      ProcessSpec s{{(PgCluster::bin_dir() / "pg_ctl").string(), "stop", "-w", "-m", "immediate", "-D", data.string()}};
+      s.user = PgCluster::kOsUser;
+      s.timeout = std::chrono::seconds(30);
+      (void)runner.run(s);
+    }
+  } stop_server{runner, data};
+  backup::PgTools t;
+  t.bin_dir = PgCluster::bin_dir();
+  t.os_user = PgCluster::kOsUser;
+  t.conninfo = "host=127.0.0.1 port=" + std::to_string(port) + " user=postgres dbname=postgres";
+  backup::BackupSettings s;
+  s.directory = dir / "foreign-backups";
+  s.threads = 1;
+  backup::NewBackup info;
+  info.node = "elsewhere";
+  auto m = backup::backup_pg_physical(s, runner, t, info);
+  INFO((m ? std::string() : m.error().message));
+  REQUIRE(m);
+  return s.directory / m->data_file;
+}
+
+}  // namespace
+
+TEST_CASE("drctl restore ID --node STANDBY re-seeds a PostgreSQL standby from a backup", "[pg_e2e][backup][reseed]") {
+  TempDir tmp;
+  ::chmod(tmp.path().c_str(), 0755);  // the spool is used by the postgres user
+  PgDrdOptions o;
+  o.standbys = 1;
+  o.extra_yaml = "  backup:\n    enabled: true\n    directory: " + (tmp / "backups").string() +
+                 "\n    compression: { algorithm: zstd, level: 3, threads: 1 }\n    encryption: { key_file: " +
+                 make_key(tmp / "backup.key").string() + " }\n    pg_wal_archive: { enabled: true, spool: " +
+                 (tmp / "spool").string() + " }\n";
+  PgDrdFixture f(o);
+  f.start();
+  f.pg().exec(0, "CREATE TABLE items(id int PRIMARY KEY, v text)");
+  f.pg().exec(0, "INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 2000) g");
+  // The archive's receiver (slot drd_archive) must be running before the backup, or the WAL
+  // right after it may never reach the archive.
+  REQUIRE(f.pg().wait_for(0, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'drd_archive' AND active",
+                          "1", std::chrono::seconds(20)));
+
+  auto b = f.drctl({"--json", "backup"});
+  INFO(b.err << f.log());
+  REQUIRE(b.exit_code == 0);
+  const std::string id(json::parse(b.out).as_object().at("id").as_string());
+
+  // Rows after the backup, switched into the archive (drd keeps the newest completed segment in
+  // its spool, so a later switch is what archives the one holding them).
+  f.pg().exec(0, "INSERT INTO items SELECT g, 'after' FROM generate_series(2001, 3000) g");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (int i = 0; !wal_archived_after(f, id) && std::chrono::steady_clock::now() < deadline; ++i) {
+    f.pg().exec(0, "INSERT INTO items VALUES (" + std::to_string(5000 + i) + ", 'switch')");
+    f.pg().exec(0, "SELECT pg_switch_wal()");
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  INFO(f.drctl({"--json", "backups", "--segments"}).out);
+  REQUIRE(wal_archived_after(f, id));
+
+  const fs::path data1 = f.pg().data_dir(1);
+  REQUIRE(node1_streams(f));
+
+  {  // onto the live primary: refused, nothing changed
+    const std::string before = f.pg().query(0, kIds).value();
+    const auto pid = f.pg().postmaster_pid(0);
+    auto r = f.drctl({"restore", id, "--node", "node0"});
+    INFO(r.out << r.err);
+    CHECK(r.exit_code != 0);
+    CHECK(r.err.find("node0 is the live primary") != std::string::npos);
+    CHECK(r.err.find("--target PATH") != std::string::npos);
+    CHECK(f.pg().query(0, kIds).value() == before);
+    CHECK(f.pg().postmaster_pid(0) == pid);
+    CHECK(f.pg().query(0, "SELECT pg_is_in_recovery()") == std::optional<std::string>("f"));
+  }
+
+  {  // a backup of another cluster: refused before node1 is touched, still streaming
+    const fs::path other = foreign_backup(tmp / "other");
+    const auto pid = f.pg().postmaster_pid(1);
+    auto r = f.drctl({"restore", other.string(), "--node", "node1"});
+    INFO(r.out << r.err << f.log());
+    CHECK(r.exit_code != 0);
+    CHECK(r.err.find("another PostgreSQL cluster") != std::string::npos);
+    CHECK(r.err.find("node1 was not touched") != std::string::npos);
+    CHECK(f.pg().postmaster_pid(1) == pid);
+    INFO(leftovers(data1).size());
+    CHECK(leftovers(data1).empty());
+    CHECK(node1_streams(f));
+  }
+
+  // The restore, with rows written all the while.
+  std::ofstream(data1 / "drd-test-marker") << "the old folder\n";
+  const auto old_pid = f.pg().postmaster_pid(1);
+  std::atomic<bool> stop{false};
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    for (int i = 10001; !stop; ++i) {
+      try {
+        f.pg().exec(0, "INSERT INTO items VALUES (" + std::to_string(i) + ", 'during')");
+        ++written;
+      } catch (...) {
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  auto r = f.drctl({"--json", "restore", id, "--node", "node1"});
+  stop = true;
+  writer.join();
+  INFO(r.out << r.err << f.log());
+  REQUIRE(r.exit_code == 0);
+  CHECK(written > 0);
+  const auto ro = json::parse(r.out).as_object();
+  CHECK(ro.at("restored_to").as_string() == "node1");
+  CHECK(ro.at("id").as_string() == id);
+  CHECK(ro.at("bytes").to_number<std::int64_t>() > 0);
+  CHECK(ro.at("wal_files").to_number<int>() >= 1);
+  CHECK(ro.at("streaming_from").as_string() == "node0");
+  CHECK(std::string(ro.at("detail").as_string()).find("pg_verifybackup ok") != std::string::npos);
+
+  // node1 runs on the restored copy (new postmaster, old folder's marker gone) and streams.
+  CHECK(f.pg().postmaster_pid(1) != old_pid);
+  CHECK_FALSE(fs::exists(data1 / "drd-test-marker"));
+  CHECK(f.pg().query(1, "SELECT pg_is_in_recovery()") == std::optional<std::string>("t"));
+  CHECK(node1_streams(f));
+  CHECK(f.wait_streaming_in_status("node1"));
+  f.pg().exec(0, "INSERT INTO items VALUES (99999, 'afterwards')");
+  const std::string want = f.pg().query(0, kIds).value();
+  CHECK(f.pg().wait_for(1, kIds, want));
+  CHECK(f.pg().query(1, "SELECT count(*) FROM items WHERE v = 'during'") ==
+        f.pg().query(0, "SELECT count(*) FROM items WHERE v = 'during'"));
+  CHECK(leftovers(data1).empty());
+
+  auto text = f.drctl({"audit"});
+  CHECK(text.out.find("restore") != std::string::npos);
+}
