@@ -87,10 +87,13 @@ class PostgresNode : public Node {
   // folder beside data_dir (same filesystem, owned by os_user) holding the restored backup and
   // the archived WAL after it. Stops the server, keeps its own config files, moves data_dir
   // aside to "<data_dir>.drd-old-<unix time>", renames `prepared` into place and starts it as a
-  // standby of `primary` (become_standby_of). If that fails the new folder is removed, the old
-  // one put back and started again if it was running; the error says so and carries the server
-  // log's tail. On success the old folder is removed (a standby's data is a copy of the
-  // primary's); `prepared` is gone in every case.
+  // standby of `primary` (its own config back, standby.signal, primary_conninfo), then waits
+  // until it streams from `primary` AND has received everything the primary had written when
+  // streaming began (a receiver asking for WAL the primary removed shows "streaming" for a
+  // moment; its log's "has already been removed" ends the wait at once). If that fails the new
+  // folder is removed, the old one put back and started again if it was running; the error
+  // says so and carries the server log's tail. On success the old folder is removed (a
+  // standby's data is a copy of the primary's); `prepared` is gone in every case.
   Status reseed_from(const NodeConfig& primary, const std::filesystem::path& prepared, Millis timeout);
 
   // ALTER SYSTEM SET synchronous_standby_names (empty = RESET) + reload.

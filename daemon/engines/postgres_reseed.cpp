@@ -103,11 +103,31 @@ Status PostgresNode::reseed_from(const NodeConfig& primary, const std::filesyste
   if (auto r = restore_config(saved.value(), conninfo.value(), deadline); !r) return put_back(r.error(), "");
   if (auto s = start_server(deadline); !s) return put_back(s.error(), log_tail());
   conn_.reset();
-  // become_standby_of's wait, in short rounds: a standby that needs WAL the primary has
-  // removed retries forever, and its log says so at once.
+  // become_standby_of's wait, in short rounds: a standby that needs WAL the primary has removed
+  // retries forever, and its log says so at once. pg_stat_wal_receiver can show "streaming"
+  // for a moment before the primary finds that WAL missing, so streaming alone is not enough:
+  // the copy must also receive everything the primary had written when streaming was first seen.
+  std::optional<std::string> catch_up;  // the primary's LSN then
+  std::string waiting = "not streaming yet";
   for (;;) {
-    auto w = wait_streaming_from(primary, std::min(deadline, now() + 3s));
-    if (w) break;
+    if (!catch_up) {
+      auto w = wait_streaming_from(primary, std::min(deadline, now() + 3s));
+      if (w) {
+        auto lsn = remote_sql(primary, "SELECT pg_current_wal_lsn()::text", deadline);
+        if (lsn && !lsn->empty() && !lsn->back().rows.empty() && lsn->back().rows[0][0])
+          catch_up = *lsn->back().rows[0][0];
+        else
+          waiting = "cannot read " + primary.name + "'s WAL position: " + (lsn ? "no row" : lsn.error().message);
+      } else {
+        waiting = w.error().message;
+      }
+    } else {
+      auto got = sql("SELECT coalesce(pg_last_wal_receive_lsn() >= '" + *catch_up + "'::pg_lsn, false)", deadline);
+      const bool done = got && !got->empty() && !got->back().rows.empty() && got->back().rows[0][0] == std::string("t");
+      if (done) break;
+      waiting = "streaming from " + primary.name + " but not caught up to " + *catch_up + " yet";
+      std::this_thread::sleep_for(200ms);
+    }
     auto tail = log_tail();
     if (wal_gone(tail))
       return put_back(make_error(Errc::refused,
@@ -117,7 +137,10 @@ Status PostgresNode::reseed_from(const NodeConfig& primary, const std::filesyste
                                  "take a new backup, or rebuild the standby with `drctl rejoin " + cfg_.name +
                                      " --reclone`"),
                       tail);
-    if (ms_left(deadline) <= 50) return put_back(w.error(), tail);
+    if (ms_left(deadline) <= 50)
+      return put_back(make_error(Errc::timeout, cfg_.name + " did not stream from " + primary.name + " in time (" +
+                                                    pg::scrub(waiting, secrets()) + ")"),
+                      tail);
   }
 
   auto rm = tool({"rm", "-rf", "--", aside}, now() + 300s);

@@ -1,10 +1,11 @@
 // Re-seeding a PostgreSQL standby from a physical backup end to end: real drd + drctl on a real
-// PostgreSQL 15 primary and standby, backup.pg_wal_archive on. A backup, rows after it switched
-// into the archive, then `drctl restore ID --node node1` while rows keep being written: node1
-// must stream again with every row (also those written after the backup and during the
-// restore), follow a later write, and neither its old data folder nor the temporary one may be
-// left. Refused with nothing changed: onto the live primary, and a backup of another cluster
-// (its own initdb, so another database system identifier).
+// PostgreSQL 15 primary and standby, backup.pg_wal_archive on. A backup, rows after it, then the
+// primary drops that WAL (only drd's archive has it). `drctl restore ID --node node1` while rows
+// keep being written: node1 must stream again with every row (also those written after the
+// backup and during the restore), follow a later write, and neither its old data folder nor the
+// temporary one may be left. Refused with nothing changed: onto the live primary, and a backup of
+// another cluster (its own initdb, so another database system identifier). With a segment hidden
+// from the archive the restored copy cannot stream: node1 is put back on its old folder.
 #include <sys/stat.h>
 
 #include <atomic>
@@ -14,6 +15,7 @@
 
 #include "common/process.hpp"
 #include "daemon/backup/pg_backup.hpp"
+#include "daemon/backup/pg_wal.hpp"
 #include "tests/pg_e2e/pg_drd_fixture.hpp"
 
 using namespace drd;
@@ -24,6 +26,11 @@ namespace json = boost::json;
 namespace {
 
 const char* kIds = "SELECT count(*) || ':' || coalesce(md5(string_agg(id::text, ',' ORDER BY id)), '') FROM items";
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
 
 fs::path make_key(const fs::path& p) {
   std::ofstream(p) << "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
@@ -132,16 +139,50 @@ TEST_CASE("drctl restore ID --node STANDBY re-seeds a PostgreSQL standby from a 
   REQUIRE(b.exit_code == 0);
   const std::string id(json::parse(b.out).as_object().at("id").as_string());
 
-  // Rows after the backup, switched into the archive (drd keeps the newest completed segment in
-  // its spool, so a later switch is what archives the one holding them).
+  // Rows after the backup; then the primary drops its WAL since the backup (wal_keep_size 0,
+  // switches, CHECKPOINT), so the restored copy can only get it from drd's archive. (drd keeps the
+  // newest completed segment in its spool: the switch after the checkpoint archives the one before.)
+  const json::value full = json::parse(slurp(tmp / "backups" / (id + ".manifest.json")));
+  const std::uint64_t seg = 1u << 20;  // the test clusters' --wal-segsize
+  const std::uint64_t stop_lsn =
+      backup::parse_lsn(std::string(full.at("postgresql").at("stop_lsn").as_string())).value();
+  const std::string next_seg = backup::wal_file_name(1, stop_lsn / seg + 1, seg);  // the first one after the backup's end
   f.pg().exec(0, "INSERT INTO items SELECT g, 'after' FROM generate_series(2001, 3000) g");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  for (int i = 0; !wal_archived_after(f, id) && std::chrono::steady_clock::now() < deadline; ++i) {
-    f.pg().exec(0, "INSERT INTO items VALUES (" + std::to_string(5000 + i) + ", 'switch')");
+  f.pg().exec(0, "ALTER SYSTEM SET wal_keep_size = 0");
+  f.pg().exec(0, "SELECT pg_reload_conf()");
+  const fs::path archive = tmp / "backups" / "pg-wal";
+  auto oldest_on_primary = [&] {
+    return f.pg().query(0, "SELECT min(name) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'").value_or("");
+  };
+  auto archived_before = [&](const std::string& wal) {  // every segment before `wal` since the backup
+    auto w = backup::parse_wal_name(wal, seg);
+    if (!w || w->segno == 0) return false;
+    for (std::uint64_t n = stop_lsn / seg; n < w->segno; ++n)
+      if (!fs::exists(archive / ("pg-wal-" + backup::wal_file_name(1, n, seg) + ".manifest.json"))) return false;
+    return true;
+  };
+  std::string oldest;
+  auto ready = [&] {
+    oldest = oldest_on_primary();
+    return oldest > next_seg && archived_before(oldest) && wal_archived_after(f, id);
+  };
+  // Switches, CHECKPOINT (removes what is older than its redo segment), a switch that completes
+  // the redo segment (so the one before leaves the spool for the archive); again until it took.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(40);
+  for (int i = 0; !ready() && std::chrono::steady_clock::now() < deadline; ++i) {
+    for (int k = 0; k < 2; ++k) {
+      f.pg().exec(0, "INSERT INTO items VALUES (" + std::to_string(5000 + 10 * i + k) + ", 'switch')");
+      f.pg().exec(0, "SELECT pg_switch_wal()");
+    }
+    f.pg().exec(0, "CHECKPOINT");
+    f.pg().exec(0, "INSERT INTO items VALUES (" + std::to_string(5000 + 10 * i + 9) + ", 'switch')");
     f.pg().exec(0, "SELECT pg_switch_wal()");
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    for (int w = 0; w < 12 && !ready(); ++w) std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
-  INFO(f.drctl({"--json", "backups", "--segments"}).out);
+  INFO("oldest on the primary " << oldest << ", first after the backup " << next_seg << "\n"
+                                << f.drctl({"--json", "backups", "--segments"}).out);
+  REQUIRE(oldest > next_seg);
+  REQUIRE(archived_before(oldest));
   REQUIRE(wal_archived_after(f, id));
 
   const fs::path data1 = f.pg().data_dir(1);
@@ -174,8 +215,27 @@ TEST_CASE("drctl restore ID --node STANDBY re-seeds a PostgreSQL standby from a 
     CHECK(node1_streams(f));
   }
 
-  // The restore, with rows written all the while.
   std::ofstream(data1 / "drd-test-marker") << "the old folder\n";
+  {  // the archive lacks a segment the primary removed too: node1 starts on the restored copy,
+     // cannot stream, and is put back on its old folder and started again
+    const fs::path man = archive / ("pg-wal-" + next_seg + ".manifest.json"), hidden = tmp / "hidden.manifest.json";
+    REQUIRE(fs::exists(man));
+    fs::rename(man, hidden);
+    const auto pid = f.pg().postmaster_pid(1);
+    auto r = f.drctl({"restore", id, "--node", "node1"});
+    fs::rename(hidden, man);
+    INFO(r.out << r.err << f.log());
+    CHECK(r.exit_code != 0);
+    CHECK(r.err.find("has already removed") != std::string::npos);
+    CHECK(r.err.find("the old data folder was put back; node1 was started again as it was") != std::string::npos);
+    CHECK(r.err.find("server log of the restored copy") != std::string::npos);
+    CHECK(fs::exists(data1 / "drd-test-marker"));
+    CHECK(f.pg().postmaster_pid(1) != pid);
+    CHECK(leftovers(data1).empty());
+    CHECK(node1_streams(f));
+  }
+
+  // The restore, with rows written all the while.
   const auto old_pid = f.pg().postmaster_pid(1);
   std::atomic<bool> stop{false};
   std::atomic<int> written{0};
