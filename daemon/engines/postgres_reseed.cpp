@@ -91,11 +91,17 @@ Status PostgresNode::reseed_from(const NodeConfig& primary, const std::filesyste
       outcome = "the old data folder could NOT be put back: it is at " + aside + " (" +
                 (back ? back->output : back.error().message) + ")";
     }
-    std::string msg = what + ": " + failed.message + "; " + outcome;
-    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    std::string why = failed.message;
+    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+    std::string msg = what + ": " + why + "; " + outcome;
     if (!tail.empty()) msg += "\nserver log of the restored copy (last lines):\n" + tail;
     spdlog::error("{}", msg);
-    return make_error(failed.code, msg, failed.hint);
+    // start_server's hint names the copy's log file, which went with the copy (its tail is above).
+    std::string hint = failed.hint.find("drd-pg_ctl.log") == std::string::npos ? failed.hint : "";
+    if (hint.empty())
+      hint = "try a newer backup, or rebuild " + cfg_.name + " from the primary with `drctl rejoin " + cfg_.name +
+             " --reclone`";
+    return make_error(failed.code, msg, hint);
   };
 
   auto conninfo = pg::primary_conninfo_for(primary, cfg_.name);

@@ -140,8 +140,7 @@ TEST_CASE("drctl restore ID --node STANDBY re-seeds a PostgreSQL standby from a 
   const std::string id(json::parse(b.out).as_object().at("id").as_string());
 
   // Rows after the backup; then the primary drops its WAL since the backup (wal_keep_size 0,
-  // switches, CHECKPOINT), so the restored copy can only get it from drd's archive. (drd keeps the
-  // newest completed segment in its spool: the switch after the checkpoint archives the one before.)
+  // switches, CHECKPOINT), so the restored copy can only get it from drd's archive.
   const json::value full = json::parse(slurp(tmp / "backups" / (id + ".manifest.json")));
   const std::uint64_t seg = 1u << 20;  // the test clusters' --wal-segsize
   const std::uint64_t stop_lsn =
@@ -167,7 +166,8 @@ TEST_CASE("drctl restore ID --node STANDBY re-seeds a PostgreSQL standby from a 
     return oldest > next_seg && archived_before(oldest) && wal_archived_after(f, id);
   };
   // Switches, CHECKPOINT (removes what is older than its redo segment), a switch that completes
-  // the redo segment (so the one before leaves the spool for the archive); again until it took.
+  // the redo segment; again until the primary dropped the WAL after the backup and drd archived
+  // every segment the primary no longer has.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(40);
   for (int i = 0; !ready() && std::chrono::steady_clock::now() < deadline; ++i) {
     for (int k = 0; k < 2; ++k) {

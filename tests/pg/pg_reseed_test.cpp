@@ -1,0 +1,116 @@
+// PostgresNode::reseed_from (the swap of `drctl restore ID --node STANDBY`) against a scripted
+// runner: the order of stop / move aside / rename / start, and that every failure leaves the node
+// on its old data folder, started again when it ran, with the prepared copy removed. The node's
+// URL points at a closed loopback port, so these are the failures before streaming is awaited;
+// the success path and a copy that cannot stream run on real servers in
+// tests/pg_e2e/pg_standby_restore_e2e_test.cpp.
+#include <catch2/catch.hpp>
+
+#include "daemon/engines/postgres_node.hpp"
+#include "tests/support/pg_cluster.hpp"
+#include "tests/support/recording_runner.hpp"
+
+using namespace drd;
+using namespace std::chrono_literals;
+using drd::test::RecordingRunner;
+
+namespace {
+NodeConfig standby() {
+  NodeConfig c;
+  c.key = c.name = "pgx";
+  c.engine = Engine::postgresql;
+  c.pg_conninfo = c.url = "postgresql://postgres@127.0.0.1:" + std::to_string(drd::test::free_loopback_port()) + "/postgres";
+  c.data_dir = "/srv/pg/data";
+  c.bin_dir = "/opt/pg/bin";
+  c.os_user = "postgres";
+  return c;
+}
+NodeConfig primary() {
+  NodeConfig p;
+  p.key = p.name = "prim";
+  p.engine = Engine::postgresql;
+  p.pg_conninfo = p.url = "postgresql://postgres@127.0.0.1:" + std::to_string(drd::test::free_loopback_port()) + "/postgres";
+  return p;
+}
+const std::filesystem::path kPrepared = "/srv/pg/data.drd-restore-tmp";
+
+int pos(const RecordingRunner& r, const std::string& needle, int from = 0) {
+  auto lines = r.lines();
+  for (int i = from; i < static_cast<int>(lines.size()); ++i)
+    if (lines[i].find(needle) != std::string::npos) return i;
+  return -1;
+}
+}  // namespace
+
+TEST_CASE("reseed: a restored copy that does not start is removed and the old folder put back and started",
+          "[pg][reseed]") {
+  RecordingRunner runner;
+  runner.on("pg_ctl status", 0, "pg_ctl: server is running (PID: 4242)\n", 1);
+  runner.on("pg_ctl status", 3, "pg_ctl: no server running\n");
+  runner.on("/opt/pg/bin/pg_ctl start", 1, "pg_ctl: could not start server\n", 1);
+  runner.on("tail -n 15", 0, "FATAL:  could not create lock file \"postmaster.pid\"\n");
+  PostgresNode node(standby(), runner);
+  auto s = node.reseed_from(primary(), kPrepared, 5000ms);
+  REQUIRE_FALSE(s.ok());
+  const std::string& m = s.error().message;
+  INFO(m);
+  CHECK(m.find("restore onto pgx: pg_ctl start for pgx failed") != std::string::npos);
+  CHECK(m.find("the old data folder was put back; pgx was started again as it was") != std::string::npos);
+  CHECK(m.find("server log of the restored copy") != std::string::npos);
+  CHECK(m.find("could not create lock file") != std::string::npos);
+  CHECK(m.find("\n;") == std::string::npos);
+  CHECK(s.error().hint.find("drctl rejoin pgx --reclone") != std::string::npos);
+  // stop -> move aside -> rename the copy in -> start (fails) -> copy removed, old back -> start
+  const int stop = pos(runner, "/opt/pg/bin/pg_ctl stop");
+  const int aside = pos(runner, "mv -- /srv/pg/data /srv/pg/data.drd-old-");
+  const int in = pos(runner, "mv -- /srv/pg/data.drd-restore-tmp /srv/pg/data");
+  const int start = pos(runner, "/opt/pg/bin/pg_ctl start");
+  const int back = pos(runner, "rm -rf -- \"$1\" && mv -- \"$2\" \"$1\" sh /srv/pg/data /srv/pg/data.drd-old-");
+  const int restart = pos(runner, "/opt/pg/bin/pg_ctl start", start + 1);
+  CHECK(stop >= 0);
+  CHECK(aside > stop);
+  CHECK(in > aside);
+  CHECK(start > in);
+  CHECK(back > start);
+  CHECK(restart > back);
+  for (const auto& c : runner.calls()) CHECK(c.user == std::optional<std::string>("postgres"));
+}
+
+TEST_CASE("reseed: a data folder that cannot be moved aside changes nothing", "[pg][reseed]") {
+  RecordingRunner runner;
+  runner.on("pg_ctl status", 0, "pg_ctl: server is running (PID: 4242)\n", 1);
+  runner.on("pg_ctl status", 3, "pg_ctl: no server running\n");
+  runner.on("mv -- /srv/pg/data /srv/pg/data.drd-old-", 1, "mv: cannot move: Permission denied\n");
+  PostgresNode node(standby(), runner);
+  auto s = node.reseed_from(primary(), kPrepared, 5000ms);
+  REQUIRE_FALSE(s.ok());
+  INFO(s.error().message);
+  CHECK(s.error().message.find("cannot move /srv/pg/data aside") != std::string::npos);
+  CHECK(s.error().message.find("nothing was changed, pgx was started again as it was") != std::string::npos);
+  CHECK(s.error().hint.find("writable by postgres") != std::string::npos);
+  CHECK(pos(runner, "rm -rf -- /srv/pg/data.drd-restore-tmp") >= 0);       // the copy is gone
+  CHECK(pos(runner, "mv -- /srv/pg/data.drd-restore-tmp") < 0);             // never renamed in
+  CHECK(pos(runner, "/opt/pg/bin/pg_ctl start") > pos(runner, "mv -- /srv/pg/data /srv/pg/data.drd-old-"));
+}
+
+TEST_CASE("reseed: an incomplete prepared copy is refused before the server is stopped", "[pg][reseed]") {
+  RecordingRunner runner;
+  runner.on("backup_label", 1);
+  PostgresNode node(standby(), runner);
+  auto s = node.reseed_from(primary(), kPrepared, 5000ms);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().message.find("missing or incomplete; nothing was changed") != std::string::npos);
+  CHECK(runner.find("pg_ctl") == nullptr);
+  CHECK(pos(runner, "rm -rf -- /srv/pg/data.drd-restore-tmp") >= 0);
+}
+
+TEST_CASE("reseed needs data_dir and bin_dir", "[pg][reseed]") {
+  RecordingRunner runner;
+  NodeConfig c = standby();
+  c.data_dir.reset();
+  PostgresNode node(c, runner);
+  auto s = node.reseed_from(primary(), kPrepared, 5000ms);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().message.find("data_dir or bin_dir is not configured") != std::string::npos);
+  CHECK(runner.calls().empty());
+}
