@@ -82,10 +82,15 @@ Status PostgresNode::reseed_from(const NodeConfig& primary, const std::filesyste
   };
   auto put_back = [&](const Error& failed, const std::string& tail) -> Error {
     conn_.reset();
-    (void)stop_server(now() + 60s);
-    auto back = tool({"sh", "-c", "rm -rf -- \"$1\" && mv -- \"$2\" \"$1\"", "sh", d, aside}, now() + 120s);
     std::string outcome;
-    if (back && back->success()) {
+    // Never remove a folder a server still runs on: then the old one stays aside for the operator.
+    auto stopped = stop_server(now() + 60s);
+    auto back = stopped ? tool({"sh", "-c", "rm -rf -- \"$1\" && mv -- \"$2\" \"$1\"", "sh", d, aside}, now() + 120s)
+                        : Result<ProcessOutcome>(stopped.error());
+    if (!stopped) {
+      outcome = "the restored copy's server could not be stopped (" + stopped.error().message +
+                "), so it still runs in " + d + "; the old data folder is at " + aside;
+    } else if (back && back->success()) {
       outcome = "the old data folder was put back; " + restart();
     } else {
       outcome = "the old data folder could NOT be put back: it is at " + aside + " (" +
