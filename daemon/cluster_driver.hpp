@@ -52,8 +52,7 @@ struct PromoteOutcome {
   std::vector<std::string> notes;     // steps taken, for the log
 };
 
-// What restore_standby() did: the node streams from `streaming_from`; `detail` says what
-// happened to the old data folder.
+// What restore_standby() did: the node streams from `streaming_from`.
 struct StandbyRestoreOutcome {
   std::string streaming_from;
   std::string detail;
@@ -98,9 +97,12 @@ class ClusterDriver {
   // Re-seeds standby `node` from a restored base backup already prepared in `prepared` (a
   // folder beside its data_dir, on the same filesystem): stops the server, swaps the folders,
   // starts it as a standby of the current primary and waits until it streams. On failure the
-  // old data folder is put back and started again; `prepared` is gone either way.
-  virtual Result<StandbyRestoreOutcome> restore_standby(const std::string& node, const std::string& prepared) {
-    (void)prepared;
+  // old data folder is put back and started again. Folders left to delete (the old one, a
+  // failed copy, `prepared` if unused) are appended to `discard`: the caller removes them off
+  // this worker.
+  virtual Result<StandbyRestoreOutcome> restore_standby(const std::string& node, const std::string& prepared,
+                                                        std::vector<std::string>& discard) {
+    discard.push_back(prepared);
     return make_error(Errc::unsupported, "re-seeding standby " + node + " from a physical backup is supported for "
                                          "PostgreSQL clusters only",
                       "restore with --target PATH into a new file");

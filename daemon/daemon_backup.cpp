@@ -104,6 +104,10 @@ struct Daemon::BackupRuntime {
   // A standby's data prepared from a backup (bkrt::prepare_standby_restore): the swap runs on
   // the cluster worker, so it never overlaps tick()/promote().
   void swap_standby(bkrt::PreparedStandby prep, Reply reply);
+  // Its outcome, once the folders to discard were removed (`left`: those that could not be).
+  void finish_standby(const bkrt::PreparedStandby& prep, Result<StandbyRestoreOutcome> out,
+                      const std::vector<std::string>& discard, const std::vector<std::string>& left,
+                      const Reply& reply);
 
   Result<std::string> choose_node(const std::string& requested) const {
     if (!requested.empty()) return requested;
@@ -817,48 +821,80 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
 
 void Daemon::BackupRuntime::swap_standby(bkrt::PreparedStandby prep, Reply reply) {
   auto self = d.backup_;
-  auto discard = [self](fs::path dir) {
-    (void)self->checker->post([dir] {
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    });
+  const NodeConfig* nc = d.config_.find_node(prep.node);
+  const std::optional<std::string> os_user = nc ? nc->os_user : std::nullopt;
+  ProcessRunner* runner = &d.runner_;
+  // Removes folders as the node's os_user on the restore worker: a whole data folder can take
+  // minutes, and the cluster worker must stay free for ticks and failovers. Returns those left.
+  auto remove = [runner, os_user](const std::vector<std::string>& dirs) {
+    std::vector<std::string> left;
+    for (const auto& dir : dirs) {
+      ProcessSpec spec{{"rm", "-rf", "--", dir}};
+      spec.user = os_user;
+      spec.timeout = std::chrono::hours(1);
+      auto o = runner->run(spec);
+      if (!o || !o->success()) left.push_back(dir);
+    }
+    return left;
   };
   if (!d.driver_ || !d.cluster_worker_) {
-    discard(prep.dir);
+    (void)checker->post([remove, dir = prep.dir.string()] { (void)remove({dir}); });
     return reply(make_error(Errc::unavailable, "drd is not managing the cluster yet; " + prep.node + " was not touched"));
   }
   log::event(spdlog::level::warn, "restore", {{"BACKUP_ID", prep.id}, {"NODE", prep.node}},
              "re-seeding standby " + prep.node + " from backup " + prep.id + ": stopping it to swap its data folder");
   auto* driver = d.driver_.get();
   const std::string dir = prep.dir.string();
-  bool posted = d.cluster_worker_->post([self, driver, prep, reply]() mutable {
-    auto out = driver->restore_standby(prep.node, prep.dir.string());
-    self->post_result([self, prep = std::move(prep), out = std::move(out), reply]() mutable {
-      if (self->stopped) return;
-      Daemon& d = self->d;
-      if (!out) {
-        log::event(spdlog::level::err, "restore", {{"BACKUP_ID", prep.id}, {"NODE", prep.node}},
-                   "restore of backup " + prep.id + " onto " + prep.node + " failed: " + out.error().message);
-        return reply(out.error());
-      }
-      // As after a rejoin: the driver lifted a fence it had on the node.
-      if (auto s = d.cluster_store().set_fenced(prep.node, false); !s)
-        spdlog::error("restore onto {}: cannot record that it is no longer fenced: {}", prep.node, s.error().message);
-      d.fenced_.erase(std::remove(d.fenced_.begin(), d.fenced_.end(), prep.node), d.fenced_.end());
-      log::event(spdlog::level::info, "restore", {{"BACKUP_ID", prep.id}, {"NODE", prep.node}},
-                 "restored backup " + prep.id + " onto standby " + prep.node + ": " + out->detail);
-      reply(json::value(json::object{{"restored_to", prep.node},
-                                     {"id", prep.id},
-                                     {"bytes", prep.bytes},
-                                     {"detail", prep.detail + "; " + out->detail},
-                                     {"wal_files", prep.wal_files},
-                                     {"streaming_from", out->streaming_from}}));
+  bool posted = d.cluster_worker_->post([self, driver, prep, reply, remove]() mutable {
+    std::vector<std::string> discard;
+    auto out = driver->restore_standby(prep.node, prep.dir.string(), discard);
+    // Back on the strand, where `checker` is valid until stopped; the reply waits for the removal.
+    self->post_result([self, prep, out = std::move(out), discard, reply, remove]() mutable {
+      if (self->stopped) return;  // folders left: "<data_dir>.drd-old-*" / ".drd-discard-*"
+      bool queued = self->checker->post([self, prep, out, discard, reply, remove]() mutable {
+        auto left = remove(discard);
+        self->post_result([self, prep, out = std::move(out), discard, left, reply]() mutable {
+          if (self->stopped) return;
+          self->finish_standby(prep, std::move(out), discard, left, reply);
+        });
+      });
+      if (!queued) self->finish_standby(prep, std::move(out), discard, discard, reply);
     });
   });
   if (!posted) {
-    discard(fs::path(dir));
+    (void)checker->post([remove, dir] { (void)remove({dir}); });
     reply(make_error(Errc::unavailable, "drd is stopping; " + prep.node + " was not touched"));
   }
+}
+
+void Daemon::BackupRuntime::finish_standby(const bkrt::PreparedStandby& prep, Result<StandbyRestoreOutcome> out,
+                                           const std::vector<std::string>& discard,
+                                           const std::vector<std::string>& left, const Reply& reply) {
+  std::string removal;
+  for (const auto& dir : left) removal += (removal.empty() ? "" : ", ") + dir;
+  if (!removal.empty()) removal = "; could not remove " + removal + " (remove it by hand)";
+  if (!out) {
+    log::event(spdlog::level::err, "restore", {{"BACKUP_ID", prep.id}, {"NODE", prep.node}},
+               "restore of backup " + prep.id + " onto " + prep.node + " failed: " + out.error().message + removal);
+    Error e = out.error();
+    e.message += removal;
+    return reply(e);
+  }
+  // As after a rejoin: the driver lifted a fence it had on the node.
+  if (auto s = d.cluster_store().set_fenced(prep.node, false); !s)
+    spdlog::error("restore onto {}: cannot record that it is no longer fenced: {}", prep.node, s.error().message);
+  d.fenced_.erase(std::remove(d.fenced_.begin(), d.fenced_.end(), prep.node), d.fenced_.end());
+  const std::string detail =
+      prep.detail + "; " + out->detail +
+      (removal.empty() ? (discard.empty() ? "" : "; the old data folder was removed") : removal);
+  log::event(spdlog::level::info, "restore", {{"BACKUP_ID", prep.id}, {"NODE", prep.node}},
+             "restored backup " + prep.id + " onto standby " + prep.node + ": " + detail);
+  reply(json::value(json::object{{"restored_to", prep.node},
+                                 {"id", prep.id},
+                                 {"bytes", prep.bytes},
+                                 {"detail", detail},
+                                 {"wal_files", prep.wal_files},
+                                 {"streaming_from", out->streaming_from}}));
 }
 
 }  // namespace drd

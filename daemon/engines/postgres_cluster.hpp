@@ -49,7 +49,8 @@ class PostgresCluster : public ClusterDriver {
   Result<PromoteOutcome> promote(const PromoteRequest& req) override;
   Status rejoin(const std::string& node, bool reclone) override;
   Status clone(const std::string& node) override;
-  Result<StandbyRestoreOutcome> restore_standby(const std::string& node, const std::string& prepared) override;
+  Result<StandbyRestoreOutcome> restore_standby(const std::string& node, const std::string& prepared,
+                                                std::vector<std::string>& discard) override;
   void detach() override;
   Millis tick_interval() const override;
   std::string synchronous_state() const override;

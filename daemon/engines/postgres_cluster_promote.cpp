@@ -1,7 +1,6 @@
 // PostgresCluster: failover, switchover, rejoin, clone and re-seeding a standby from a backup.
 #include <spdlog/spdlog.h>
 
-#include <filesystem>
 #include <thread>
 
 #include "common/crash_point.hpp"
@@ -281,7 +280,8 @@ Status PostgresCluster::rejoin(const std::string& name, bool reclone) {
   return ok_status();
 }
 
-Result<StandbyRestoreOutcome> PostgresCluster::restore_standby(const std::string& name, const std::string& prepared) {
+Result<StandbyRestoreOutcome> PostgresCluster::restore_standby(const std::string& name, const std::string& prepared,
+                                                               std::vector<std::string>& discard) {
   Member* m = member(name);
   Member* p = member(primary_);
   // Re-checked here (the backup was restored off this worker; a failover may have happened).
@@ -290,11 +290,10 @@ Result<StandbyRestoreOutcome> PostgresCluster::restore_standby(const std::string
   else if (name == primary_) refusal = name + " became the primary while the backup was being restored";
   else if (!p) refusal = "no primary is known, so " + name + " would have nothing to stream from";
   if (!refusal.empty()) {
-    std::error_code ec;
-    std::filesystem::remove_all(prepared, ec);
+    discard.push_back(prepared);
     return make_error(Errc::refused, "restore onto " + name + ": " + refusal + "; nothing was changed");
   }
-  auto st = m->node->reseed_from(p->cfg, prepared, kRecloneTimeout);
+  auto st = m->node->reseed_from(p->cfg, prepared, kRecloneTimeout, discard);
   if (!st) return st.error();
   StandbyRestoreOutcome out{primary_, m->node->last_action()};  // before unfence() replaces it
   // As after a rejoin: a fence recorded in its postgresql.auto.conf survives (its own config is kept).

@@ -91,10 +91,13 @@ class PostgresNode : public Node {
   // until it streams from `primary` AND has received everything the primary had written when
   // streaming began (a receiver asking for WAL the primary removed shows "streaming" for a
   // moment; its log's "has already been removed" ends the wait at once). If that fails the new
-  // folder is removed, the old one put back and started again if it was running; the error
-  // says so and carries the server log's tail. On success the old folder is removed (a
-  // standby's data is a copy of the primary's); `prepared` is gone in every case.
-  Status reseed_from(const NodeConfig& primary, const std::filesystem::path& prepared, Millis timeout);
+  // copy is renamed to "<data_dir>.drd-discard-<unix time>", the old folder put back and started
+  // again if it was running; the error says so and carries the server log's tail. Folders to
+  // delete are appended to `discard` rather than deleted here (a data folder can take minutes,
+  // and the cluster worker must stay free): the old folder on success (a standby's data is a
+  // copy of the primary's), the failed copy, or `prepared` when it was never renamed in.
+  Status reseed_from(const NodeConfig& primary, const std::filesystem::path& prepared, Millis timeout,
+                     std::vector<std::string>& discard);
 
   // ALTER SYSTEM SET synchronous_standby_names (empty = RESET) + reload.
   Status set_synchronous_standby_names(std::string value, Millis timeout = Millis(5000));

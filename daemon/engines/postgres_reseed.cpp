@@ -21,13 +21,16 @@ SteadyTime now() { return std::chrono::steady_clock::now(); }
 bool wal_gone(const std::string& log) { return log.find("has already been removed") != std::string::npos; }
 }  // namespace
 
-Status PostgresNode::reseed_from(const NodeConfig& primary, const std::filesystem::path& prepared, Millis timeout) {
+Status PostgresNode::reseed_from(const NodeConfig& primary, const std::filesystem::path& prepared, Millis timeout,
+                                 std::vector<std::string>& discard) {
   const std::string what = "restore onto " + cfg_.name;
   if (auto n = need_local(what + " (re-seed from a backup):"); !n) return n;
   const auto deadline = now() + timeout;
   tool_log_.clear();
   const std::string d = cfg_.data_dir->string(), p = prepared.string();
-  auto remove_prepared = [&] { (void)tool({"rm", "-rf", "--", p}, now() + 120s); };
+  // Folders to delete are handed back (discard): removing a whole data folder can take minutes,
+  // and this runs on the cluster worker, which must stay free for ticks and failovers.
+  auto remove_prepared = [&] { discard.push_back(p); };
 
   auto check = tool({"sh", "-c", "test -f \"$1/PG_VERSION\" && test -f \"$1/backup_label\"", "sh", p}, deadline);
   if (!check || !check->success()) {
@@ -63,7 +66,7 @@ Status PostgresNode::reseed_from(const NodeConfig& primary, const std::filesyste
   auto in = tool({"mv", "--", p, d}, deadline);
   if (!in || !in->success()) {
     auto back = tool({"mv", "--", aside, d}, now() + 60s);
-    remove_prepared();
+    if (back && back->success()) remove_prepared();
     const std::string why = in ? in->output : in.error().message;
     if (!back || !back->success())
       return make_error(Errc::io, what + ": cannot rename " + p + " to " + d + " (" + why +
@@ -85,12 +88,15 @@ Status PostgresNode::reseed_from(const NodeConfig& primary, const std::filesyste
     std::string outcome;
     // Never remove a folder a server still runs on: then the old one stays aside for the operator.
     auto stopped = stop_server(now() + 60s);
-    auto back = stopped ? tool({"sh", "-c", "rm -rf -- \"$1\" && mv -- \"$2\" \"$1\"", "sh", d, aside}, now() + 120s)
+    const std::string failed_copy = d + ".drd-discard-" + std::to_string(std::time(nullptr));
+    auto back = stopped ? tool({"sh", "-c", "mv -- \"$1\" \"$3\" && mv -- \"$2\" \"$1\"", "sh", d, aside, failed_copy},
+                               now() + 60s)
                         : Result<ProcessOutcome>(stopped.error());
     if (!stopped) {
       outcome = "the restored copy's server could not be stopped (" + stopped.error().message +
                 "), so it still runs in " + d + "; the old data folder is at " + aside;
     } else if (back && back->success()) {
+      discard.push_back(failed_copy);
       outcome = "the old data folder was put back; " + restart();
     } else {
       outcome = "the old data folder could NOT be put back: it is at " + aside + " (" +
@@ -154,10 +160,8 @@ Status PostgresNode::reseed_from(const NodeConfig& primary, const std::filesyste
                       tail);
   }
 
-  auto rm = tool({"rm", "-rf", "--", aside}, now() + 300s);
-  last_action_ = "re-seeded from a backup, streaming from " + primary.name + "; " +
-                 (rm && rm->success() ? "the old data folder was removed"
-                                      : "the old data folder could not be removed: it is still at " + aside);
+  discard.push_back(aside);  // a standby's data is a copy of the primary's
+  last_action_ = "re-seeded from a backup, streaming from " + primary.name;
   spdlog::info("{}: {}", what, last_action_);
   return ok_status();
 }

@@ -1,6 +1,6 @@
 // PostgresNode::reseed_from (the swap of `drctl restore ID --node STANDBY`) against a scripted
 // runner: the order of stop / move aside / rename / start, and that every failure leaves the node
-// on its old data folder, started again when it ran, with the prepared copy removed. The node's
+// on its old data folder, started again when it ran, with the copy handed back for removal. The node's
 // URL points at a closed loopback port, so these are the failures before streaming is awaited;
 // the success path and a copy that cannot stream run on real servers in
 // tests/pg_e2e/pg_standby_restore_e2e_test.cpp.
@@ -50,7 +50,8 @@ TEST_CASE("reseed: a restored copy that does not start is removed and the old fo
   runner.on("/opt/pg/bin/pg_ctl start", 1, "pg_ctl: could not start server\n", 1);
   runner.on("tail -n 15", 0, "FATAL:  could not create lock file \"postmaster.pid\"\n");
   PostgresNode node(standby(), runner);
-  auto s = node.reseed_from(primary(), kPrepared, 5000ms);
+  std::vector<std::string> discard;
+  auto s = node.reseed_from(primary(), kPrepared, 5000ms, discard);
   REQUIRE_FALSE(s.ok());
   const std::string& m = s.error().message;
   INFO(m);
@@ -65,7 +66,7 @@ TEST_CASE("reseed: a restored copy that does not start is removed and the old fo
   const int aside = pos(runner, "mv -- /srv/pg/data /srv/pg/data.drd-old-");
   const int in = pos(runner, "mv -- /srv/pg/data.drd-restore-tmp /srv/pg/data");
   const int start = pos(runner, "/opt/pg/bin/pg_ctl start");
-  const int back = pos(runner, "rm -rf -- \"$1\" && mv -- \"$2\" \"$1\" sh /srv/pg/data /srv/pg/data.drd-old-");
+  const int back = pos(runner, "mv -- \"$1\" \"$3\" && mv -- \"$2\" \"$1\" sh /srv/pg/data /srv/pg/data.drd-old-");
   const int restart = pos(runner, "/opt/pg/bin/pg_ctl start", start + 1);
   CHECK(stop >= 0);
   CHECK(aside > stop);
@@ -74,6 +75,10 @@ TEST_CASE("reseed: a restored copy that does not start is removed and the old fo
   CHECK(back > start);
   CHECK(restart > back);
   for (const auto& c : runner.calls()) CHECK(c.user == std::optional<std::string>("postgres"));
+  // The failed copy is handed back for removal (off the cluster worker), nothing deleted here.
+  REQUIRE(discard.size() == 1);
+  CHECK(discard[0].rfind("/srv/pg/data.drd-discard-", 0) == 0);
+  CHECK(runner.find("rm -rf") == nullptr);
 }
 
 TEST_CASE("reseed: a data folder that cannot be moved aside changes nothing", "[pg][reseed]") {
@@ -82,13 +87,14 @@ TEST_CASE("reseed: a data folder that cannot be moved aside changes nothing", "[
   runner.on("pg_ctl status", 3, "pg_ctl: no server running\n");
   runner.on("mv -- /srv/pg/data /srv/pg/data.drd-old-", 1, "mv: cannot move: Permission denied\n");
   PostgresNode node(standby(), runner);
-  auto s = node.reseed_from(primary(), kPrepared, 5000ms);
+  std::vector<std::string> discard;
+  auto s = node.reseed_from(primary(), kPrepared, 5000ms, discard);
   REQUIRE_FALSE(s.ok());
   INFO(s.error().message);
   CHECK(s.error().message.find("cannot move /srv/pg/data aside") != std::string::npos);
   CHECK(s.error().message.find("nothing was changed, pgx was started again as it was") != std::string::npos);
   CHECK(s.error().hint.find("writable by postgres") != std::string::npos);
-  CHECK(pos(runner, "rm -rf -- /srv/pg/data.drd-restore-tmp") >= 0);       // the copy is gone
+  CHECK(discard == std::vector<std::string>{kPrepared.string()});          // the copy goes
   CHECK(pos(runner, "mv -- /srv/pg/data.drd-restore-tmp") < 0);             // never renamed in
   CHECK(pos(runner, "/opt/pg/bin/pg_ctl start") > pos(runner, "mv -- /srv/pg/data /srv/pg/data.drd-old-"));
 }
@@ -97,11 +103,12 @@ TEST_CASE("reseed: an incomplete prepared copy is refused before the server is s
   RecordingRunner runner;
   runner.on("backup_label", 1);
   PostgresNode node(standby(), runner);
-  auto s = node.reseed_from(primary(), kPrepared, 5000ms);
+  std::vector<std::string> discard;
+  auto s = node.reseed_from(primary(), kPrepared, 5000ms, discard);
   REQUIRE_FALSE(s.ok());
   CHECK(s.error().message.find("missing or incomplete; nothing was changed") != std::string::npos);
   CHECK(runner.find("pg_ctl") == nullptr);
-  CHECK(pos(runner, "rm -rf -- /srv/pg/data.drd-restore-tmp") >= 0);
+  CHECK(discard == std::vector<std::string>{kPrepared.string()});
 }
 
 TEST_CASE("reseed needs data_dir and bin_dir", "[pg][reseed]") {
@@ -109,7 +116,8 @@ TEST_CASE("reseed needs data_dir and bin_dir", "[pg][reseed]") {
   NodeConfig c = standby();
   c.data_dir.reset();
   PostgresNode node(c, runner);
-  auto s = node.reseed_from(primary(), kPrepared, 5000ms);
+  std::vector<std::string> discard;
+  auto s = node.reseed_from(primary(), kPrepared, 5000ms, discard);
   REQUIRE_FALSE(s.ok());
   CHECK(s.error().message.find("data_dir or bin_dir is not configured") != std::string::npos);
   CHECK(runner.calls().empty());
