@@ -9,6 +9,10 @@
 // resumes right after it (besides the slot, which keeps the primary's WAL until received).
 // A failover changes the primary: the receiver is stopped and started against the new one
 // (slot created there); pg_receivewal follows the timeline switch and writes the .history file.
+// Where it starts is decided here, not left to the slot: from the spool when that says
+// anything, else at the segment the archive needs next (a placeholder .partial, see
+// backup/pg_wal_resume.hpp) — the promoted standby still has the old timeline's WAL that the
+// archive lacks, but the server's current position is already past it.
 //
 // Threading: the control strand computes the target (primary, config, parent backup) once a
 // second and hands it over under `mu`; everything else — the child process, the spool, the
@@ -27,6 +31,7 @@
 #include "daemon/backup/catalog.hpp"
 #include "daemon/backup/pg_internal.hpp"
 #include "daemon/backup/pg_wal.hpp"
+#include "daemon/backup/pg_wal_resume.hpp"
 #include "daemon/backup_pg_runtime.hpp"
 #include "daemon/daemon.hpp"
 
@@ -101,7 +106,12 @@ struct Daemon::PgArchiveRuntime {
   std::unique_ptr<ChildProcess> child;
   std::string child_node;
   SteadyTime next_start{};
+  std::string delayed_node;  // the node the restart delay is for: a new primary starts at once
   std::string last_error;  // logged once until it changes
+  std::uint64_t seg_size = backup::kDefaultWalSegSize;  // the primary's wal_segment_size
+  // Decided when the last receiver failed (classify_receiver_failure), used at the next start:
+  std::optional<backup::WalStart> restart_at;  // its spool ran past the new primary's fork point
+  bool start_fresh = false;                    // the server cannot serve the archive's next WAL
 
   void complain(const std::string& msg) {
     if (msg == last_error) return;
@@ -152,6 +162,17 @@ struct Daemon::PgArchiveRuntime {
       spdlog::warn("ended the previous receiver on replication slot {} of {} (left by an earlier drd)", kSlot, t.node.name);
       std::this_thread::sleep_for(std::chrono::milliseconds(500));  // until its walsender has released the slot
     }
+    if (auto size = backup::pgi::run_tool(d.runner_, *tools,
+                                          {tools->program("psql"), "-X", "-A", "-t", "--no-password", "-d", tools->conninfo,
+                                           "-c", "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'"},
+                                          Millis{10'000});
+        size) {
+      try {
+        if (auto v = std::stoull(size->output); v >= (1u << 20) && (v & (v - 1)) == 0) seg_size = v;
+      } catch (const std::exception&) {
+      }
+    }
+    if (auto p = prepare_spool(t, *tools, spool); !p) return complain(p.error().message);
     ProcessSpec spec;
     spec.argv = {tools->program("pg_receivewal"), "-D", spool.string(), "--slot", kSlot, "--synchronous", "--no-loop",
                  "--no-password", "-d", tools->conninfo};
@@ -168,6 +189,122 @@ struct Daemon::PgArchiveRuntime {
     log::event(spdlog::level::info, "backup_wal", {{"NODE", t.node.name}},
                "PostgreSQL WAL archiving: pg_receivewal streams from " + t.node.name + " (slot " + kSlot + ") into " +
                    spool.string());
+  }
+
+  // The segment the archive needs next for the newest physical full backup; nullopt before one.
+  // Read from the catalog here rather than taken from the target: the control strand refreshes
+  // its parent only every few seconds, and a failover right after a backup must not miss it.
+  std::optional<backup::WalStart> archive_next() {
+    std::optional<backup::PgBase> base;
+    std::vector<backup::PgWalSeg> segs;
+    {
+      auto lk = d.store_->lock();
+      auto l = backup::catalog_list(d.store_->raw());
+      if (!l) return std::nullopt;
+      for (auto& e : *l) {  // newest first
+        if (!base && e.manifest.engine == "postgresql" && e.manifest.kind == "full" && e.manifest.content == "pg-tar")
+          base = backup::pg_base_of(e.manifest);
+        else if (auto sg = backup::pg_wal_seg(e.manifest))
+          segs.push_back(*sg);
+      }
+    }
+    if (!base) return std::nullopt;
+    return backup::pg_archive_next(*base, segs, seg_size);
+  }
+
+  // Moves the spool's WAL files from segment `from` on (all with nullopt) into spool/diverged/:
+  // WAL the new primary's history does not have. Kept, not deleted: they are the old primary's
+  // last commits, and never archived from there.
+  void move_aside(const fs::path& spool, std::optional<std::uint64_t> from) {
+    std::error_code ec;
+    std::vector<fs::path> moving;
+    for (auto it = fs::directory_iterator(spool, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      std::string n = it->path().filename().string();
+      const bool partial = n.size() > 8 && n.compare(n.size() - 8, 8, ".partial") == 0;
+      auto w = backup::parse_wal_name(partial ? n.substr(0, n.size() - 8) : n, seg_size);
+      if (w && !w->history && (!from || w->segno >= *from)) moving.push_back(it->path());
+    }
+    if (moving.empty()) return;
+    const fs::path aside = spool / "diverged";
+    fs::create_directories(aside, ec);
+    for (auto& p : moving) {
+      fs::rename(p, aside / p.filename(), ec);
+      if (ec) fs::remove(p, ec);
+    }
+    spdlog::warn("PostgreSQL WAL archiving: moved {} spool file(s) the new primary cannot continue from into {}",
+                 moving.size(), aside.string());
+  }
+
+  // The server's current timeline and its history, over a replication connection (the
+  // same access pg_receivewal needs). nullopt when it cannot be read.
+  std::optional<std::pair<std::uint32_t, std::vector<backup::TimelineSwitch>>> server_history(const backup::PgTools& tools) {
+    auto repl = [&](const std::string& cmd) {
+      return backup::pgi::run_tool(d.runner_, tools,
+                                   {tools.program("psql"), "-X", "-A", "-t", "--no-password", "-d",
+                                    tools.conninfo + " replication=true", "-c", cmd},
+                                   Millis{10'000});
+    };
+    auto id = repl("IDENTIFY_SYSTEM");  // systemid|timeline|xlogpos|dbname
+    if (!id) return std::nullopt;
+    auto bar = id->output.find('|');
+    if (bar == std::string::npos) return std::nullopt;
+    std::uint32_t tl = 0;
+    try {
+      tl = static_cast<std::uint32_t>(std::stoul(id->output.substr(bar + 1)));
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+    if (tl <= 1) return std::make_pair(tl, std::vector<backup::TimelineSwitch>{});
+    auto h = repl("TIMELINE_HISTORY " + std::to_string(tl));  // filename|content
+    if (!h) return std::nullopt;
+    auto hb = h->output.find('|');
+    return std::make_pair(tl, backup::parse_timeline_history(hb == std::string::npos ? "" : h->output.substr(hb + 1)));
+  }
+
+  // Where the next pg_receivewal starts (backup/pg_wal_resume.hpp): its spool's own start, or
+  // the archive's next segment when the spool says nothing, moved onto the server's history;
+  // a placeholder .partial when that differs from what the spool would give.
+  Status prepare_spool(const Target& t, const backup::PgTools& tools, const fs::path& spool) {
+    if (start_fresh) {  // the server's current position
+      move_aside(spool, std::nullopt);
+      start_fresh = false;
+      return ok_status();
+    }
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(spool, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
+      names.push_back(it->path().filename().string());
+    const auto own = backup::spool_start(names, seg_size);
+    std::optional<backup::WalStart> want = restart_at ? restart_at : own ? own : archive_next();
+    restart_at.reset();
+    if (!want) return ok_status();
+    backup::WalStart start = *want;
+    if (auto server = server_history(tools)) {
+      auto r = backup::resolve_start(*want, server->second, server->first, seg_size);
+      if (r.unknown_timeline) {
+        log::event(spdlog::level::warn, "backup_wal", {{"NODE", t.node.name}},
+                   "PostgreSQL WAL archiving: timeline " + std::to_string(want->timeline) + " of the spool is not in " +
+                       t.node.name + "'s history; archiving continues from its current position");
+        move_aside(spool, std::nullopt);
+        return ok_status();
+      }
+      if (r.past_fork)
+        log::event(spdlog::level::warn, "backup_wal", {{"NODE", t.node.name}},
+                   "PostgreSQL WAL archiving: the spool holds WAL past the point where " + t.node.name +
+                       "'s timeline forked (the old primary's last writes, which the promotion did not keep); "
+                       "archiving continues from the fork, on timeline " + std::to_string(r.start.timeline));
+      start = r.start;
+    }
+    if (own && start == *own) return ok_status();  // pg_receivewal's own continuation is right
+    move_aside(spool, start.segno);
+    // pg_receivewal resumes at the start of the highest .partial of the full segment size and
+    // writes over it; a sparse file costs no disk.
+    const fs::path file = spool / (backup::wal_file_name(start.timeline, start.segno, seg_size) + ".partial");
+    auto made = backup::pgi::run_tool(d.runner_, tools, {"/usr/bin/truncate", "-s", std::to_string(seg_size), file.string()},
+                                      Millis{10'000});
+    if (!made) return make_error(Errc::io, "cannot create " + file.string() + ": " + made.error().message);
+    spdlog::info("PostgreSQL WAL archiving: pg_receivewal on {} starts at {}", t.node.name, file.filename().string());
+    return ok_status();
   }
 
   // Archives every completed file in the spool, oldest first.
@@ -259,18 +396,41 @@ struct Daemon::PgArchiveRuntime {
       }
       if (child)
         if (auto o = child->try_wait()) {
-          complain("pg_receivewal on " + child_node + " stopped (" +
-                   (o->signal ? "signal " + std::to_string(o->signal) : "status " + std::to_string(o->exit_code)) +
-                   "): " + backup::tool_output_tail(o->output, {}) + "; restarting it in " +
-                   std::to_string(kRestartDelay.count()) + " s");
+          const std::string said = backup::tool_output_tail(o->output, {});
+          const std::string how = o->signal ? "signal " + std::to_string(o->signal) : "status " + std::to_string(o->exit_code);
+          auto f = backup::classify_receiver_failure(o->output, seg_size);
+          auto delay = kRestartDelay;
+          if (f.kind == backup::ReceiverFailure::diverged) {
+            restart_at = f.restart_at;
+            start_fresh = !f.restart_at;
+            delay = std::chrono::seconds(0);
+            log::event(spdlog::level::warn, "backup_wal", {{"NODE", child_node}},
+                       "PostgreSQL WAL archiving: " + child_node + "'s history forked before the WAL the spool holds (" +
+                           said + "); restarting at the fork point");
+          } else if (f.kind == backup::ReceiverFailure::unavailable) {
+            start_fresh = true;
+            delay = std::chrono::seconds(0);
+            log::event(spdlog::level::err, "backup_wal", {{"NODE", child_node}},
+                       "PostgreSQL WAL archiving: " + child_node + " no longer has the WAL the archive needs next (" +
+                           said + "): the archive has a gap there, point-in-time restore of earlier backups stops "
+                           "before it; archiving continues from the current position, and the next full backup "
+                           "starts a new restorable window");
+          } else {
+            complain("pg_receivewal on " + child_node + " stopped (" + how + "): " + said + "; restarting it in " +
+                     std::to_string(kRestartDelay.count()) + " s");
+          }
+          delayed_node = child_node;
           child.reset();
           child_node.clear();
           live = false;
+          next_start = std::chrono::steady_clock::now() + delay;
+        }
+      if (!child && (std::chrono::steady_clock::now() >= next_start || t.node.name != delayed_node)) {
+        start_child(t);
+        if (!child) {
+          delayed_node = t.node.name;
           next_start = std::chrono::steady_clock::now() + kRestartDelay;
         }
-      if (!child && std::chrono::steady_clock::now() >= next_start) {
-        start_child(t);
-        if (!child) next_start = std::chrono::steady_clock::now() + kRestartDelay;
       }
       auto tools = bkrt::pg_tools_for(t.node, "drd_archive");
       drain(t, settings, tools ? tools->program("pg_waldump") : "pg_waldump");

@@ -4,6 +4,7 @@
 // must give a cluster with A and without B; a T after the archive is refused with nothing
 // created; after a drd restart archiving resumes without a hole; verify reads the archived WAL;
 // `backups` shows the window.
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
@@ -12,6 +13,7 @@
 #include <thread>
 
 #include "daemon/backup/pg_internal.hpp"
+#include "daemon/backup/pg_wal.hpp"
 #include "tests/pg_e2e/pg_drd_fixture.hpp"
 
 using namespace drd;
@@ -172,4 +174,162 @@ TEST_CASE("PostgreSQL WAL archiving and restore --to-time", "[pg_e2e][backup][pi
     CHECK(found);
     CHECK(v.exit_code == 0);
   }
+}
+
+// A crash of the primary, a promotion to timeline 2, writes there: the archive must hold the
+// old timeline's WAL up to the switch and the new timeline's after it, so --to-time reaches a
+// time on timeline 2.
+//   no_receiver: the primary dies before drd's pg_receivewal ever reached it (drd just started),
+//     so the promoted standby must serve the old timeline's WAL from the archive's next segment;
+//   receiver: the receiver was live there, its spool continues on the new primary;
+//   segment_end: the old timeline ends exactly where the spool's last complete segment ends;
+//     pg_receivewal cannot start at a switch point on the old timeline, so drd starts it on the
+//     new one;
+//   lagging_standby: the standby's WAL receiver is frozen while the old primary writes segments
+//     the archive gets but the standby never does. After the promotion the spool is past the
+//     new primary's fork point: drd moves those files aside and starts at the fork's segment on
+//     timeline 2 (the lost transaction is not in the restore: it died with the old primary).
+enum class Case { no_receiver, receiver, segment_end, lagging_standby };
+
+static void failover_case(Case c) {
+  const bool receiver_ran = c != Case::no_receiver;
+  TempDir tmp;
+  ::chmod(tmp.path().c_str(), 0755);
+  PgDrdOptions o;
+  o.standbys = 1;
+  o.extra_yaml = "  backup:\n    enabled: true\n    directory: " + (tmp / "backups").string() +
+                 "\n    compression: { algorithm: zstd, level: 1, threads: 1 }\n    pg_wal_archive: { enabled: true, spool: " +
+                 (tmp / "spool").string() + " }\n";
+  // The lagging standby is ~40 MB behind when promoted: allowed here (the default is 16MB).
+  if (c == Case::lagging_standby) o.extra_failover_yaml = "    max_lag: 1GB\n";
+  PgDrdFixture f(o);
+  f.start();
+  f.pg().exec(0, "CREATE TABLE items(id int PRIMARY KEY, v text)");
+  auto b = f.drctl({"--json", "backup"});
+  INFO(b.err << f.log());
+  REQUIRE(b.exit_code == 0);
+  const std::string id(json::parse(b.out).as_object().at("id").as_string());
+  f.pg().exec(0, "INSERT INTO items VALUES (1, 'A')");
+  if (receiver_ran) {
+    REQUIRE(f.pg().wait_for(0, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'drd_archive' AND active", "1",
+                            std::chrono::seconds(20)));
+  }
+  f.pg().wait_streaming(0, receiver_ran ? 2 : 1);  // pg_receivewal is listed too
+  // Row A on the standby before the crash (asynchronous replication could lose it otherwise).
+  REQUIRE(f.pg().wait_for(1, "SELECT count(*) FROM items WHERE id = 1", "1"));
+  std::string walreceiver;
+  if (c == Case::segment_end) {
+    // The old timeline ends exactly at a segment boundary: a promotion right after a WAL switch.
+    const std::string seg0 = f.pg().query(0, "SELECT pg_walfile_name(pg_current_wal_lsn())").value_or("");
+    f.pg().exec(0, "SELECT pg_switch_wal()");
+    const fs::path archived = tmp / "backups" / "pg-wal" / ("pg-wal-" + seg0 + ".drdbk");
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < until && !fs::exists(archived))
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    REQUIRE(fs::exists(archived));
+    f.pg().wait_streaming(0, 2);
+  }
+  if (c == Case::lagging_standby) {
+    // The standby's WAL receiver frozen while the old primary writes ~40 MB in one transaction
+    // (the test clusters' segments are 1 MiB): loopback socket buffers hold a few MB of it,
+    // the archive gets all of it.
+    walreceiver = f.pg().query(1, "SELECT pid FROM pg_stat_wal_receiver").value_or("");
+    REQUIRE(!walreceiver.empty());
+    REQUIRE(::kill(std::stoi(walreceiver), SIGSTOP) == 0);
+    const std::string seg0 = f.pg().query(0, "SELECT pg_walfile_name(pg_current_wal_lsn())").value_or("");
+    f.pg().exec(0, "INSERT INTO items SELECT g, repeat('x', 1000) FROM generate_series(100, 40000) g");
+    const std::string seg1 = f.pg().query(0, "SELECT pg_walfile_name(pg_current_wal_lsn())").value_or("");
+    REQUIRE(seg1 > seg0);
+    // Archived from the old primary up to the segment before the current one.
+    auto prev = backup::parse_wal_name(seg1, 1u << 20);
+    REQUIRE(prev);
+    const fs::path archived =
+        tmp / "backups" / "pg-wal" / ("pg-wal-" + backup::wal_file_name(prev->timeline, prev->segno - 1, 1u << 20) + ".drdbk");
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < until && !fs::exists(archived))
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    REQUIRE(fs::exists(archived));
+  }
+  f.pg().kill9(0);
+  if (!walreceiver.empty()) ::kill(std::stoi(walreceiver), SIGCONT);  // it finds its primary gone
+  REQUIRE(f.wait_primary("node1", std::chrono::seconds(20)));
+  // The store names the new primary before the promotion runs: wait until it takes writes.
+  REQUIRE(f.pg().wait_for(1, "SHOW transaction_read_only", "off"));
+  f.pg().exec(1, "INSERT INTO items VALUES (2, 'B')");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const std::string t = backup::format_time_utc(std::chrono::system_clock::now());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  f.pg().exec(1, "INSERT INTO items VALUES (3, 'C')");
+  f.pg().exec(1, "SELECT pg_switch_wal()");
+  json::value w;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    w = window_of(f, id);
+    if (w.is_object() && std::string(w.as_object().at("to").as_string()) > t) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  INFO(f.log() << "\n" << f.drctl({"--json", "backups", "--segments"}).out);
+  REQUIRE(w.is_object());
+  REQUIRE(std::string(w.as_object().at("to").as_string()) > t);
+  CHECK(fs::exists(tmp / "backups" / "pg-wal" / "pg-wal-00000002.history.drdbk"));
+  if (c == Case::no_receiver) CHECK(f.log().find("starts at 00000001") != std::string::npos);  // the placeholder path
+  if (c == Case::segment_end) CHECK(f.log().find("starts at 00000002") != std::string::npos);  // not on timeline 1's end
+  if (c == Case::lagging_standby) {
+    CHECK(f.log().find("forked") != std::string::npos);
+    CHECK(fs::exists(tmp / "spool" / "diverged"));
+  }
+
+  const fs::path target = tmp / "restored";
+  auto r = f.drctl({"--json", "restore", id, "--to-time", t, "--target", target.string()});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  backup::PgTools tools;
+  tools.bin_dir = PgCluster::bin_dir();
+  tools.os_user = PgCluster::kOsUser;
+  RealProcessRunner runner;
+  fs::path sock = tmp / "sock";
+  fs::create_directories(sock);
+  ::chmod(sock.c_str(), 0777);
+  {
+    auto server = backup::pgi::ScratchServer::start(target, sock, runner, tools);
+    REQUIRE(server);
+    auto rows = (*server)->query("postgres", "postgres", "SELECT string_agg(v, ',' ORDER BY id) FROM items");
+    REQUIRE(rows);
+    CHECK(*rows == "A,B");  // A from timeline 1, B from timeline 2, not C
+  }
+  if (c != Case::receiver) return;
+
+  // The old primary returns and is rejoined as a standby. Its drd_archive slot would keep every
+  // WAL segment from the crash on (a standby's restartpoints honour slots): drd drops it.
+  f.pg().start(0);
+  auto rj = f.drctl({"rejoin", "node0"});
+  INFO(rj.out << rj.err << f.log());
+  REQUIRE(rj.exit_code == 0);
+  std::optional<std::string> slots;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < until) {
+    slots = f.pg().query(0, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'drd_archive'");
+    if (slots == std::optional<std::string>("0")) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  CHECK(slots == std::optional<std::string>("0"));
+}
+
+TEST_CASE("PostgreSQL WAL archiving follows a failover before the receiver reached the old primary",
+          "[pg_e2e][backup][pitr]") {
+  failover_case(Case::no_receiver);
+}
+
+TEST_CASE("PostgreSQL WAL archiving follows a failover, the old primary's slot is dropped after rejoin",
+          "[pg_e2e][backup][pitr]") {
+  failover_case(Case::receiver);
+}
+
+TEST_CASE("PostgreSQL WAL archiving after a promotion at a segment boundary", "[pg_e2e][backup][pitr]") {
+  failover_case(Case::segment_end);
+}
+
+TEST_CASE("PostgreSQL WAL archiving continues from the fork when the promoted standby lagged",
+          "[pg_e2e][backup][pitr]") {
+  failover_case(Case::lagging_standby);
 }
