@@ -2,23 +2,13 @@
 #include <catch2/catch.hpp>
 
 #include "daemon/backup/pg_wal_resume.hpp"
+#include "tests/backup/pg_wal_rows.hpp"
 
 using namespace drd;
 using namespace drd::backup;
+using namespace drd::backup::test_rows;
 
 namespace {
-
-constexpr std::uint64_t kSeg = 16u << 20;
-
-PgWalSeg seg(std::uint32_t tl, std::uint64_t segno) {
-  PgWalSeg s;
-  s.wal_file = wal_file_name(tl, segno);
-  s.id = pg_wal_id(s.wal_file);
-  s.timeline = tl;
-  s.start = segno * kSeg;
-  s.end = (segno + 1) * kSeg;
-  return s;
-}
 
 PgBase base(std::uint32_t tl, std::uint64_t stop_lsn) {
   PgBase b;

@@ -5,28 +5,13 @@
 
 #include "daemon/backup/catalog_json.hpp"
 #include "daemon/backup/pg_wal.hpp"
+#include "tests/backup/pg_wal_rows.hpp"
 
 using namespace drd;
 using namespace drd::backup;
+using namespace drd::backup::test_rows;
 
 namespace {
-
-constexpr std::uint64_t kSeg = 16u << 20;
-
-SysTime at(const std::string& s) { return parse_time_utc(s).value(); }
-
-// Segment `segno` on `tl` with commits at the given seconds past 12:00:00 (none: no commits).
-PgWalSeg seg(std::uint32_t tl, std::uint64_t segno, std::optional<int> first = {}, std::optional<int> last = {}) {
-  PgWalSeg s;
-  s.wal_file = wal_file_name(tl, segno);
-  s.id = pg_wal_id(s.wal_file);
-  s.timeline = tl;
-  s.start = segno * kSeg;
-  s.end = (segno + 1) * kSeg;
-  if (first) s.first_commit = at("2026-11-24T12:00:00Z") + std::chrono::seconds(*first);
-  if (last) s.last_commit = at("2026-11-24T12:00:00Z") + std::chrono::seconds(*last);
-  return s;
-}
 
 PgBase base_at(std::uint64_t stop_lsn, std::uint32_t tl = 1, int stop_sec = 0) {
   return PgBase{stop_lsn, tl, at("2026-11-24T12:00:00Z") + std::chrono::seconds(stop_sec)};

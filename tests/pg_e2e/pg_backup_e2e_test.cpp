@@ -9,7 +9,7 @@
 #include <fstream>
 
 #include "daemon/backup/pg_internal.hpp"
-#include "tests/pg_e2e/pg_drd_fixture.hpp"
+#include "tests/pg_e2e/pg_backup_support.hpp"
 
 using namespace drd;
 using namespace drd::test;
@@ -20,17 +20,6 @@ namespace {
 
 // Count and an md5 over every row in id order: any differing row changes it.
 const char* kRows = "SELECT count(*) || ' ' || md5(string_agg(id || ':' || coalesce(v, '~'), ',' ORDER BY id)) FROM items";
-
-std::string backup_yaml(const fs::path& dir, const fs::path& key) {
-  return "  backup:\n    enabled: true\n    directory: " + dir.string() +
-         "\n    compression: { algorithm: zstd, level: 3, threads: 1 }\n    encryption: { key_file: " + key.string() + " }\n";
-}
-
-fs::path make_key(const fs::path& p) {
-  std::ofstream(p) << "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
-  ::chmod(p.c_str(), 0600);
-  return p;
-}
 
 json::value parse(const std::string& s) { return json::parse(s); }
 
@@ -49,7 +38,7 @@ TEST_CASE("drctl backup, verify and restore on a PostgreSQL cluster", "[pg_e2e][
   PgDrdOptions o;
   o.standbys = 1;
   TempDir tmp;
-  o.extra_yaml = backup_yaml(tmp / "backups", make_key(tmp / "backup.key"));
+  o.extra_yaml = backup_yaml(tmp / "backups", make_backup_key(tmp / "backup.key"));
   PgDrdFixture f(o);
   f.start();
   f.pg().exec(0, "CREATE TABLE items(id int PRIMARY KEY, v text)");
@@ -164,7 +153,7 @@ TEST_CASE("a failing pg_basebackup leaves no catalog entry and no files", "[pg_e
   o.standbys = 0;
   o.pg_settings = {{"max_wal_senders", "0"}};  // pg_basebackup's replication connection is refused
   TempDir tmp;
-  o.extra_yaml = backup_yaml(tmp / "backups", make_key(tmp / "backup.key"));
+  o.extra_yaml = backup_yaml(tmp / "backups", make_backup_key(tmp / "backup.key"));
   PgDrdFixture f(o);
   f.start();
   auto r = f.drctl({"backup"});

@@ -14,42 +14,20 @@
 
 #include "daemon/backup/pg_internal.hpp"
 #include "daemon/backup/pg_wal.hpp"
-#include "tests/pg_e2e/pg_drd_fixture.hpp"
+#include "tests/pg_e2e/pg_backup_support.hpp"
 
 using namespace drd;
 using namespace drd::test;
 namespace fs = std::filesystem;
 namespace json = boost::json;
 
-namespace {
-
-fs::path make_key(const fs::path& p) {
-  std::ofstream(p) << "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
-  ::chmod(p.c_str(), 0600);
-  return p;
-}
-
-// The "restorable" object of backup `id` in `drctl --json backups` (null when none).
-json::value window_of(PgDrdFixture& f, const std::string& id) {
-  auto r = f.drctl({"--json", "backups"});
-  if (r.exit_code != 0) return nullptr;
-  const json::value list = json::parse(r.out);
-  for (auto& b : list.as_array())
-    if (b.as_object().at("id").as_string() == id) return b.as_object().at("restorable");
-  return nullptr;
-}
-
-}  // namespace
 
 TEST_CASE("PostgreSQL WAL archiving and restore --to-time", "[pg_e2e][backup][pitr]") {
   TempDir tmp;
   ::chmod(tmp.path().c_str(), 0755);  // the spool and the restore folders are used by the postgres user
   PgDrdOptions o;
   o.standbys = 0;
-  o.extra_yaml = "  backup:\n    enabled: true\n    directory: " + (tmp / "backups").string() +
-                 "\n    compression: { algorithm: zstd, level: 3, threads: 1 }\n    encryption: { key_file: " +
-                 make_key(tmp / "backup.key").string() + " }\n    pg_wal_archive: { enabled: true, spool: " +
-                 (tmp / "spool").string() + " }\n";
+  o.extra_yaml = backup_yaml(tmp / "backups", make_backup_key(tmp / "backup.key"), tmp / "spool");
   PgDrdFixture f(o);
   f.start();
   f.pg().exec(0, "CREATE TABLE items(id int PRIMARY KEY, v text)");
@@ -67,13 +45,7 @@ TEST_CASE("PostgreSQL WAL archiving and restore --to-time", "[pg_e2e][backup][pi
   f.pg().exec(0, "SELECT pg_switch_wal()");
 
   // Archived once the window reaches past T (B's commit is the last one archived).
-  json::value w;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (std::chrono::steady_clock::now() < deadline) {
-    w = window_of(f, id);
-    if (w.is_object() && std::string(w.as_object().at("to").as_string()) > t) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-  }
+  const json::value w = wait_window_past(f, id, t);
   INFO(f.log() << "\n" << f.drctl({"--json", "backups", "--segments"}).out);
   REQUIRE(w.is_object());
   CHECK(std::string(w.as_object().at("from").as_string()) < t);
@@ -102,21 +74,12 @@ TEST_CASE("PostgreSQL WAL archiving and restore --to-time", "[pg_e2e][backup][pi
     CHECK_FALSE(fs::exists(target / "recovery.signal"));
     CHECK_FALSE(fs::exists(fs::path(target.string() + ".pitr-tmp")));
 
-    backup::PgTools tools;
-    tools.bin_dir = PgCluster::bin_dir();
-    tools.os_user = PgCluster::kOsUser;
-    RealProcessRunner runner;
-    fs::path sock = tmp / "sock";
-    fs::create_directories(sock);
-    ::chmod(sock.c_str(), 0777);
-    auto server = backup::pgi::ScratchServer::start(target, sock, runner, tools);
-    REQUIRE(server);
-    auto rows = (*server)->query("postgres", "postgres", "SELECT string_agg(v, ',' ORDER BY id) FROM items");
+    std::string why;
+    auto rows = query_restored(target, tmp / "sock",
+                               "SELECT string_agg(v, ',' ORDER BY id) || ' ' || pg_is_in_recovery() FROM items", &why);
+    INFO(why);
     REQUIRE(rows);
-    CHECK(*rows == "A");
-    auto rec = (*server)->query("postgres", "postgres", "SELECT pg_is_in_recovery()");
-    REQUIRE(rec);
-    CHECK(*rec == "f");
+    CHECK(*rows == "A false");
   }
 
   {  // a time after the archived WAL is refused, nothing created
@@ -143,13 +106,7 @@ TEST_CASE("PostgreSQL WAL archiving and restore --to-time", "[pg_e2e][backup][pi
     const std::string after = backup::format_time_utc(std::chrono::system_clock::now());
     f.pg().exec(0, "INSERT INTO items VALUES (4, 'D')");
     f.pg().exec(0, "SELECT pg_switch_wal()");
-    json::value w2;
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (std::chrono::steady_clock::now() < until) {
-      w2 = window_of(f, id);
-      if (w2.is_object() && std::string(w2.as_object().at("to").as_string()) > after) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    }
+    const json::value w2 = wait_window_past(f, id, after);
     INFO(f.log());
     REQUIRE(w2.is_object());
     CHECK(std::string(w2.as_object().at("to").as_string()) > after);
@@ -197,9 +154,7 @@ static void failover_case(Case c) {
   ::chmod(tmp.path().c_str(), 0755);
   PgDrdOptions o;
   o.standbys = 1;
-  o.extra_yaml = "  backup:\n    enabled: true\n    directory: " + (tmp / "backups").string() +
-                 "\n    compression: { algorithm: zstd, level: 1, threads: 1 }\n    pg_wal_archive: { enabled: true, spool: " +
-                 (tmp / "spool").string() + " }\n";
+  o.extra_yaml = backup_yaml(tmp / "backups", std::nullopt, tmp / "spool", 1);
   // The lagging standby is ~40 MB behind when promoted: allowed here (the default is 16MB).
   if (c == Case::lagging_standby) o.extra_failover_yaml = "    max_lag: 1GB\n";
   PgDrdFixture f(o);
@@ -261,13 +216,7 @@ static void failover_case(Case c) {
   std::this_thread::sleep_for(std::chrono::milliseconds(1200));
   f.pg().exec(1, "INSERT INTO items VALUES (3, 'C')");
   f.pg().exec(1, "SELECT pg_switch_wal()");
-  json::value w;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (std::chrono::steady_clock::now() < deadline) {
-    w = window_of(f, id);
-    if (w.is_object() && std::string(w.as_object().at("to").as_string()) > t) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-  }
+  const json::value w = wait_window_past(f, id, t);
   INFO(f.log() << "\n" << f.drctl({"--json", "backups", "--segments"}).out);
   REQUIRE(w.is_object());
   REQUIRE(std::string(w.as_object().at("to").as_string()) > t);
@@ -283,20 +232,11 @@ static void failover_case(Case c) {
   auto r = f.drctl({"--json", "restore", id, "--to-time", t, "--target", target.string()});
   INFO(r.out << r.err);
   REQUIRE(r.exit_code == 0);
-  backup::PgTools tools;
-  tools.bin_dir = PgCluster::bin_dir();
-  tools.os_user = PgCluster::kOsUser;
-  RealProcessRunner runner;
-  fs::path sock = tmp / "sock";
-  fs::create_directories(sock);
-  ::chmod(sock.c_str(), 0777);
-  {
-    auto server = backup::pgi::ScratchServer::start(target, sock, runner, tools);
-    REQUIRE(server);
-    auto rows = (*server)->query("postgres", "postgres", "SELECT string_agg(v, ',' ORDER BY id) FROM items");
-    REQUIRE(rows);
-    CHECK(*rows == "A,B");  // A from timeline 1, B from timeline 2, not C
-  }
+  std::string why;
+  auto rows = query_restored(target, tmp / "sock", "SELECT string_agg(v, ',' ORDER BY id) FROM items", &why);
+  INFO(why);
+  REQUIRE(rows);
+  CHECK(*rows == "A,B");  // A from timeline 1, B from timeline 2, not C
   if (c != Case::receiver) return;
 
   // The old primary returns and is rejoined as a standby. Its drd_archive slot would keep every

@@ -16,7 +16,7 @@
 #include "common/process.hpp"
 #include "daemon/backup/pg_backup.hpp"
 #include "daemon/backup/pg_wal.hpp"
-#include "tests/pg_e2e/pg_drd_fixture.hpp"
+#include "tests/pg_e2e/pg_backup_support.hpp"
 
 using namespace drd;
 using namespace drd::test;
@@ -32,11 +32,6 @@ std::string slurp(const fs::path& p) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-fs::path make_key(const fs::path& p) {
-  std::ofstream(p) << "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
-  ::chmod(p.c_str(), 0600);
-  return p;
-}
 
 // Whether `backups --json` shows WAL archived past the base backup `id` (a commit after it).
 bool wal_archived_after(PgDrdFixture& f, const std::string& id) {
@@ -121,10 +116,7 @@ TEST_CASE("drctl restore ID --node STANDBY re-seeds a PostgreSQL standby from a 
   ::chmod(tmp.path().c_str(), 0755);  // the spool is used by the postgres user
   PgDrdOptions o;
   o.standbys = 1;
-  o.extra_yaml = "  backup:\n    enabled: true\n    directory: " + (tmp / "backups").string() +
-                 "\n    compression: { algorithm: zstd, level: 3, threads: 1 }\n    encryption: { key_file: " +
-                 make_key(tmp / "backup.key").string() + " }\n    pg_wal_archive: { enabled: true, spool: " +
-                 (tmp / "spool").string() + " }\n";
+  o.extra_yaml = backup_yaml(tmp / "backups", make_backup_key(tmp / "backup.key"), tmp / "spool");
   PgDrdFixture f(o);
   f.start();
   f.pg().exec(0, "CREATE TABLE items(id int PRIMARY KEY, v text)");

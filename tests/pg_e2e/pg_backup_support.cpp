@@ -1,0 +1,72 @@
+#include "tests/pg_e2e/pg_backup_support.hpp"
+
+#include <sys/stat.h>
+
+#include <fstream>
+#include <thread>
+
+#include "common/process.hpp"
+#include "daemon/backup/pg_internal.hpp"
+
+namespace drd::test {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+fs::path make_backup_key(const fs::path& p) {
+  std::ofstream(p) << "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+  ::chmod(p.c_str(), 0600);
+  return p;
+}
+
+std::string backup_yaml(const fs::path& dir, const std::optional<fs::path>& key, const std::optional<fs::path>& spool,
+                        int level) {
+  std::string y = "  backup:\n    enabled: true\n    directory: " + dir.string() +
+                  "\n    compression: { algorithm: zstd, level: " + std::to_string(level) + ", threads: 1 }\n";
+  if (key) y += "    encryption: { key_file: " + key->string() + " }\n";
+  if (spool) y += "    pg_wal_archive: { enabled: true, spool: " + spool->string() + " }\n";
+  return y;
+}
+
+json::value restorable_window(PgDrdFixture& f, const std::string& id) {
+  auto r = f.drctl({"--json", "backups"});
+  if (r.exit_code != 0) return nullptr;
+  const json::value list = json::parse(r.out);
+  for (auto& b : list.as_array())
+    if (b.as_object().at("id").as_string() == id) return b.as_object().at("restorable");
+  return nullptr;
+}
+
+json::value wait_window_past(PgDrdFixture& f, const std::string& id, const std::string& t, std::chrono::seconds timeout) {
+  json::value w;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    w = restorable_window(f, id);
+    if (w.is_object() && std::string(w.as_object().at("to").as_string()) > t) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  return w;
+}
+
+std::optional<std::string> query_restored(const fs::path& target, const fs::path& sock_dir, const std::string& sql,
+                                          std::string* why) {
+  backup::PgTools tools;
+  tools.bin_dir = PgCluster::bin_dir();
+  tools.os_user = PgCluster::kOsUser;
+  RealProcessRunner runner;
+  fs::create_directories(sock_dir);
+  ::chmod(sock_dir.c_str(), 0777);
+  auto server = backup::pgi::ScratchServer::start(target, sock_dir, runner, tools);
+  if (!server) {
+    if (why) *why = server.error().message;
+    return std::nullopt;
+  }
+  auto rows = (*server)->query("postgres", "postgres", sql);
+  if (!rows) {
+    if (why) *why = rows.error().message;
+    return std::nullopt;
+  }
+  return *rows;
+}
+
+}  // namespace drd::test

@@ -1,0 +1,34 @@
+#pragma once
+// What the PostgreSQL backup end-to-end tests share: a test key, the backup: section of drd's
+// configuration (optionally with WAL archiving), the restorable window as `drctl backups`
+// shows it, and reading rows back from a restored data folder.
+#include <boost/json.hpp>
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "tests/pg_e2e/pg_drd_fixture.hpp"
+
+namespace drd::test {
+
+// A 256-bit hex key file (mode 0600) at `p`.
+std::filesystem::path make_backup_key(const std::filesystem::path& p);
+
+// "  backup:" with directory `dir`, zstd at `level` on one thread, encryption with `key` when
+// given, and pg_wal_archive (spool `spool`) when given.
+std::string backup_yaml(const std::filesystem::path& dir, const std::optional<std::filesystem::path>& key,
+                        const std::optional<std::filesystem::path>& spool = std::nullopt, int level = 3);
+
+// The "restorable" object of backup `id` in `drctl --json backups` (null when none).
+boost::json::value restorable_window(PgDrdFixture& f, const std::string& id);
+// Polls it until its "to" is later than `t` (an ISO time); the last value seen either way.
+boost::json::value wait_window_past(PgDrdFixture& f, const std::string& id, const std::string& t,
+                                    std::chrono::seconds timeout = std::chrono::seconds(30));
+
+// Starts a scratch server on the restored data folder `target` (sockets in `sock_dir`) and
+// returns the first column of `sql`'s first row; nullopt (with the reason in `why`) on failure.
+std::optional<std::string> query_restored(const std::filesystem::path& target, const std::filesystem::path& sock_dir,
+                                          const std::string& sql, std::string* why = nullptr);
+
+}  // namespace drd::test
