@@ -736,9 +736,11 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
       reply(std::move(r));
     };
   }
+  const SysTime now = clock_.now();
   bool posted = backup_->checker->post([self, cfg, entry, path, target, to_time, node_files, overwrite, sink, reply,
-                                        pg_where, pg_nodes, runner]() mutable {
+                                        pg_where, pg_nodes, runner, now]() mutable {
     std::optional<bkrt::PreparedStandby> prepared;  // set: the swap follows on the cluster worker
+    std::optional<backup::Manifest> safety;          // set: entered in the catalog with the reply
     auto work = [&]() -> Result<json::value> {
       for (auto& [name, file] : node_files)
         if (!pg_where && bkrt::same_file(target, file))
@@ -775,8 +777,32 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
         return json::value(nullptr);
       }
       if (pg_backup) {
-        return bkrt::restore_pg(ref, key.ptr(), pg_where.value_or(bkrt::PgRestoreTarget{target, std::nullopt, false, overwrite}),
-                                *runner, pg_nodes, sink, to_time);
+        // A dump onto the live primary (--force) drops and recreates its objects in one
+        // transaction: a physical safety backup of the primary comes first, as for SQLite.
+        const bool onto_primary = pg_where && pg_where->node && pg_where->node_is_primary && pg_where->force &&
+                                  !to_time && ref.manifest->content == "pg-dump";
+        if (onto_primary) {
+          const NodeConfig& n = *pg_where->node;
+          if (cfg.directory.empty())
+            return make_error(Errc::refused, "restoring onto the primary takes a safety backup first, and backups are "
+                                             "not configured; nothing was changed",
+                              "set disaster_recovery.backup.directory");
+          backup::NewBackup info;
+          info.name = "before-restore";
+          info.node = n.name;
+          info.now = now;
+          auto m = bkrt::take_pg_backup(cfg, *runner, n, std::move(info), /*logical=*/false, {}, nullptr);
+          if (!m)
+            return make_error(m.error().code, "the safety backup of " + n.name + " failed, so nothing was restored: " +
+                                                  m.error().message);
+          safety = m.value();
+        }
+        auto r = bkrt::restore_pg(ref, key.ptr(), pg_where.value_or(bkrt::PgRestoreTarget{target, std::nullopt, false, overwrite}),
+                                  *runner, pg_nodes, sink, to_time);
+        if (!r && safety)
+          return make_error(r.error().code, r.error().message + " (safety backup " + safety->id + " was taken first)");
+        if (r && safety && r->is_object()) r->as_object()["safety_backup"] = safety->id;
+        return r;
       }
       json::object out;
       if (to_time) {
@@ -805,8 +831,19 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
     }
     // A target URL may hold a password.
     const std::string where = pg_where && pg_where->node ? "node " + pg_where->node->name : redact_url(target);
-    self->post_result([self, res = std::move(res), where, reply]() mutable {
+    self->post_result([self, res = std::move(res), where, safety, cfg, reply]() mutable {
       if (self->stopped) return;
+      if (safety) {
+        Status st = ok_status();
+        {
+          auto lk = self->d.store_->lock();
+          st = backup::catalog_insert(self->d.store_->raw(), *safety, cfg.directory);
+        }
+        log::event(st ? spdlog::level::info : spdlog::level::err, "backup",
+                   {{"NODE", safety->node}, {"BACKUP_ID", safety->id}},
+                   "safety backup " + safety->id + " of " + safety->node + " before the restore" +
+                       (st ? "" : " is in " + cfg.directory.string() + " but not in the catalog: " + st.error().message));
+      }
       if (res)
         log::event(spdlog::level::info, "restore", {{"BACKUP_ID", std::string(res->as_object().at("id").as_string())}},
                    "restored backup " + std::string(res->as_object().at("id").as_string()) + " into " +

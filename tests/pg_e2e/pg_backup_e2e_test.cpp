@@ -118,11 +118,35 @@ TEST_CASE("drctl backup, verify and restore on a PostgreSQL cluster", "[pg_e2e][
     auto s = f.drctl({"restore", logi_id, "--node", "node1", "--force"});
     CHECK(s.exit_code == 1);
     CHECK(s.err.find("standby") != std::string::npos);
-    // With --force the dump replaces the primary's objects in one transaction.
-    auto forced = f.drctl({"restore", logi_id, "--node", "node0", "--force"});
+    // With --force the dump replaces the primary's objects in one transaction, after a
+    // physical safety backup of the primary (entered in the catalog, named in the reply).
+    const std::string before = f.pg().query(0, kRows).value();
+    auto forced = f.drctl({"--json", "restore", logi_id, "--node", "node0", "--force"});
     INFO(forced.out << forced.err);
     REQUIRE(forced.exit_code == 0);
     CHECK(f.pg().query(0, kRows).value() == want);  // the row written after the dump is gone
+    const auto fo = parse(forced.out).as_object();
+    REQUIRE(fo.contains("safety_backup"));
+    const std::string safety(fo.at("safety_backup").as_string());
+    const json::value list = parse(f.drctl({"--json", "backups"}).out);
+    bool listed = false;
+    for (auto& b : list.as_array())
+      if (b.as_object().at("id").as_string() == safety) {
+        listed = true;
+        CHECK(b.as_object().at("name").as_string() == "before-restore");
+        CHECK(b.as_object().at("content").as_string() == "pg-tar");
+      }
+    CHECK(listed);
+    // The safety backup holds the data as it was just before the restore.
+    ::chmod(tmp.path().c_str(), 0755);  // tar and the scratch server run as the postgres user
+    const fs::path back = tmp / "before";
+    auto r2 = f.drctl({"restore", safety, "--target", back.string()});
+    INFO(r2.out << r2.err);
+    REQUIRE(r2.exit_code == 0);
+    std::string why;
+    auto rows = query_restored(back, tmp / "sock", kRows, &why);
+    INFO(why);
+    CHECK(rows == std::optional<std::string>(before));
   }
 
   SECTION("a flipped byte fails verify, named, and the catalog records it") {
