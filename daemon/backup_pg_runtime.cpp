@@ -116,8 +116,11 @@ Result<json::value> restore_pg(const backup::BackupRef& ref, const backup::Maste
     if (!logical)
       return make_error(Errc::refused,
                         n.name + " is the live primary: a physical backup is not restored onto the running primary "
-                                 "(it would discard every transaction since the backup on the whole cluster); "
-                                 "nothing was changed",
+                                 "(it would discard every transaction since the backup on the whole cluster)" +
+                                 std::string(where.force ? "; --force does not change this: drd cannot yet roll a live "
+                                                           "PostgreSQL primary back in place"
+                                                         : "") +
+                                 "; nothing was changed",
                         "restore it with --target PATH into a new data folder, start a server there and check it, "
                         "then switch the applications over to it (to rebuild a standby from it instead, use "
                         "--node STANDBY)");

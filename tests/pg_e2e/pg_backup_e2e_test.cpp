@@ -114,6 +114,7 @@ TEST_CASE("drctl backup, verify and restore on a PostgreSQL cluster", "[pg_e2e][
     auto p = f.drctl({"restore", phys_id, "--node", "node0", "--force"});
     CHECK(p.exit_code == 1);
     CHECK(p.err.find("node0 is the live primary") != std::string::npos);
+    CHECK(p.err.find("--force does not change this") != std::string::npos);
     CHECK(p.err.find("--target PATH") != std::string::npos);
     auto s = f.drctl({"restore", logi_id, "--node", "node1", "--force"});
     CHECK(s.exit_code == 1);
