@@ -66,6 +66,69 @@ struct RemoveOnExit {
 
 }  // namespace
 
+Result<std::string> recover_pg_copy(const fs::path& work, const fs::path& wal_folder,
+                                    const std::vector<backup::Manifest>& stage, const backup::MasterKey* key,
+                                    const std::string& target_settings, const std::string& what,
+                                    const fs::path& scratch_parent, const std::string& user, ProcessRunner& runner,
+                                    const backup::PgTools& tools) {
+  std::error_code ec;
+  const fs::path stage_dir = work / kStage;
+  if (auto s = backup::pgi::make_owned_dir(stage_dir, tools); !s) return s.error();
+  if (auto s = backup::stage_pg_wal(wal_folder, stage, key, stage_dir); !s) return s.error();
+  for (auto& e : fs::directory_iterator(stage_dir, ec)) (void)give_to(e.path(), tools);
+
+  // Recovery settings for this run only.
+  const fs::path auto_conf = work / "postgresql.auto.conf", hba = work / "pg_hba.conf";
+  auto auto_text = read_text(auto_conf);
+  auto hba_text = read_text(hba);
+  if (!auto_text || !hba_text) return make_error(Errc::corrupt, "the restored data lacks postgresql.auto.conf or pg_hba.conf");
+  std::string settings = *auto_text + "\n# drd recovery (removed when recovery is done)\n" +
+                         "restore_command = 'cp \"" + stage_dir.string() + "/%f\" \"%p\"'\n" + target_settings +
+                         "recovery_target_action = 'promote'\nrecovery_target_timeline = 'latest'\n";
+  if (auto s = write_text(auto_conf, settings); !s) return s.error();
+  if (auto s = write_text(work / "recovery.signal", ""); !s) return s.error();
+  (void)give_to(work / "recovery.signal", tools);
+
+  // Run it until promoted.
+  auto scratch = backup::pgi::make_scratch(scratch_parent, runner, tools);
+  if (!scratch) return scratch.error();
+  RemoveOnExit scratch_cleanup{{*scratch}};
+  const fs::path log = *scratch / "server.log";
+  std::string restored_time;
+  {
+    auto server = backup::pgi::ScratchServer::start(work, *scratch, runner, tools);
+    if (!server)
+      return make_error(server.error().code, what + " did not start (target untouched): " + server.error().message);
+    const auto deadline = std::chrono::steady_clock::now() + kRecoveryTimeout;
+    for (;;) {
+      auto q = (*server)->query(user, "postgres", "SELECT pg_is_in_recovery()");
+      if (q && *q == "f") break;
+      if (!q || std::chrono::steady_clock::now() > deadline) {
+        // A query error mid-recovery is the server stopping (FATAL: recovery ended before
+        // the target...): its log says why.
+        std::string tail = log_tail(log);
+        return make_error(Errc::io, what + " did not finish (target untouched): " +
+                                        (q ? std::string("still in recovery after ") + std::to_string(kRecoveryTimeout.count()) + " min"
+                                           : q.error().message) +
+                                        "; server log: " + tail);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    auto t = (*server)->query(user, "postgres",
+                              "SELECT coalesce(to_char(pg_last_xact_replay_timestamp() AT TIME ZONE 'UTC', "
+                              "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '')");
+    if (t) restored_time = *t;
+  }  // stopped here (fast shutdown: a checkpoint, so the next start needs no recovery)
+  if (fs::exists(work / "postmaster.pid", ec))
+    return make_error(Errc::io, "the recovered server in " + work.string() + " did not stop; target untouched");
+
+  // The source's configuration back, the staged WAL gone.
+  fs::remove_all(stage_dir, ec);
+  if (auto s = write_text(auto_conf, *auto_text); !s) return s.error();
+  if (auto s = write_text(hba, *hba_text); !s) return s.error();
+  return restored_time;
+}
+
 Result<json::value> restore_pg_pitr(const backup::BackupRef& ref, const backup::MasterKey* key, const fs::path& target,
                                     bool force, SysTime to_time, ProcessRunner& runner,
                                     const std::vector<NodeConfig>& pg_nodes, const backup::Progress& progress) {
@@ -122,69 +185,21 @@ Result<json::value> restore_pg_pitr(const backup::BackupRef& ref, const backup::
   }
   for (auto& h : histories)
     if (h.pg_timeline > base->timeline && h.pg_timeline <= max_tl) stage.push_back(h);
-  const fs::path stage_dir = work / kStage;
-  if (auto s = backup::pgi::make_owned_dir(stage_dir, tools); !s) return s.error();
-  if (auto s = backup::stage_pg_wal(folder, stage, key, stage_dir); !s) return s.error();
-  for (auto& e : fs::directory_iterator(stage_dir, ec)) (void)give_to(e.path(), tools);
 
-  // 4. Recovery settings for this run only.
-  const fs::path auto_conf = work / "postgresql.auto.conf", hba = work / "pg_hba.conf";
-  auto auto_text = read_text(auto_conf);
-  auto hba_text = read_text(hba);
-  if (!auto_text || !hba_text) return make_error(Errc::corrupt, "the restored data lacks postgresql.auto.conf or pg_hba.conf");
-  const std::string target_time = backup::format_time_utc(to_time);
+  // 4. Recovery to the target time, promoted (recover_pg_copy).
   // PostgreSQL's recovery_target_time check refuses ISO 8601's "T" and "Z".
+  const std::string target_time = backup::format_time_utc(to_time);
   std::string pg_time = target_time;
   pg_time[10] = ' ';
   pg_time.back() = ' ';
   pg_time += "+00";
-  std::string settings = *auto_text + "\n# drd point-in-time restore (removed when recovery is done)\n" +
-                         "restore_command = 'cp \"" + stage_dir.string() + "/%f\" \"%p\"'\n" +
-                         "recovery_target_time = '" + pg_time + "'\n" +
-                         "recovery_target_action = 'promote'\nrecovery_target_timeline = 'latest'\n";
-  if (auto s = write_text(auto_conf, settings); !s) return s.error();
-  if (auto s = write_text(work / "recovery.signal", ""); !s) return s.error();
-  (void)give_to(work / "recovery.signal", tools);
+  auto recovered = recover_pg_copy(work, folder, stage, key, "recovery_target_time = '" + pg_time + "'\n",
+                                   "recovery of backup " + id + " to " + target_time, target.parent_path(),
+                                   superuser_of(pg_nodes, full.node, tools), runner, tools);
+  if (!recovered) return recovered.error();
+  const std::string restored_time = *recovered;
 
-  // 5. Run it until promoted.
-  auto scratch = backup::pgi::make_scratch(target.parent_path(), runner, tools);
-  if (!scratch) return scratch.error();
-  RemoveOnExit scratch_cleanup{{*scratch}};
-  const fs::path log = *scratch / "server.log";
-  std::string restored_time;
-  {
-    auto server = backup::pgi::ScratchServer::start(work, *scratch, runner, tools);
-    if (!server)
-      return make_error(server.error().code, "recovery of backup " + id + " to " + target_time +
-                                                 " did not start (target untouched): " + server.error().message);
-    const std::string user = superuser_of(pg_nodes, full.node, tools);
-    const auto deadline = std::chrono::steady_clock::now() + kRecoveryTimeout;
-    for (;;) {
-      auto q = (*server)->query(user, "postgres", "SELECT pg_is_in_recovery()");
-      if (q && *q == "f") break;
-      if (!q || std::chrono::steady_clock::now() > deadline) {
-        // A query error mid-recovery is the server stopping (FATAL: recovery ended before
-        // the target...): its log says why.
-        std::string tail = log_tail(log);
-        return make_error(Errc::io, "recovery of backup " + id + " to " + target_time + " did not finish (target untouched): " +
-                                        (q ? std::string("still in recovery after ") + std::to_string(kRecoveryTimeout.count()) + " min"
-                                           : q.error().message) +
-                                        "; server log: " + tail);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-    auto t = (*server)->query(user, "postgres",
-                              "SELECT coalesce(to_char(pg_last_xact_replay_timestamp() AT TIME ZONE 'UTC', "
-                              "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '')");
-    if (t) restored_time = *t;
-  }  // stopped here (fast shutdown: a checkpoint, so the next start needs no recovery)
-  if (fs::exists(work / "postmaster.pid", ec))
-    return make_error(Errc::io, "the recovered server in " + work.string() + " did not stop; target untouched");
-
-  // 6. The source's configuration back, the staged WAL gone, then the rename.
-  fs::remove_all(stage_dir, ec);
-  if (auto s = write_text(auto_conf, *auto_text); !s) return s.error();
-  if (auto s = write_text(hba, *hba_text); !s) return s.error();
+  // 5. The rename.
   fs::path old;
   const bool exists = fs::exists(target, ec);
   if (exists) {

@@ -59,6 +59,20 @@ Result<boost::json::value> restore_pg_pitr(const backup::BackupRef& ref, const b
                                            ProcessRunner& runner, const std::vector<NodeConfig>& pg_nodes,
                                            const backup::Progress& progress);
 
+// Recovery of an extracted base backup in `work`, shared by point-in-time restore and meant
+// for any restore that must end on a new timeline: decrypts `stage` (WAL and .history files of
+// the archive in `wal_folder`) into a folder inside `work` fetched by restore_command = cp,
+// appends `target_settings` (the recovery_target* lines) plus promote for this run only, runs
+// a scratch server until it is out of recovery, stops it (fast shutdown: a checkpoint) and
+// removes the staged WAL and the recovery settings again. Returns the last replayed commit's
+// time (ISO 8601 UTC, empty when recovery replayed none). `what` starts the error messages
+// ("recovery of backup X to T"); on error `work` is left for the caller to remove.
+Result<std::string> recover_pg_copy(const std::filesystem::path& work, const std::filesystem::path& wal_folder,
+                                    const std::vector<backup::Manifest>& stage, const backup::MasterKey* key,
+                                    const std::string& target_settings, const std::string& what,
+                                    const std::filesystem::path& scratch_parent, const std::string& user,
+                                    ProcessRunner& runner, const backup::PgTools& tools);
+
 // `drctl restore ID --node STANDBY` with a physical backup, the part that runs off the cluster
 // worker while the standby keeps serving (backup_pg_standby.cpp): restores `ref` into
 // "<data_dir>.drd-restore-tmp" (beside data_dir, as node.os_user; pg_verifybackup), refuses a
