@@ -7,6 +7,7 @@
 
 #include "common/process.hpp"
 #include "daemon/backup/pg_internal.hpp"
+#include "daemon/backup/manifest.hpp"
 
 namespace drd::test {
 
@@ -46,6 +47,16 @@ json::value wait_window_past(PgDrdFixture& f, const std::string& id, const std::
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
   return w;
+}
+
+std::string time_between(PgCluster& pg, int i, const std::string& before, const std::string& after) {
+  pg.exec(i, before);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const std::string t = backup::format_time_utc(std::chrono::system_clock::now());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  pg.exec(i, after);
+  pg.exec(i, "SELECT pg_switch_wal()");
+  return t;
 }
 
 std::optional<std::string> query_restored(const fs::path& target, const fs::path& sock_dir, const std::string& sql,

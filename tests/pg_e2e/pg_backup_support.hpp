@@ -26,6 +26,11 @@ boost::json::value restorable_window(PgDrdFixture& f, const std::string& id);
 boost::json::value wait_window_past(PgDrdFixture& f, const std::string& id, const std::string& t,
                                     std::chrono::seconds timeout = std::chrono::seconds(30));
 
+// Runs `before` on node `i`, notes the time T a moment later, waits a little more, runs `after`
+// and completes the WAL segment (pg_switch_wal): a restore --to-time T must have `before`'s
+// effect and not `after`'s. Returns T (ISO, UTC).
+std::string time_between(PgCluster& pg, int i, const std::string& before, const std::string& after);
+
 // Starts a scratch server on the restored data folder `target` (sockets in `sock_dir`) and
 // returns the first column of `sql`'s first row; nullopt (with the reason in `why`) on failure.
 std::optional<std::string> query_restored(const std::filesystem::path& target, const std::filesystem::path& sock_dir,

@@ -37,12 +37,7 @@ TEST_CASE("PostgreSQL WAL archiving and restore --to-time", "[pg_e2e][backup][pi
   REQUIRE(b.exit_code == 0);
   const std::string id(json::parse(b.out).as_object().at("id").as_string());
 
-  f.pg().exec(0, "INSERT INTO items VALUES (1, 'A')");
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  const std::string t = backup::format_time_utc(std::chrono::system_clock::now());
-  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
-  f.pg().exec(0, "INSERT INTO items VALUES (2, 'B')");
-  f.pg().exec(0, "SELECT pg_switch_wal()");
+  const std::string t = time_between(f.pg(), 0, "INSERT INTO items VALUES (1, 'A')", "INSERT INTO items VALUES (2, 'B')");
 
   // Archived once the window reaches past T (B's commit is the last one archived).
   const json::value w = wait_window_past(f, id, t);
@@ -210,12 +205,7 @@ static void failover_case(Case c) {
   REQUIRE(f.wait_primary("node1", std::chrono::seconds(20)));
   // The store names the new primary before the promotion runs: wait until it takes writes.
   REQUIRE(f.pg().wait_for(1, "SHOW transaction_read_only", "off"));
-  f.pg().exec(1, "INSERT INTO items VALUES (2, 'B')");
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  const std::string t = backup::format_time_utc(std::chrono::system_clock::now());
-  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
-  f.pg().exec(1, "INSERT INTO items VALUES (3, 'C')");
-  f.pg().exec(1, "SELECT pg_switch_wal()");
+  const std::string t = time_between(f.pg(), 1, "INSERT INTO items VALUES (2, 'B')", "INSERT INTO items VALUES (3, 'C')");
   const json::value w = wait_window_past(f, id, t);
   INFO(f.log() << "\n" << f.drctl({"--json", "backups", "--segments"}).out);
   REQUIRE(w.is_object());
