@@ -200,23 +200,8 @@ Result<json::value> restore_pg_pitr(const backup::BackupRef& ref, const backup::
   const std::string restored_time = *recovered;
 
   // 5. The rename.
-  fs::path old;
-  const bool exists = fs::exists(target, ec);
-  if (exists) {
-    old = target;
-    old += ".replaced-" + std::to_string(::getpid());
-    fs::rename(target, old, ec);
-    if (ec) return make_error(Errc::io, "cannot move " + target.string() + " aside: " + ec.message());
-  }
-  fs::rename(work, target, ec);
-  if (ec) {
-    std::error_code back;
-    if (exists) fs::rename(old, target, back);
-    return make_error(Errc::io, "cannot rename " + work.string() + " to " + target.string() + ": " + ec.message());
-  }
+  if (auto st = backup::replace_folder(work, target); !st) return st.error();
   cleanup.paths.clear();
-  (void)backup::fsync_path(target.parent_path());
-  if (exists) fs::remove_all(old, ec);
   json::object out{{"restored_to", target.string()},
                    {"id", id},
                    {"bytes", r->bytes},

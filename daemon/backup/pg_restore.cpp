@@ -259,22 +259,8 @@ Result<PgRestoreResult> restore_pg_physical(const BackupRef& ref, const fs::path
     if (!v) return make_error(Errc::corrupt, "restored data failed pg_verifybackup (target untouched): " + v.error().message);
     detail += "; pg_verifybackup ok";
   }
-  fs::path old;
-  if (exists) {
-    old = target;
-    old += ".replaced-" + std::to_string(::getpid());
-    fs::rename(target, old, ec);
-    if (ec) return make_error(Errc::io, "cannot move " + target.string() + " aside: " + ec.message());
-  }
-  fs::rename(tmp, target, ec);
-  if (ec) {
-    std::error_code back;
-    if (exists) fs::rename(old, target, back);
-    return make_error(Errc::io, "cannot rename " + tmp.string() + " to " + target.string() + ": " + ec.message());
-  }
+  if (auto st = replace_folder(tmp, target); !st) return st.error();
   cleanup.armed = false;
-  (void)fsync_path(target.parent_path());
-  if (exists) fs::remove_all(old, ec);
   PgRestoreResult r;
   r.restored_to = target;
   r.bytes = rs->plaintext_bytes;

@@ -84,4 +84,26 @@ Error errno_error(Errc code, const std::string& what, const std::filesystem::pat
   return make_error(code, what + " " + p.string() + ": " + std::strerror(err));
 }
 
+Status replace_folder(const std::filesystem::path& ready, const std::filesystem::path& target) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path old;
+  const bool exists = fs::exists(target, ec);
+  if (exists) {
+    old = target;
+    old += ".replaced-" + std::to_string(::getpid());
+    fs::rename(target, old, ec);
+    if (ec) return make_error(Errc::io, "cannot move " + target.string() + " aside: " + ec.message());
+  }
+  fs::rename(ready, target, ec);
+  if (ec) {
+    std::error_code back;
+    if (exists) fs::rename(old, target, back);
+    return make_error(Errc::io, "cannot rename " + ready.string() + " to " + target.string() + ": " + ec.message());
+  }
+  (void)fsync_path(target.parent_path());
+  if (exists) fs::remove_all(old, ec);
+  return ok_status();
+}
+
 }  // namespace drd::backup

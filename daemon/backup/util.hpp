@@ -33,6 +33,11 @@ std::string sha256_hex_of_file(const std::filesystem::path& p, Error* err = null
 
 // fsync a file or a directory by path. Errors name the path.
 Status fsync_path(const std::filesystem::path& p);
+
+// Puts the folder `ready` in the place of `target` (which need not exist): an existing target is
+// moved aside first and deleted only after the rename succeeded, or put back if it failed; the
+// parent folder is fsynced. On error `ready` is left where it was.
+Status replace_folder(const std::filesystem::path& ready, const std::filesystem::path& target);
 // "12 MiB", "3.4 KiB": for messages.
 std::string human_bytes(std::uint64_t n);
 // "<errno text>" with the operation and path: "cannot open /x: Permission denied".
