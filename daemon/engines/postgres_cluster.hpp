@@ -66,6 +66,10 @@ class PostgresCluster : public ClusterDriver {
   };
 
   Member* member(const std::string& name);
+  // After a node was rebuilt as a standby (rejoin, restore): a fence recorded in its own
+  // postgresql.auto.conf survives (its config is kept), so it is lifted, and drd's fence and
+  // streaming state for it start over. `action` names the step in the warning.
+  void settle_rebuilt_standby(Member& m, const std::string& name, const std::string& action);
   std::vector<std::string> names() const;
   // Probes every node in parallel (a node that failed last time gets a short timeout).
   // With `abortable`, the probes give up once make_way() was called.

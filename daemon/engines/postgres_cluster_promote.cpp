@@ -269,15 +269,18 @@ Status PostgresCluster::rejoin(const std::string& name, bool reclone) {
   if (!p) return make_error(Errc::unavailable, "no primary is known yet");
   auto st = reclone ? m->node->reclone(p->cfg, kRecloneTimeout) : m->node->rejoin_with_rewind(p->cfg, kRewindTimeout);
   if (!st) return st;
-  // A fence recorded in its postgresql.auto.conf survives the rewind (its own config is kept).
-  if (auto un = m->node->unfence(Millis(5000)); !un)
-    spdlog::warn("rejoin {}: could not clear default_transaction_read_only: {}", name, un.error().message);
-  fenced_.erase(name);
-  fence_notes_.erase(name);
-  m->not_streaming_since.reset();
-  m->last_probe_failed = false;
+  settle_rebuilt_standby(*m, name, "rejoin");
   spdlog::info("rejoin {}: {}", name, m->node->last_action());
   return ok_status();
+}
+
+void PostgresCluster::settle_rebuilt_standby(Member& m, const std::string& name, const std::string& action) {
+  if (auto un = m.node->unfence(Millis(5000)); !un)
+    spdlog::warn("{} {}: could not clear default_transaction_read_only: {}", action, name, un.error().message);
+  fenced_.erase(name);
+  fence_notes_.erase(name);
+  m.not_streaming_since.reset();
+  m.last_probe_failed = false;
 }
 
 Result<StandbyRestoreOutcome> PostgresCluster::restore_standby(const std::string& name, const std::string& prepared,
@@ -296,13 +299,7 @@ Result<StandbyRestoreOutcome> PostgresCluster::restore_standby(const std::string
   auto st = m->node->reseed_from(p->cfg, prepared, kRecloneTimeout, discard);
   if (!st) return st.error();
   StandbyRestoreOutcome out{primary_, m->node->last_action()};  // before unfence() replaces it
-  // As after a rejoin: a fence recorded in its postgresql.auto.conf survives (its own config is kept).
-  if (auto un = m->node->unfence(Millis(5000)); !un)
-    spdlog::warn("restore onto {}: could not clear default_transaction_read_only: {}", name, un.error().message);
-  fenced_.erase(name);
-  fence_notes_.erase(name);
-  m->not_streaming_since.reset();
-  m->last_probe_failed = false;
+  settle_rebuilt_standby(*m, name, "restore onto");
   return out;
 }
 

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <stdexcept>
 #include <thread>
 
 #include "common/process.hpp"
@@ -27,6 +28,12 @@ std::string backup_yaml(const fs::path& dir, const std::optional<fs::path>& key,
   if (key) y += "    encryption: { key_file: " + key->string() + " }\n";
   if (spool) y += "    pg_wal_archive: { enabled: true, spool: " + spool->string() + " }\n";
   return y;
+}
+
+std::string take_backup(PgDrdFixture& f) {
+  auto b = f.drctl({"--json", "backup"});
+  if (b.exit_code != 0) throw std::runtime_error("drctl backup failed: " + b.err + "\n" + f.log());
+  return std::string(json::parse(b.out).as_object().at("id").as_string());
 }
 
 json::value restorable_window(PgDrdFixture& f, const std::string& id) {

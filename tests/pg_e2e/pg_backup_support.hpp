@@ -20,6 +20,10 @@ std::filesystem::path make_backup_key(const std::filesystem::path& p);
 std::string backup_yaml(const std::filesystem::path& dir, const std::optional<std::filesystem::path>& key,
                         const std::optional<std::filesystem::path>& spool = std::nullopt, int level = 3);
 
+// `drctl --json backup` (a physical full of the primary); its id. Throws with drctl's error
+// and drd's log when it fails (Catch reports the exception as the test's failure).
+std::string take_backup(PgDrdFixture& f);
+
 // The "restorable" object of backup `id` in `drctl --json backups` (null when none).
 boost::json::value restorable_window(PgDrdFixture& f, const std::string& id);
 // Polls it until its "to" is later than `t` (an ISO time); the last value seen either way.

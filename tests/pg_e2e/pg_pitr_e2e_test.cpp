@@ -32,10 +32,7 @@ TEST_CASE("PostgreSQL WAL archiving and restore --to-time", "[pg_e2e][backup][pi
   f.start();
   f.pg().exec(0, "CREATE TABLE items(id int PRIMARY KEY, v text)");
 
-  auto b = f.drctl({"--json", "backup"});
-  INFO(b.err << f.log());
-  REQUIRE(b.exit_code == 0);
-  const std::string id(json::parse(b.out).as_object().at("id").as_string());
+  const std::string id = take_backup(f);
 
   const std::string t = time_between(f.pg(), 0, "INSERT INTO items VALUES (1, 'A')", "INSERT INTO items VALUES (2, 'B')");
 
@@ -155,10 +152,7 @@ static void failover_case(Case c) {
   PgDrdFixture f(o);
   f.start();
   f.pg().exec(0, "CREATE TABLE items(id int PRIMARY KEY, v text)");
-  auto b = f.drctl({"--json", "backup"});
-  INFO(b.err << f.log());
-  REQUIRE(b.exit_code == 0);
-  const std::string id(json::parse(b.out).as_object().at("id").as_string());
+  const std::string id = take_backup(f);
   f.pg().exec(0, "INSERT INTO items VALUES (1, 'A')");
   if (receiver_ran) {
     REQUIRE(f.pg().wait_for(0, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'drd_archive' AND active", "1",

@@ -126,10 +126,7 @@ TEST_CASE("drctl restore ID --node STANDBY re-seeds a PostgreSQL standby from a 
   REQUIRE(f.pg().wait_for(0, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'drd_archive' AND active",
                           "1", std::chrono::seconds(20)));
 
-  auto b = f.drctl({"--json", "backup"});
-  INFO(b.err << f.log());
-  REQUIRE(b.exit_code == 0);
-  const std::string id(json::parse(b.out).as_object().at("id").as_string());
+  const std::string id = take_backup(f);
 
   // Rows after the backup; then the primary drops its WAL since the backup (wal_keep_size 0,
   // switches, CHECKPOINT), so the restored copy can only get it from drd's archive.
