@@ -67,7 +67,8 @@ struct RemoveOnExit {
 }  // namespace
 
 Result<std::string> recover_pg_copy(const fs::path& work, const fs::path& wal_folder,
-                                    const std::vector<backup::Manifest>& stage, const backup::MasterKey* key,
+                                    const std::vector<backup::Manifest>& stage,
+                                    const std::map<std::string, std::string>& extra, const backup::MasterKey* key,
                                     const std::string& target_settings, const std::string& what,
                                     const fs::path& scratch_parent, const std::string& user, ProcessRunner& runner,
                                     const backup::PgTools& tools) {
@@ -75,6 +76,9 @@ Result<std::string> recover_pg_copy(const fs::path& work, const fs::path& wal_fo
   const fs::path stage_dir = work / kStage;
   if (auto s = backup::pgi::make_owned_dir(stage_dir, tools); !s) return s.error();
   if (auto s = backup::stage_pg_wal(wal_folder, stage, key, stage_dir); !s) return s.error();
+  for (const auto& [name, text] : extra)
+    if (!fs::exists(stage_dir / name, ec))  // the archive's copy wins
+      if (auto s = write_text(stage_dir / name, text); !s) return s.error();
   for (auto& e : fs::directory_iterator(stage_dir, ec)) (void)give_to(e.path(), tools);
 
   // Recovery settings for this run only.
@@ -84,7 +88,7 @@ Result<std::string> recover_pg_copy(const fs::path& work, const fs::path& wal_fo
   if (!auto_text || !hba_text) return make_error(Errc::corrupt, "the restored data lacks postgresql.auto.conf or pg_hba.conf");
   std::string settings = *auto_text + "\n# drd recovery (removed when recovery is done)\n" +
                          "restore_command = 'cp \"" + stage_dir.string() + "/%f\" \"%p\"'\n" + target_settings +
-                         "recovery_target_action = 'promote'\nrecovery_target_timeline = 'latest'\n";
+                         "recovery_target_action = 'promote'\n";
   if (auto s = write_text(auto_conf, settings); !s) return s.error();
   if (auto s = write_text(work / "recovery.signal", ""); !s) return s.error();
   (void)give_to(work / "recovery.signal", tools);
@@ -129,31 +133,58 @@ Result<std::string> recover_pg_copy(const fs::path& work, const fs::path& wal_fo
   return restored_time;
 }
 
-Result<json::value> restore_pg_pitr(const backup::BackupRef& ref, const backup::MasterKey* key, const fs::path& target,
-                                    bool force, SysTime to_time, ProcessRunner& runner,
-                                    const std::vector<NodeConfig>& pg_nodes, const backup::Progress& progress) {
+std::string recovery_time_setting(SysTime t) {
+  // PostgreSQL's recovery_target_time check refuses ISO 8601's "T" and "Z".
+  std::string pg_time = backup::format_time_utc(t);
+  pg_time[10] = ' ';
+  pg_time.back() = ' ';
+  pg_time += "+00";
+  return "recovery_target_time = '" + pg_time + "'\n";
+}
+
+Result<PitrPlan> plan_pg_pitr(const backup::BackupRef& ref, SysTime to_time) {
   const backup::Manifest& full = *ref.manifest;
-  const std::string id = full.id;
   auto base = backup::pg_base_of(full);
   if (!base)
-    return make_error(Errc::invalid_argument, "backup " + id + " is not a PostgreSQL base backup with a WAL range; "
-                                                               "point-in-time restore needs one");
-  // 1. The plan, from the archive beside the backup (no catalog needed).
-  const fs::path folder = ref.data.parent_path() / backup::kPgWalFolder;
+    return make_error(Errc::invalid_argument, "backup " + full.id + " is not a PostgreSQL base backup with a WAL range; "
+                                                                    "point-in-time restore needs one");
+  PitrPlan out;
+  out.folder = ref.data.parent_path() / backup::kPgWalFolder;
   std::vector<backup::PgWalSeg> segs;
   std::vector<backup::Manifest> histories;
-  auto archived = backup::scan_pg_wal(folder);
+  auto archived = backup::scan_pg_wal(out.folder);
   for (auto& m : archived) {
     if (m.content == backup::kPgHistoryContent) histories.push_back(m);
     else if (auto s = backup::pg_wal_seg(m)) segs.push_back(*s);
   }
   auto chain = backup::pg_chain(*base, segs);
-  auto plan = backup::pg_plan(id, *base, chain, to_time);
+  auto plan = backup::pg_plan(full.id, *base, chain, to_time);
   if (!plan) {
     Error e = plan.error();
     e.message += "; nothing was changed";
     return e;
   }
+  // The WAL recovery needs, and the history of every timeline it crosses.
+  std::uint32_t max_tl = base->timeline;
+  for (auto& s : *plan) {
+    max_tl = std::max(max_tl, s.timeline);
+    for (auto& m : archived)
+      if (m.id == s.id) out.stage.push_back(m);
+  }
+  out.segments = plan->size();
+  for (auto& h : histories)
+    if (h.pg_timeline > base->timeline && h.pg_timeline <= max_tl) out.stage.push_back(h);
+  return out;
+}
+
+Result<json::value> restore_pg_pitr(const backup::BackupRef& ref, const backup::MasterKey* key, const fs::path& target,
+                                    bool force, SysTime to_time, ProcessRunner& runner,
+                                    const std::vector<NodeConfig>& pg_nodes, const backup::Progress& progress) {
+  const backup::Manifest& full = *ref.manifest;
+  const std::string id = full.id;
+  // 1. The plan, from the archive beside the backup (no catalog needed).
+  auto plan = plan_pg_pitr(ref, to_time);
+  if (!plan) return plan.error();
   // 2. The target must be free (same rules as a plain physical restore).
   std::error_code ec;
   if (fs::exists(target, ec)) {
@@ -175,38 +206,23 @@ Result<json::value> restore_pg_pitr(const backup::BackupRef& ref, const backup::
   auto r = backup::restore_pg_physical(ref, work, opts, runner, tools, progress);
   if (!r) return r.error();
 
-  // 3. The WAL recovery needs, decrypted where the server's restore_command finds it.
-  std::vector<backup::Manifest> stage;
-  std::uint32_t max_tl = base->timeline;
-  for (auto& s : *plan) {
-    max_tl = std::max(max_tl, s.timeline);
-    for (auto& m : archived)
-      if (m.id == s.id) stage.push_back(m);
-  }
-  for (auto& h : histories)
-    if (h.pg_timeline > base->timeline && h.pg_timeline <= max_tl) stage.push_back(h);
-
-  // 4. Recovery to the target time, promoted (recover_pg_copy).
-  // PostgreSQL's recovery_target_time check refuses ISO 8601's "T" and "Z".
+  // 3. Recovery to the target time, promoted (recover_pg_copy).
   const std::string target_time = backup::format_time_utc(to_time);
-  std::string pg_time = target_time;
-  pg_time[10] = ' ';
-  pg_time.back() = ' ';
-  pg_time += "+00";
-  auto recovered = recover_pg_copy(work, folder, stage, key, "recovery_target_time = '" + pg_time + "'\n",
+  auto recovered = recover_pg_copy(work, plan->folder, plan->stage, {}, key,
+                                   recovery_time_setting(to_time) + "recovery_target_timeline = 'latest'\n",
                                    "recovery of backup " + id + " to " + target_time, target.parent_path(),
                                    superuser_of(pg_nodes, full.node, tools), runner, tools);
   if (!recovered) return recovered.error();
   const std::string restored_time = *recovered;
 
-  // 5. The rename.
+  // 4. The rename.
   if (auto st = backup::replace_folder(work, target); !st) return st.error();
   cleanup.paths.clear();
   json::object out{{"restored_to", target.string()},
                    {"id", id},
                    {"bytes", r->bytes},
                    {"to_time", target_time},
-                   {"applied_segments", plan->size()},
+                   {"applied_segments", plan->segments},
                    {"detail", "recovered to " + target_time + " and promoted; start it with pg_ctl -D " + target.string()}};
   if (!restored_time.empty()) out["restored_time"] = restored_time;
   return json::value(std::move(out));

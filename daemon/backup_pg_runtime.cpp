@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include "daemon/backup/pg_internal.hpp"
 #include "daemon/backup_runtime.hpp"
 #include "daemon/engines/postgres_node.hpp"
 #include "daemon/engines/postgres_util.hpp"
@@ -89,6 +90,17 @@ backup::VerifyReport verify_pg(const backup::BackupRef& ref, const backup::Maste
   return backup::verify_pg_backup(ref, key, scratch, runner, tools, superuser_of(pg_nodes, node, tools));
 }
 
+Result<std::string> pg_replication_command(ProcessRunner& runner, const backup::PgTools& tools, const std::string& cmd) {
+  auto out = backup::pgi::run_tool(runner, tools,
+                                   {tools.program("psql"), "-X", "-A", "-t", "--no-password", "-d",
+                                    tools.conninfo + " replication=true", "-c", cmd},
+                                   Millis{10'000});
+  if (!out) return out.error();
+  std::string row = out->output;
+  while (!row.empty() && (row.back() == '\n' || row.back() == '\r')) row.pop_back();
+  return row;
+}
+
 bool is_pg_url(const std::string& t) {
   // Same rule as drctl's: a scheme, or a key=value conninfo (never an absolute path).
   return t.rfind("postgresql://", 0) == 0 || t.rfind("postgres://", 0) == 0 ||
@@ -111,19 +123,10 @@ Result<json::value> restore_pg(const backup::BackupRef& ref, const backup::Maste
                       "drctl restore ID --to-time T --target /srv/pg/restored");
   if (where.node) {
     const NodeConfig& n = *where.node;
-    // A standby is re-seeded (prepare_standby_restore + ClusterDriver::restore_standby, chosen
-    // by Daemon::restore); what reaches here is the live primary.
+    // A physical backup onto a node is a re-seed (standby) or a roll-back (primary), both chosen
+    // by Daemon::restore before this; what reaches here is a dump.
     if (!logical)
-      return make_error(Errc::refused,
-                        n.name + " is the live primary: a physical backup is not restored onto the running primary "
-                                 "(it would discard every transaction since the backup on the whole cluster)" +
-                                 std::string(where.force ? "; --force does not change this: drd cannot yet roll a live "
-                                                           "PostgreSQL primary back in place"
-                                                         : "") +
-                                 "; nothing was changed",
-                        "restore it with --target PATH into a new data folder, start a server there and check it, "
-                        "then switch the applications over to it (to rebuild a standby from it instead, use "
-                        "--node STANDBY)");
+      return make_error(Errc::internal, "a physical backup onto node " + n.name + " is not restored here");
     if (!where.node_is_primary)
       return make_error(Errc::refused, n.name + " is a standby (read-only): a dump restores into the primary's database",
                         "restore with --node PRIMARY --force, or --target postgresql://... into another database");

@@ -6,6 +6,8 @@
 // scrubbed from every message.
 #include <atomic>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "common/process.hpp"
 #include "common/result.hpp"
 #include "daemon/backup/pg_backup.hpp"
+#include "daemon/engines/postgres_util.hpp"
 
 namespace drd::bkrt {
 
@@ -44,6 +47,7 @@ struct PgRestoreTarget {
   // identifier check), and whether the node's files are on another host (multi-host mode).
   std::optional<NodeConfig> primary;
   bool node_on_other_host = false;
+  bool multi_host = false;  // drd runs with etcd coordination
 };
 
 // Tools for servers drd starts itself (verify, PITR): those of node `preferred` (else the
@@ -59,19 +63,45 @@ Result<boost::json::value> restore_pg_pitr(const backup::BackupRef& ref, const b
                                            ProcessRunner& runner, const std::vector<NodeConfig>& pg_nodes,
                                            const backup::Progress& progress);
 
-// Recovery of an extracted base backup in `work`, shared by point-in-time restore and meant
-// for any restore that must end on a new timeline: decrypts `stage` (WAL and .history files of
-// the archive in `wal_folder`) into a folder inside `work` fetched by restore_command = cp,
-// appends `target_settings` (the recovery_target* lines) plus promote for this run only, runs
-// a scratch server until it is out of recovery, stops it (fast shutdown: a checkpoint) and
-// removes the staged WAL and the recovery settings again. Returns the last replayed commit's
-// time (ISO 8601 UTC, empty when recovery replayed none). `what` starts the error messages
-// ("recovery of backup X to T"); on error `work` is left for the caller to remove.
+// Recovery of an extracted base backup in `work`, shared by point-in-time restore and the
+// roll-back of a live primary (any restore that must end on a new timeline): decrypts `stage`
+// (WAL and .history files of the archive in `wal_folder`) into a folder inside `work` fetched by
+// restore_command = cp, adds the plaintext `extra` files there (name -> content, e.g. history
+// files read from the primary; an archived file of the same name wins), appends
+// `target_settings` (the recovery_target* lines, recovery_target_timeline included) plus
+// promote for this run only, runs a scratch server until it is out of recovery, stops it (fast
+// shutdown: a checkpoint) and removes the staged WAL and the recovery settings again. Returns the
+// last replayed commit's time (ISO 8601 UTC, empty when recovery replayed none). `what` starts
+// the error messages ("recovery of backup X to T"); on error `work` is left for the caller.
 Result<std::string> recover_pg_copy(const std::filesystem::path& work, const std::filesystem::path& wal_folder,
-                                    const std::vector<backup::Manifest>& stage, const backup::MasterKey* key,
+                                    const std::vector<backup::Manifest>& stage,
+                                    const std::map<std::string, std::string>& extra, const backup::MasterKey* key,
                                     const std::string& target_settings, const std::string& what,
                                     const std::filesystem::path& scratch_parent, const std::string& user,
                                     ProcessRunner& runner, const backup::PgTools& tools);
+
+// What point-in-time recovery of a base backup to `to_time` needs from the WAL archived beside
+// it (`<backup folder>/pg-wal/`): refused (message ends "nothing was changed") when the archive
+// does not cover `to_time`.
+struct PitrPlan {
+  std::filesystem::path folder;        // the archive
+  std::vector<backup::Manifest> stage; // segments in order, then the history files they cross
+  std::size_t segments = 0;
+};
+Result<PitrPlan> plan_pg_pitr(const backup::BackupRef& ref, SysTime to_time);
+// "recovery_target_time = '...'\n" in the form PostgreSQL's check accepts.
+std::string recovery_time_setting(SysTime t);
+
+// Whether `work` (a restored data folder) is a copy of the cluster `primary` runs, by database
+// system identifier (pg_controldata there, pg_control_system() on the primary); its control data
+// when it is. Errors end "; <touched> was not touched".
+Result<pg::ControlData> check_same_cluster(const std::filesystem::path& work, const backup::PgTools& tools,
+                                           ProcessRunner& runner, const std::string& id, const NodeConfig& primary,
+                                           const std::string& touched);
+
+// A replication-protocol command (IDENTIFY_SYSTEM, TIMELINE_HISTORY n) on `tools.conninfo`
+// with psql `replication=true`: its output row, fields separated by '|'.
+Result<std::string> pg_replication_command(ProcessRunner& runner, const backup::PgTools& tools, const std::string& cmd);
 
 // `drctl restore ID --node STANDBY` with a physical backup, the part that runs off the cluster
 // worker while the standby keeps serving (backup_pg_standby.cpp): restores `ref` into
@@ -90,6 +120,29 @@ struct PreparedStandby {
 Result<PreparedStandby> prepare_standby_restore(const backup::BackupRef& ref, const backup::MasterKey* key,
                                                 const NodeConfig& node, const NodeConfig& primary,
                                                 ProcessRunner& runner, const backup::Progress& progress);
+// `drctl restore ID --node PRIMARY --force [--to-time T]` with a physical backup, the part that
+// runs off the cluster worker while the primary keeps serving (backup_pg_primary.cpp): checks
+// the archive covers `to_time` and reads the primary's timeline history, calls
+// `before_touching` (the safety backup; its error ends the restore), restores `ref` into
+// "<data_dir>.drd-restore-tmp", checks it is of this cluster, recovers it (to `to_time` along
+// the primary's timeline, else to the end of the backup), promotes it onto a timeline above
+// every one in use (backup/pg_rollback.hpp) and stops it cleanly. On any failure the folder is
+// removed and the primary was not touched. The swap is ClusterDriver::restore_primary.
+struct PreparedPrimary {
+  std::string node, id;
+  std::filesystem::path dir;
+  std::uint64_t bytes = 0;
+  std::uint32_t timeline = 0;      // the copy's, new
+  std::uint32_t old_timeline = 0;  // the primary's when the restore was prepared
+  std::string to_time;             // ISO 8601 UTC; "" = the end of the backup
+  std::string restored_time;       // the last replayed commit ("" = none replayed)
+  std::size_t applied_segments = 0;
+  std::string detail;
+};
+Result<PreparedPrimary> prepare_primary_restore(const backup::BackupRef& ref, const backup::MasterKey* key,
+                                                const NodeConfig& node, std::optional<SysTime> to_time,
+                                                ProcessRunner& runner, const backup::Progress& progress,
+                                                const std::function<Status()>& before_touching);
 // Why a backup with system identifier `backup_sysid` cannot re-seed a standby of `primary`
 // (whose identifier is `primary_sysid`); nullopt when both are the same cluster.
 std::optional<std::string> other_cluster(const std::string& id, const std::string& backup_sysid,

@@ -58,6 +58,30 @@ std::optional<std::string> other_cluster(const std::string& id, const std::strin
          ", " + primary + "'s is " + primary_sysid;
 }
 
+Result<pg::ControlData> check_same_cluster(const fs::path& work, const backup::PgTools& tools, ProcessRunner& runner,
+                                           const std::string& id, const NodeConfig& primary, const std::string& touched) {
+  backup::PgTools c_tools = tools;
+  c_tools.env["LC_ALL"] = "C";  // field names are translated otherwise
+  auto cd = backup::pgi::run_tool(runner, c_tools, {tools.program("pg_controldata"), "-D", work.string()},
+                                  std::chrono::milliseconds(60'000));
+  if (!cd) return make_error(cd.error().code, "cannot read the restored copy's control file: " + cd.error().message +
+                                                  "; " + touched + " was not touched");
+  auto control = pg::parse_controldata(cd->output);
+  if (!control.system_identifier)
+    return make_error(Errc::io, "pg_controldata of the restored copy names no database system identifier; " + touched +
+                                    " was not touched");
+  auto primary_sysid = primary_system_identifier(primary);
+  if (!primary_sysid)
+    return make_error(primary_sysid.error().code,
+                      "cannot read the database system identifier of the primary " + primary.name +
+                          " (to check that backup " + id + " is of this cluster): " + primary_sysid.error().message +
+                          "; " + touched + " was not touched");
+  if (auto why = other_cluster(id, *control.system_identifier, primary.name, *primary_sysid))
+    return make_error(Errc::refused, *why + "; " + touched + " was not touched",
+                      "restore a backup of this cluster (drctl backups), or restore this one with --target PATH");
+  return control;
+}
+
 Result<PreparedStandby> prepare_standby_restore(const backup::BackupRef& ref, const backup::MasterKey* key,
                                                 const NodeConfig& node, const NodeConfig& primary, ProcessRunner& runner,
                                                 const backup::Progress& progress) {
@@ -90,25 +114,7 @@ Result<PreparedStandby> prepare_standby_restore(const backup::BackupRef& ref, co
   if (!r) return make_error(r.error().code, r.error().message + "; " + node.name + " was not touched");
 
   // 2. Same cluster? A base backup of another one would start, then never stream.
-  backup::PgTools c_tools = tools;
-  c_tools.env["LC_ALL"] = "C";  // field names are translated otherwise
-  auto cd = backup::pgi::run_tool(runner, c_tools, {tools.program("pg_controldata"), "-D", work.string()},
-                                  std::chrono::milliseconds(60'000));
-  if (!cd) return make_error(cd.error().code, "cannot read the restored copy's control file: " + cd.error().message +
-                                                  "; " + node.name + " was not touched");
-  auto backup_sysid = pg::parse_controldata(cd->output).system_identifier;
-  if (!backup_sysid)
-    return make_error(Errc::io, "pg_controldata of the restored copy names no database system identifier; " + node.name +
-                                    " was not touched");
-  auto primary_sysid = primary_system_identifier(primary);
-  if (!primary_sysid)
-    return make_error(primary_sysid.error().code,
-                      "cannot read the database system identifier of the primary " + primary.name +
-                          " (to check that backup " + id + " is of this cluster): " + primary_sysid.error().message +
-                          "; " + node.name + " was not touched");
-  if (auto why = other_cluster(id, *backup_sysid, primary.name, *primary_sysid))
-    return make_error(Errc::refused, *why + "; " + node.name + " was not touched",
-                      "restore a backup of this cluster (drctl backups), or restore this one with --target PATH");
+  if (auto same = check_same_cluster(work, tools, runner, id, primary, node.name); !same) return same.error();
 
   // 3. The archived WAL after the backup, where the standby replays it before streaming.
   const fs::path folder = ref.data.parent_path() / backup::kPgWalFolder;

@@ -58,6 +58,13 @@ struct StandbyRestoreOutcome {
   std::string detail;
 };
 
+// What restore_primary() did: the primary's new timeline, and each standby's re-clone
+// ("" = streaming again, else why not).
+struct PrimaryRestoreOutcome {
+  std::string detail;
+  std::map<std::string, std::string> standbys;
+};
+
 class ClusterDriver {
  public:
   virtual ~ClusterDriver() = default;
@@ -100,6 +107,17 @@ class ClusterDriver {
   // old data folder is put back and started again. Folders left to delete (the old one, a
   // failed copy, `prepared` if unused) are appended to `discard`: the caller removes them off
   // this worker.
+  // Rolls primary `node` back to a copy prepared in `prepared` (recovered and promoted onto
+  // `timeline`, beside its data_dir): swaps the folders, starts it as the primary, then re-clones
+  // every standby from it (their WAL is of the abandoned history). A standby that cannot be
+  // re-cloned is reported in the outcome, not an error. Folders to delete go to `discard`.
+  virtual Result<PrimaryRestoreOutcome> restore_primary(const std::string& node, const std::string& prepared,
+                                                        std::uint32_t timeline, std::vector<std::string>& discard) {
+    (void)timeline;
+    discard.push_back(prepared);
+    return make_error(Errc::unsupported, "rolling primary " + node + " back to a physical backup is supported for "
+                                         "PostgreSQL clusters only");
+  }
   virtual Result<StandbyRestoreOutcome> restore_standby(const std::string& node, const std::string& prepared,
                                                         std::vector<std::string>& discard) {
     discard.push_back(prepared);

@@ -252,6 +252,7 @@ ClusterView Daemon::cluster_view() const {
   v.auto_failover = auto_failover_;
   v.monitoring = monitoring_;
   v.failover_running = failover_running_;
+  v.primary_paused = primary_paused_;
   v.nodes = node_views();
   v.policy.max_lag_bytes = config_.failover.max_lag_bytes;
   v.policy.synchronous = config_.failover.synchronous;

@@ -223,6 +223,9 @@ class Daemon {
   std::atomic<bool> monitoring_{true};
   bool auto_failover_ = true;
   bool failover_running_ = false;
+  // Why the primary is stopped on purpose (a backup being restored onto it), "" otherwise:
+  // automatic failover waits, manual failover and rejoin are refused (policy.hpp ClusterView).
+  std::string primary_paused_;
   bool tick_running_ = false;
   bool refreshing_ = false;  // standbys are asked again before an automatic failover
   bool attach_after_failover_ = false;

@@ -238,27 +238,21 @@ struct Daemon::PgArchiveRuntime {
   // The server's current timeline and its history, over a replication connection (the
   // same access pg_receivewal needs). nullopt when it cannot be read.
   std::optional<std::pair<std::uint32_t, std::vector<backup::TimelineSwitch>>> server_history(const backup::PgTools& tools) {
-    auto repl = [&](const std::string& cmd) {
-      return backup::pgi::run_tool(d.runner_, tools,
-                                   {tools.program("psql"), "-X", "-A", "-t", "--no-password", "-d",
-                                    tools.conninfo + " replication=true", "-c", cmd},
-                                   Millis{10'000});
-    };
-    auto id = repl("IDENTIFY_SYSTEM");  // systemid|timeline|xlogpos|dbname
+    auto id = bkrt::pg_replication_command(d.runner_, tools, "IDENTIFY_SYSTEM");  // systemid|timeline|xlogpos|dbname
     if (!id) return std::nullopt;
-    auto bar = id->output.find('|');
+    auto bar = id->find('|');
     if (bar == std::string::npos) return std::nullopt;
     std::uint32_t tl = 0;
     try {
-      tl = static_cast<std::uint32_t>(std::stoul(id->output.substr(bar + 1)));
+      tl = static_cast<std::uint32_t>(std::stoul(id->substr(bar + 1)));
     } catch (const std::exception&) {
       return std::nullopt;
     }
     if (tl <= 1) return std::make_pair(tl, std::vector<backup::TimelineSwitch>{});
-    auto h = repl("TIMELINE_HISTORY " + std::to_string(tl));  // filename|content
+    auto h = bkrt::pg_replication_command(d.runner_, tools, "TIMELINE_HISTORY " + std::to_string(tl));  // filename|content
     if (!h) return std::nullopt;
-    auto hb = h->output.find('|');
-    return std::make_pair(tl, backup::parse_timeline_history(hb == std::string::npos ? "" : h->output.substr(hb + 1)));
+    auto hb = h->find('|');
+    return std::make_pair(tl, backup::parse_timeline_history(hb == std::string::npos ? "" : h->substr(hb + 1)));
   }
 
   // Where the next pg_receivewal starts (backup/pg_wal_resume.hpp): its spool's own start, or

@@ -94,7 +94,7 @@ json::value Daemon::status_json() const {
   json::array nodes;
   for (auto& name : order_) nodes.push_back(node_json(nodes_.at(name)));
   auto uptime = std::chrono::duration_cast<std::chrono::seconds>(clock_.steady() - started_at_).count();
-  return json::object{
+  json::object out{
       {"enabled", config_.enabled},
       {"primary", primary_},
       {"term", term_},
@@ -113,6 +113,8 @@ json::value Daemon::status_json() const {
                               {"uptime_s", uptime},
                               {"config", config_.file.string()}}},
   };
+  if (!primary_paused_.empty()) out["primary_paused"] = primary_paused_;  // a restore onto it is running
+  return out;
 }
 
 Result<json::value> Daemon::history_json(const json::object& params) {
@@ -219,6 +221,9 @@ void Daemon::manual_failover(const json::object& params, const std::string& mode
   if (!node) return reply(node.error());
   if (!nodes_.count(*node)) return reply(make_error(Errc::not_found, "no node named '" + *node + "'"));
   if (*node == primary_) return reply(make_error(Errc::refused, *node + " is already the primary"));
+  if (!primary_paused_.empty())
+    return reply(make_error(Errc::conflict, "the primary " + primary_ + " is stopped on purpose: " + primary_paused_,
+                            "wait for the restore to finish (drctl status), then retry"));
   bool force = bool_param(params, "force");
   if (mode == "switchover") {
     auto p = nodes_.find(primary_);
@@ -237,6 +242,10 @@ void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
   if (!nodes_.count(*node)) return reply(make_error(Errc::not_found, "no node named '" + *node + "'"));
   if (*node == primary_) return reply(make_error(Errc::refused, *node + " is the primary; rejoin is for standbys"));
   if (!driver_) return reply(make_error(Errc::unsupported, "this drd cannot rejoin nodes of this engine yet"));
+  if (!primary_paused_.empty())
+    return reply(make_error(Errc::conflict, "the primary " + primary_ + " is stopped on purpose: " + primary_paused_ +
+                                                "; its standbys are rebuilt when that is done",
+                            "wait for the restore to finish (drctl status), then retry"));
   bool reclone = bool_param(params, "reclone");
   auto* d = driver_.get();
   std::string name = *node;

@@ -213,6 +213,12 @@ Decision decide(const ClusterView& v) {
                  *n.config_problem + "); no automatic failover: fix the configuration, or run drctl failover";
       return d;
     }
+  if (!v.primary_paused.empty()) {
+    d.state = FailoverState::disabled;
+    d.reason = "primary " + v.primary + " is down on purpose (" + v.primary_paused +
+               "); automatic failover waits until that is done";
+    return d;
+  }
   if (!v.auto_failover) {
     d.state = FailoverState::disabled;
     d.reason = "primary " + v.primary + " is down and automatic failover is disabled";

@@ -99,6 +99,10 @@ struct ClusterView {
   bool auto_failover = true;
   bool monitoring = true;
   bool failover_running = false;
+  // Non-empty while the primary is stopped on purpose (a backup being restored onto it):
+  // says why, and automatic failover waits. Not the same as auto_failover = false, which
+  // the operator set and which survives restarts.
+  std::string primary_paused;
   std::vector<NodeView> nodes;
   FailoverPolicy policy;
 };

@@ -51,6 +51,8 @@ class PostgresCluster : public ClusterDriver {
   Status clone(const std::string& node) override;
   Result<StandbyRestoreOutcome> restore_standby(const std::string& node, const std::string& prepared,
                                                 std::vector<std::string>& discard) override;
+  Result<PrimaryRestoreOutcome> restore_primary(const std::string& node, const std::string& prepared,
+                                                std::uint32_t timeline, std::vector<std::string>& discard) override;
   void detach() override;
   Millis tick_interval() const override;
   std::string synchronous_state() const override;

@@ -303,6 +303,32 @@ Result<StandbyRestoreOutcome> PostgresCluster::restore_standby(const std::string
   return out;
 }
 
+Result<PrimaryRestoreOutcome> PostgresCluster::restore_primary(const std::string& name, const std::string& prepared,
+                                                               std::uint32_t timeline, std::vector<std::string>& discard) {
+  Member* p = member(name);
+  // Re-checked here (the backup was restored off this worker).
+  if (!p || name != primary_) {
+    discard.push_back(prepared);
+    return make_error(Errc::refused, "restore onto " + name + ": " +
+                                         (p ? name + " is no longer the primary (now: " + primary_ + ")"
+                                            : "no node named '" + name + "'") +
+                                         "; nothing was changed");
+  }
+  auto st = p->node->replace_primary_data(prepared, timeline, kRecloneTimeout, discard);
+  if (!st) return st.error();
+  PrimaryRestoreOutcome out{p->node->last_action(), {}};
+  p->last_probe_failed = false;
+  // The standbys hold WAL of the history the primary left: each is rebuilt from it.
+  for (auto& m : members_) {
+    if (m.cfg.name == name) continue;
+    auto r = m.node->reclone(p->cfg, kRecloneTimeout);
+    if (r) settle_rebuilt_standby(m, m.cfg.name, "restore onto the primary: re-clone");
+    else spdlog::error("restore onto the primary {}: re-cloning {} failed: {}", name, m.cfg.name, r.error().message);
+    out.standbys[m.cfg.name] = r ? "" : r.error().message;
+  }
+  return out;
+}
+
 // A clone is a reclone that also works for a node whose data folder does not exist yet
 // (PostgresNode::reclone tells the cases apart).
 Status PostgresCluster::clone(const std::string& name) { return rejoin(name, true); }

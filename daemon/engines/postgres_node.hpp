@@ -98,6 +98,14 @@ class PostgresNode : public Node {
   // copy of the primary's), the failed copy, or `prepared` when it was never renamed in.
   Status reseed_from(const NodeConfig& primary, const std::filesystem::path& prepared, Millis timeout,
                      std::vector<std::string>& discard);
+  // The primary rolled back to a backup (drctl restore ID --node PRIMARY --force): `prepared`
+  // was recovered and promoted onto `timeline` beside data_dir and stopped cleanly. Stops the
+  // server, swaps the folders as reseed_from does, writes this node's configuration files into
+  // the copy (no standby.signal), starts it and waits until it is writable on `timeline`. On
+  // failure the old folder is put back and started again. The old folder goes to `discard` on
+  // success (the safety backup holds it).
+  Status replace_primary_data(const std::filesystem::path& prepared, std::uint32_t timeline, Millis timeout,
+                              std::vector<std::string>& discard);
 
   // ALTER SYSTEM SET synchronous_standby_names (empty = RESET) + reload.
   Status set_synchronous_standby_names(std::string value, Millis timeout = Millis(5000));
@@ -137,8 +145,26 @@ class PostgresNode : public Node {
   Status stop_server(SteadyTime deadline, bool* was_running = nullptr);
   Status start_server(SteadyTime deadline);
   Result<std::map<std::string, std::string>> save_config(SteadyTime deadline);
+  Status write_config(const std::map<std::string, std::string>& files, SteadyTime deadline);
   Status restore_config(const std::map<std::string, std::string>& saved, const std::string& primary_conninfo,
                         SteadyTime deadline);
+  // Swapping data_dir for a prepared copy (postgres_reseed.cpp). swap_in: checks the copy,
+  // stops the server, saves its configuration, moves data_dir aside and renames the copy in; on
+  // error nothing was changed (the server started again if it ran) and the copy is in `discard`.
+  struct DataSwap {
+    std::string aside;  // "<data_dir>.drd-old-<unix time>"
+    bool was_running = false;
+    std::map<std::string, std::string> saved;
+  };
+  Result<DataSwap> swap_in(const std::string& what, const std::filesystem::path& prepared, SteadyTime deadline,
+                           std::vector<std::string>& discard);
+  // After a failure past swap_in: the copy moved to "<data_dir>.drd-discard-*" (into `discard`),
+  // the old folder back and started if it ran; the error says all of it (`hint` unless the
+  // failure has its own).
+  Error swap_back(const std::string& what, const DataSwap& swap, const Error& failed, const std::string& tail,
+                  std::vector<std::string>& discard, const std::string& hint);
+  std::string start_again(bool was_running);
+  std::string server_log_tail();
   Status become_standby_of(const NodeConfig& primary, const std::map<std::string, std::string>& saved,
                            SteadyTime deadline);
   Result<pg::DataDirState> data_dir_state(SteadyTime deadline);

@@ -168,16 +168,21 @@ Result<std::map<std::string, std::string>> PostgresNode::save_config(SteadyTime 
   return saved;
 }
 
-Status PostgresNode::restore_config(const std::map<std::string, std::string>& saved,
-                                    const std::string& primary_conninfo, SteadyTime deadline) {
-  auto files = saved;
-  files["postgresql.auto.conf"] = pg::set_auto_conf(files["postgresql.auto.conf"], "primary_conninfo", primary_conninfo);
+Status PostgresNode::write_config(const std::map<std::string, std::string>& files, SteadyTime deadline) {
   for (const auto& [name, text] : files) {
     auto path = (*cfg_.data_dir / name).string();
     auto out = tool({"sh", "-c", "umask 077; cat > \"$1\"", "sh", path}, deadline, {}, text);
     if (!out) return out.error();
     if (!out->success()) return make_error(Errc::io, "cannot write " + path + ": " + out->output);
   }
+  return ok_status();
+}
+
+Status PostgresNode::restore_config(const std::map<std::string, std::string>& saved,
+                                    const std::string& primary_conninfo, SteadyTime deadline) {
+  auto files = saved;
+  files["postgresql.auto.conf"] = pg::set_auto_conf(files["postgresql.auto.conf"], "primary_conninfo", primary_conninfo);
+  if (auto w = write_config(files, deadline); !w) return w;
   auto sig = (*cfg_.data_dir / "standby.signal").string();
   auto out = tool({"sh", "-c", "umask 077; : > \"$1\"", "sh", sig}, deadline);
   if (!out) return out.error();

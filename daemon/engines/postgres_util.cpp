@@ -250,6 +250,9 @@ ControlData parse_controldata(const std::string& text) {
       c.state = value;
     } else if (key == "Database system identifier") {
       if (!value.empty() && value.find_first_not_of("0123456789") == std::string::npos) c.system_identifier = value;
+    } else if (key == "Latest checkpoint's TimeLineID") {
+      if (!value.empty() && value.size() < 10 && value.find_first_not_of("0123456789") == std::string::npos)
+        c.timeline = static_cast<std::uint32_t>(std::stoul(value));
     }
   }
   return c;

@@ -85,6 +85,8 @@ struct ControlData {
   // "Database system identifier:": the same on every copy of one cluster (primary, standbys,
   // base backups), different for every initdb. Decimal text, as pg_control_system() gives it.
   std::optional<std::string> system_identifier;
+  // "Latest checkpoint's TimeLineID:": the timeline a cleanly stopped copy starts on.
+  std::optional<std::uint32_t> timeline;
 };
 ControlData parse_controldata(const std::string& pg_controldata_output);
 // The reason pg_rewind cannot rewind a cluster with this control data, or

@@ -275,3 +275,37 @@ TEST_CASE("config problem on the primary: no failover, and it is kept at startup
     CHECK(c.changed == r.changed);
   }
 }
+
+TEST_CASE("decide: a primary paused for a restore is not failed over, whatever else holds", "[policy]") {
+  struct Row {
+    Health health;
+    bool auto_failover;
+    std::string paused;
+    Decision::Kind kind;
+    FailoverState state;
+  };
+  const Row rows[] = {
+      {Health::down, true, "", Decision::Kind::failover, FailoverState::failing_over},
+      {Health::down, true, "backup b1 is being restored onto it", Decision::Kind::none, FailoverState::disabled},
+      {Health::down, false, "backup b1 is being restored onto it", Decision::Kind::none, FailoverState::disabled},
+      {Health::up, true, "backup b1 is being restored onto it", Decision::Kind::none, FailoverState::normal},
+      {Health::unknown, true, "backup b1 is being restored onto it", Decision::Kind::none, FailoverState::unknown},
+  };
+  for (const auto& r : rows) {
+    ClusterView v;
+    v.primary = "p";
+    v.nodes = {node("p", 0, r.health == Health::up), node("s1", 1, true)};
+    v.primary_health = r.health;
+    v.primary_failures = r.health == Health::down ? 3 : 0;
+    v.auto_failover = r.auto_failover;
+    v.primary_paused = r.paused;
+    INFO(r.paused << " auto=" << r.auto_failover);
+    auto d = decide(v);
+    CHECK(d.kind == r.kind);
+    CHECK(d.state == r.state);
+    if (r.health == Health::down && !r.paused.empty()) {
+      CHECK_THAT(d.reason, Catch::Contains(r.paused));
+      CHECK_THAT(d.reason, Catch::Contains("waits"));
+    }
+  }
+}

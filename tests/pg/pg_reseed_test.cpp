@@ -101,7 +101,7 @@ TEST_CASE("reseed: a data folder that cannot be moved aside changes nothing", "[
 
 TEST_CASE("reseed: an incomplete prepared copy is refused before the server is stopped", "[pg][reseed]") {
   RecordingRunner runner;
-  runner.on("backup_label", 1);
+  runner.on("global/pg_control", 1);
   PostgresNode node(standby(), runner);
   std::vector<std::string> discard;
   auto s = node.reseed_from(primary(), kPrepared, 5000ms, discard);

@@ -231,3 +231,25 @@ TEST_CASE("pg_controldata output says whether pg_rewind can work", "[pg][rewind]
     CHECK(rewind_blocker(parse_controldata(r.text)).has_value() == r.blocked);
   }
 }
+
+TEST_CASE("pg_controldata output names the latest checkpoint's timeline", "[pg][controldata]") {
+  struct Row {
+    std::string text;
+    std::optional<std::uint32_t> tl;
+  };
+  const Row rows[] = {
+      {"Latest checkpoint's REDO location:    0/3000028\n"
+       "Latest checkpoint's TimeLineID:       3\n"
+       "Latest checkpoint's PrevTimeLineID:   2\n",
+       3u},
+      {"Latest checkpoint's TimeLineID:       12\r\n", 12u},
+      {"Latest checkpoint's TimeLineID:       \n", std::nullopt},
+      {"Latest checkpoint's TimeLineID:       x1\n", std::nullopt},
+      {"Latest checkpoint's TimeLineID:       99999999999\n", std::nullopt},
+      {"Latest checkpoint's PrevTimeLineID:   2\n", std::nullopt},
+  };
+  for (const auto& r : rows) {
+    INFO(r.text);
+    CHECK(parse_controldata(r.text).timeline == r.tl);
+  }
+}
