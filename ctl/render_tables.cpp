@@ -143,6 +143,15 @@ std::string render_restore(const json::value& r, const RenderOptions& o) {
     std::string out = tr(o, "restored to ", "已恢复到 ") + jv::str(r, "restored_to", "-") + ": " + detail + "\n";
     if (auto from = jv::str(r, "streaming_from"); !from.empty())  // a standby re-seeded from the backup
       out += tr(o, "standby streaming from ", "备库正在从此节点流复制: ") + from + "\n";
+    if (auto t = jv::str(r, "restored_time"); !t.empty()) out += tr(o, "as of ", "数据时间点: ") + format_time(t) + " UTC\n";
+    if (auto s = jv::str(r, "safety_backup"); !s.empty())
+      out += tr(o, "safety backup taken first: ", "恢复前的安全备份: ") + s + "\n";
+    if (auto tl = jv::num(r, "timeline"))  // the primary rolled back: its new timeline, its standbys
+      out += tr(o, "primary now on timeline ", "主库现在的时间线: ") + int_text(tl) + "\n";
+    if (const auto* sb = jv::field(r, "standbys"); sb && sb->is_object())
+      for (const auto& [name, state] : sb->as_object())
+        out += tr(o, "standby ", "备库 ") + std::string(name) + ": " +
+               (state.is_string() ? std::string(state.as_string()) : std::string("-")) + "\n";
     return out;
   }
   std::string out = tr(o, "restored to ", "已恢复到 ") + jv::str(r, "restored_to", "-") +

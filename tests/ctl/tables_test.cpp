@@ -73,6 +73,13 @@ TEST_CASE("restore says where and how it went", "[render]") {
   CHECK(render_restore(json::parse(R"({"restored_to": "node1", "id": "b1", "bytes": 10, "wal_files": 2,
                                        "detail": "10 bytes restored", "streaming_from": "node0"})"),
                        RenderOptions{}) == "restored to node1: 10 bytes restored\nstandby streaming from node0\n");
+  // The PostgreSQL primary rolled back: safety backup, new timeline, each standby's re-clone.
+  CHECK(render_restore(json::parse(R"({"restored_to": "node0", "id": "b1", "detail": "recovered",
+                                       "safety_backup": "b2", "timeline": 3, "previous_timeline": 2,
+                                       "standbys": {"node1": "re-cloned, streaming", "node2": "not rebuilt: disk full"}})"),
+                       RenderOptions{}) ==
+        "restored to node0: recovered\nsafety backup taken first: b2\nprimary now on timeline 3\n"
+        "standby node1: re-cloned, streaming\nstandby node2: not rebuilt: disk full\n");
 }
 
 TEST_CASE("health shows availability, percentiles and outages", "[render][table]") {

@@ -1,7 +1,7 @@
 // PostgreSQL backups end to end: real drd + drctl on a real PostgreSQL 15 cluster.
 // drctl backup (physical, logical), backups, verify, restore into a data folder and into a
-// database URL (rows compared), the refusals for the live primary (a dump without --force, a
-// base backup at all), a flipped byte found by
+// database URL (rows compared), the refusals for the live primary (a dump or a base backup
+// without --force), a flipped byte found by
 // verify and recorded in the catalog, and a failing pg_basebackup that leaves no entry.
 #include <sys/stat.h>
 
@@ -107,15 +107,18 @@ TEST_CASE("drctl backup, verify and restore on a PostgreSQL cluster", "[pg_e2e][
     CHECK(rows->output == want + "\n");
   }
 
-  SECTION("the live primary only with --force; physical onto the primary is refused") {
+  SECTION("the live primary only with --force (a physical backup: tests/pg_e2e/pg_primary_restore_e2e_test.cpp)") {
     auto r = f.drctl({"restore", logi_id, "--node", "node0"});
     CHECK(r.exit_code == 1);
     CHECK(r.err.find("--force") != std::string::npos);
-    auto p = f.drctl({"restore", phys_id, "--node", "node0", "--force"});
+    const auto pid = f.pg().postmaster_pid(0);
+    auto p = f.drctl({"restore", phys_id, "--node", "node0"});
     CHECK(p.exit_code == 1);
     CHECK(p.err.find("node0 is the live primary") != std::string::npos);
-    CHECK(p.err.find("--force does not change this") != std::string::npos);
+    CHECK(p.err.find("rolls the whole cluster back") != std::string::npos);
+    CHECK(p.err.find("pass --force") != std::string::npos);
     CHECK(p.err.find("--target PATH") != std::string::npos);
+    CHECK(f.pg().postmaster_pid(0) == pid);
     auto s = f.drctl({"restore", logi_id, "--node", "node1", "--force"});
     CHECK(s.exit_code == 1);
     CHECK(s.err.find("standby") != std::string::npos);

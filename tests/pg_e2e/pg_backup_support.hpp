@@ -40,4 +40,8 @@ std::string time_between(PgCluster& pg, int i, const std::string& before, const 
 std::optional<std::string> query_restored(const std::filesystem::path& target, const std::filesystem::path& sock_dir,
                                           const std::string& sql, std::string* why = nullptr);
 
+// A physical drd backup (unencrypted) of a separately initdb'd cluster (another database
+// system identifier), made under `dir`; the path of its data file. Fails the test on error.
+std::filesystem::path foreign_backup(const std::filesystem::path& dir);
+
 }  // namespace drd::test

@@ -61,54 +61,6 @@ std::vector<std::string> leftovers(const fs::path& data_dir) {
   return out;
 }
 
-// A physical drd backup (unencrypted) of a separately initdb'd cluster: another system identifier.
-fs::path foreign_backup(const fs::path& dir) {
-  RealProcessRunner runner;
-  const fs::path data = dir / "foreign";
-  fs::create_directories(dir / "foreign-backups");
-  ::chmod(dir.c_str(), 0777);
-  auto run_as_pg = [&](std::vector<std::string> argv) {
-    ProcessSpec s{std::move(argv)};
-    s.user = PgCluster::kOsUser;
-    s.timeout = std::chrono::seconds(60);
-    auto o = runner.run(s);
-    REQUIRE(o);
-    INFO(o->output);
-    REQUIRE(o->success());
-  };
-  run_as_pg({(PgCluster::bin_dir() / "initdb").string(), "-D", data.string(), "-A", "trust", "-U", "postgres",
-             "--no-sync", "--wal-segsize=1", "--no-instructions", "-E", "UTF8", "--locale=C"});
-  const int port = free_loopback_port();
-  std::ofstream(data / "postgresql.conf", std::ios::app)
-      << "\nport = " << port << "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '" << dir.string()
-      << "'\nfsync = off\nshared_buffers = 16MB\nlogging_collector = off\n";
-  run_as_pg({(PgCluster::bin_dir() / "pg_ctl").string(), "start", "-w", "-D", data.string(), "-l",
-             (dir / "foreign.log").string()});
-  struct StopOnExit {  // also when a REQUIRE below throws
-    RealProcessRunner& runner;
-    fs::path data;
-    ~StopOnExit() {
-      ProcessSpec s{{(PgCluster::bin_dir() / "pg_ctl").string(), "stop", "-w", "-m", "immediate", "-D", data.string()}};
-      s.user = PgCluster::kOsUser;
-      s.timeout = std::chrono::seconds(30);
-      (void)runner.run(s);
-    }
-  } stop_server{runner, data};
-  backup::PgTools t;
-  t.bin_dir = PgCluster::bin_dir();
-  t.os_user = PgCluster::kOsUser;
-  t.conninfo = "host=127.0.0.1 port=" + std::to_string(port) + " user=postgres dbname=postgres";
-  backup::BackupSettings s;
-  s.directory = dir / "foreign-backups";
-  s.threads = 1;
-  backup::NewBackup info;
-  info.node = "elsewhere";
-  auto m = backup::backup_pg_physical(s, runner, t, info);
-  INFO((m ? std::string() : m.error().message));
-  REQUIRE(m);
-  return s.directory / m->data_file;
-}
-
 }  // namespace
 
 TEST_CASE("drctl restore ID --node STANDBY re-seeds a PostgreSQL standby from a backup", "[pg_e2e][backup][reseed]") {
