@@ -1,9 +1,10 @@
-// PostgresNode::reseed_from (the swap of `drctl restore ID --node STANDBY`) against a scripted
+// PostgresNode::reseed_from (the swap of `drctl restore ID --node STANDBY`) and
+// replace_primary_data (the primary rolled back, `--node PRIMARY --force`) against a scripted
 // runner: the order of stop / move aside / rename / start, and that every failure leaves the node
 // on its old data folder, started again when it ran, with the copy handed back for removal. The node's
 // URL points at a closed loopback port, so these are the failures before streaming is awaited;
 // the success path and a copy that cannot stream run on real servers in
-// tests/pg_e2e/pg_standby_restore_e2e_test.cpp.
+// tests/pg_e2e/pg_standby_restore_e2e_test.cpp and pg_primary_restore_e2e_test.cpp.
 #include <catch2/catch.hpp>
 
 #include "daemon/engines/postgres_node.hpp"
@@ -121,4 +122,52 @@ TEST_CASE("reseed needs data_dir and bin_dir", "[pg][reseed]") {
   REQUIRE_FALSE(s.ok());
   CHECK(s.error().message.find("data_dir or bin_dir is not configured") != std::string::npos);
   CHECK(runner.calls().empty());
+}
+
+TEST_CASE("primary roll-back: a copy that does not start is set aside and the old primary put back and started",
+          "[pg][reseed][rollback]") {
+  RecordingRunner runner;
+  runner.on("pg_ctl status", 0, "pg_ctl: server is running (PID: 4242)\n", 1);
+  runner.on("pg_ctl status", 3, "pg_ctl: no server running\n");
+  runner.on("/opt/pg/bin/pg_ctl start", 1, "pg_ctl: could not start server\n", 1);
+  runner.on("tail -n 15", 0, "FATAL:  invalid value for parameter \"port\"\n");
+  PostgresNode node(standby(), runner);
+  std::vector<std::string> discard;
+  auto s = node.replace_primary_data(kPrepared, 3, 5000ms, discard);
+  REQUIRE_FALSE(s.ok());
+  const std::string& m = s.error().message;
+  INFO(m);
+  CHECK(m.find("restore onto the primary pgx: pg_ctl start for pgx failed") != std::string::npos);
+  CHECK(m.find("the old data folder was put back; pgx was started again as it was") != std::string::npos);
+  CHECK(m.find("invalid value for parameter") != std::string::npos);  // the copy's log
+  CHECK(s.error().hint.find("--target PATH") != std::string::npos);
+  REQUIRE(discard.size() == 1);
+  CHECK(discard[0].rfind("/srv/pg/data.drd-discard-", 0) == 0);  // the failed copy, never the old data
+  // Stopped, moved aside, copy renamed in, its own config written, standby.signal removed, started.
+  const int stop = pos(runner, "/opt/pg/bin/pg_ctl stop");
+  const int aside = pos(runner, "mv -- /srv/pg/data /srv/pg/data.drd-old-");
+  const int in = pos(runner, "mv -- /srv/pg/data.drd-restore-tmp /srv/pg/data");
+  const int conf = pos(runner, "/srv/pg/data/postgresql.auto.conf", in);
+  const int signal = pos(runner, "/srv/pg/data/standby.signal", in);
+  const int start = pos(runner, "/opt/pg/bin/pg_ctl start");
+  CHECK(stop >= 0);
+  CHECK(stop < aside);
+  CHECK(aside < in);
+  CHECK(in < conf);
+  CHECK(conf < start);
+  CHECK(in < signal);
+  CHECK(signal < start);
+  CHECK(runner.lines()[signal].find("rm -f") != std::string::npos);
+}
+
+TEST_CASE("primary roll-back: an incomplete copy is refused before the primary is stopped", "[pg][reseed][rollback]") {
+  RecordingRunner runner;
+  runner.on("global/pg_control", 1);
+  PostgresNode node(standby(), runner);
+  std::vector<std::string> discard;
+  auto s = node.replace_primary_data(kPrepared, 3, 5000ms, discard);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().message.find("missing or incomplete; nothing was changed") != std::string::npos);
+  CHECK(runner.find("pg_ctl") == nullptr);
+  CHECK(discard == std::vector<std::string>{kPrepared.string()});
 }
