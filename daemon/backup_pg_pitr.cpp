@@ -56,14 +56,6 @@ std::string log_tail(const fs::path& log) {
   return t ? backup::tool_output_tail(*t, {}) : std::string("(no server log)");
 }
 
-struct RemoveOnExit {
-  std::vector<fs::path> paths;
-  ~RemoveOnExit() {
-    std::error_code ec;
-    for (auto& p : paths) fs::remove_all(p, ec);
-  }
-};
-
 }  // namespace
 
 Result<std::string> recover_pg_copy(const fs::path& work, const fs::path& wal_folder,
@@ -96,7 +88,7 @@ Result<std::string> recover_pg_copy(const fs::path& work, const fs::path& wal_fo
   // Run it until promoted.
   auto scratch = backup::pgi::make_scratch(scratch_parent, runner, tools);
   if (!scratch) return scratch.error();
-  RemoveOnExit scratch_cleanup{{*scratch}};
+  backup::FolderGuard scratch_cleanup{*scratch};
   const fs::path log = *scratch / "server.log";
   std::string restored_time;
   {
@@ -200,7 +192,7 @@ Result<json::value> restore_pg_pitr(const backup::BackupRef& ref, const backup::
   fs::path work = target;
   work += ".pitr-tmp";
   fs::remove_all(work, ec);
-  RemoveOnExit cleanup{{work}};
+  backup::FolderGuard cleanup{work};
   backup::RestoreOptions opts;
   opts.key = key;
   auto r = backup::restore_pg_physical(ref, work, opts, runner, tools, progress);
@@ -217,7 +209,7 @@ Result<json::value> restore_pg_pitr(const backup::BackupRef& ref, const backup::
 
   // 4. The rename.
   if (auto st = backup::replace_folder(work, target); !st) return st.error();
-  cleanup.paths.clear();
+  cleanup.dismiss();
   json::object out{{"restored_to", target.string()},
                    {"id", id},
                    {"bytes", r->bytes},

@@ -20,15 +20,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct RemoveOnExit {
-  fs::path p;
-  bool armed = true;
-  ~RemoveOnExit() {
-    std::error_code e;
-    if (armed) fs::remove_all(p, e);
-  }
-};
-
 // The primary's current timeline (IDENTIFY_SYSTEM: systemid|timeline|xlogpos|dbname).
 Result<std::uint32_t> current_timeline(ProcessRunner& runner, const backup::PgTools& tools) {
   auto id = pg_replication_command(runner, tools, "IDENTIFY_SYSTEM");
@@ -94,13 +85,8 @@ Result<PreparedPrimary> prepare_primary_restore(const backup::BackupRef& ref, co
   if (before_touching)
     if (auto s = before_touching(); !s) return s.error();
   backup::PgTools tools = scratch_tools({node}, node.name);
-  fs::path dir = *node.data_dir;
-  while (dir.has_relative_path() && dir.filename().empty()) dir = dir.parent_path();  // "/srv/pg/" -> "/srv/pg"
-  fs::path work = dir;
-  work += ".drd-restore-tmp";  // beside data_dir: the swap is a rename on one filesystem
-  std::error_code ec;
-  fs::remove_all(work, ec);  // a leftover of an interrupted restore (drd's own name)
-  RemoveOnExit cleanup{work};
+  const fs::path work = restore_folder_beside(*node.data_dir);
+  backup::FolderGuard cleanup{work};
   backup::RestoreOptions opts;
   opts.key = key;
   auto r = backup::restore_pg_physical(ref, work, opts, runner, tools, progress);
@@ -111,7 +97,7 @@ Result<PreparedPrimary> prepare_primary_restore(const backup::BackupRef& ref, co
   const std::string what = "recovery of backup " + id + (to_time ? " to " + backup::format_time_utc(*to_time) : "");
   auto settings = backup::pg_rollback_settings(
       to_time ? std::optional<std::string>(recovery_time_setting(*to_time)) : std::nullopt, *primary_tl);
-  auto recovered = recover_pg_copy(work, plan.folder, plan.stage, from_primary, key, settings, what, dir.parent_path(),
+  auto recovered = recover_pg_copy(work, plan.folder, plan.stage, from_primary, key, settings, what, work.parent_path(),
                                    superuser_of({node}, node.name, tools), runner, tools);
   if (!recovered) return make_error(recovered.error().code, recovered.error().message + untouched);
   auto control = check_same_cluster(work, tools, runner, id, node, node.name);
@@ -139,7 +125,7 @@ Result<PreparedPrimary> prepare_primary_restore(const backup::BackupRef& ref, co
                               (plan.segments == 1 ? "" : "s") + ")"
                         : "; recovered to the end of the backup";
   out.detail += " and promoted onto timeline " + std::to_string(out.timeline);
-  cleanup.armed = false;
+  cleanup.dismiss();
   return out;
 }
 

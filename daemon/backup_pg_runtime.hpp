@@ -148,6 +148,10 @@ Result<PreparedPrimary> prepare_primary_restore(const backup::BackupRef& ref, co
 std::optional<std::string> other_cluster(const std::string& id, const std::string& backup_sysid,
                                          const std::string& primary, const std::string& primary_sysid);
 
+// "<data_dir>.drd-restore-tmp" (trailing slashes ignored), where a restore onto a node is
+// prepared; a leftover of an interrupted restore there is removed first.
+std::filesystem::path restore_folder_beside(const std::filesystem::path& data_dir);
+
 // Whether --target names a database rather than a folder.
 bool is_pg_url(const std::string& target);
 

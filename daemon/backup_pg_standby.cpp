@@ -11,6 +11,7 @@
 #include "daemon/backup/pg_internal.hpp"
 #include "daemon/backup/pg_reseed.hpp"
 #include "daemon/backup/pg_wal.hpp"
+#include "daemon/backup/util.hpp"
 #include "daemon/backup_pg_runtime.hpp"
 #include "daemon/engines/postgres_conn.hpp"
 #include "daemon/engines/postgres_node.hpp"
@@ -50,6 +51,16 @@ Result<std::string> primary_system_identifier(const NodeConfig& primary) {
 }
 
 }  // namespace
+
+fs::path restore_folder_beside(const fs::path& data_dir) {
+  fs::path dir = data_dir;
+  while (dir.has_relative_path() && dir.filename().empty()) dir = dir.parent_path();  // "/srv/pg/" -> "/srv/pg"
+  fs::path work = dir;
+  work += ".drd-restore-tmp";  // beside data_dir: the swap is a rename on one filesystem
+  std::error_code ec;
+  fs::remove_all(work, ec);  // a leftover of an interrupted restore (drd's own name)
+  return work;
+}
 
 std::optional<std::string> other_cluster(const std::string& id, const std::string& backup_sysid,
                                          const std::string& primary, const std::string& primary_sysid) {
@@ -92,20 +103,8 @@ Result<PreparedStandby> prepare_standby_restore(const backup::BackupRef& ref, co
                       "restore onto " + node.name + " needs the server's files, but data_dir or bin_dir is not configured",
                       "add data_dir: and bin_dir: (and os_user:) to this node in the configuration");
   backup::PgTools tools = scratch_tools({node}, node.name);
-  fs::path dir = *node.data_dir;
-  while (dir.has_relative_path() && dir.filename().empty()) dir = dir.parent_path();  // "/srv/pg/" -> "/srv/pg"
-  fs::path work = dir;
-  work += ".drd-restore-tmp";  // beside data_dir: the swap is a rename on one filesystem
-  std::error_code ec;
-  fs::remove_all(work, ec);  // a leftover of an interrupted restore (drd's own name)
-  struct RemoveOnExit {
-    fs::path p;
-    bool armed = true;
-    ~RemoveOnExit() {
-      std::error_code e;
-      if (armed) fs::remove_all(p, e);
-    }
-  } cleanup{work};
+  const fs::path work = restore_folder_beside(*node.data_dir);
+  backup::FolderGuard cleanup{work};
 
   // 1. The backup, extracted and checked (PG_VERSION, backup_label, pg_control, pg_verifybackup).
   backup::RestoreOptions opts;
@@ -143,7 +142,7 @@ Result<PreparedStandby> prepare_standby_restore(const backup::BackupRef& ref, co
                   (plan.files.size() - plan.segments == 1 ? "" : "s");
   out.detail += " staged in pg_wal";
   if (!plan.gap.empty()) out.detail += " (the archive has a gap: " + plan.gap + "; the rest streams from the primary)";
-  cleanup.armed = false;
+  cleanup.dismiss();
   return out;
 }
 

@@ -12,6 +12,13 @@ using namespace backup_rpc;
 
 namespace {
 
+// "; could not remove A, B (remove it by hand)" for the folders left, "" when none.
+std::string removal_note(const std::vector<std::string>& left) {
+  std::string dirs;
+  for (const auto& dir : left) dirs += (dirs.empty() ? "" : ", ") + dir;
+  return dirs.empty() ? "" : "; could not remove " + dirs + " (remove it by hand)";
+}
+
 // `drctl restore ID --node PRIMARY` with a physical PostgreSQL backup, on the checker worker:
 // the refusals, then bkrt::prepare_primary_restore with the safety backup as its last step
 // before anything is written (`safety` is set once taken, also when a later step fails).
@@ -322,9 +329,7 @@ void Daemon::BackupRuntime::swap_standby(bkrt::PreparedStandby prep, Reply reply
 void Daemon::BackupRuntime::finish_standby(const bkrt::PreparedStandby& prep, Result<StandbyRestoreOutcome> out,
                                            const std::vector<std::string>& discard,
                                            const std::vector<std::string>& left, const Reply& reply) {
-  std::string removal;
-  for (const auto& dir : left) removal += (removal.empty() ? "" : ", ") + dir;
-  if (!removal.empty()) removal = "; could not remove " + removal + " (remove it by hand)";
+  const std::string removal = removal_note(left);
   if (!out) {
     log::event(spdlog::level::err, "restore", {{"BACKUP_ID", prep.id}, {"NODE", prep.node}},
                "restore of backup " + prep.id + " onto " + prep.node + " failed: " + out.error().message + removal);
@@ -405,9 +410,7 @@ void Daemon::BackupRuntime::swap_primary(bkrt::PreparedPrimary prep, std::string
 void Daemon::BackupRuntime::finish_primary(const bkrt::PreparedPrimary& prep, const std::string& safety_id,
                                            Result<PrimaryRestoreOutcome> out, const std::vector<std::string>& discard,
                                            const std::vector<std::string>& left, const Reply& reply) {
-  std::string removal;
-  for (const auto& dir : left) removal += (removal.empty() ? "" : ", ") + dir;
-  if (!removal.empty()) removal = "; could not remove " + removal + " (remove it by hand)";
+  const std::string removal = removal_note(left);
   if (!out) {
     log::event(spdlog::level::err, "restore", {{"BACKUP_ID", prep.id}, {"NODE", prep.node}},
                "restore of backup " + prep.id + " onto the primary " + prep.node + " failed: " + out.error().message +

@@ -236,14 +236,7 @@ Result<PgRestoreResult> restore_pg_physical(const BackupRef& ref, const fs::path
   fs::path tmp = target;
   tmp += ".restore-tmp";
   fs::remove_all(tmp, ec);  // a leftover of an interrupted restore
-  struct Cleanup {
-    fs::path p;
-    bool armed = true;
-    ~Cleanup() {
-      std::error_code e;
-      if (armed) fs::remove_all(p, e);
-    }
-  } cleanup{tmp};
+  FolderGuard cleanup{tmp};
   if (auto s = pgi::make_owned_dir(tmp, tools); !s) return s.error();
   auto rs = pgi::stream_backup_into(ref, opts.key, runner, tools, {"tar", "-x", "-f", "-", "-C", tmp.string()}, progress);
   if (!rs) return make_error(rs.error().code, "restore into " + target.string() + " failed (target untouched): " +
@@ -260,7 +253,7 @@ Result<PgRestoreResult> restore_pg_physical(const BackupRef& ref, const fs::path
     detail += "; pg_verifybackup ok";
   }
   if (auto st = replace_folder(tmp, target); !st) return st.error();
-  cleanup.armed = false;
+  cleanup.dismiss();
   PgRestoreResult r;
   r.restored_to = target;
   r.bytes = rs->plaintext_bytes;

@@ -38,6 +38,23 @@ Status fsync_path(const std::filesystem::path& p);
 // moved aside first and deleted only after the rename succeeded, or put back if it failed; the
 // parent folder is fsynced. On error `ready` is left where it was.
 Status replace_folder(const std::filesystem::path& ready, const std::filesystem::path& target);
+// Removes a folder (a partial restore, a scratch area) when it goes out of scope, unless
+// dismissed once the folder is complete and handed on.
+class FolderGuard {
+ public:
+  explicit FolderGuard(std::filesystem::path p) : path_(std::move(p)) {}
+  FolderGuard(const FolderGuard&) = delete;
+  FolderGuard& operator=(const FolderGuard&) = delete;
+  ~FolderGuard() {
+    std::error_code ec;
+    if (armed_) std::filesystem::remove_all(path_, ec);
+  }
+  void dismiss() { armed_ = false; }
+
+ private:
+  std::filesystem::path path_;
+  bool armed_ = true;
+};
 // "12 MiB", "3.4 KiB": for messages.
 std::string human_bytes(std::uint64_t n);
 // "<errno text>" with the operation and path: "cannot open /x: Permission denied".

@@ -137,4 +137,12 @@ fs::path foreign_backup(const fs::path& dir) {
   return s.directory / m->data_file;
 }
 
+std::vector<std::string> leftovers(const fs::path& data_dir) {
+  std::vector<std::string> out;
+  const std::string prefix = data_dir.filename().string() + ".drd-";
+  for (auto& e : fs::directory_iterator(data_dir.parent_path()))
+    if (e.path().filename().string().rfind(prefix, 0) == 0) out.push_back(e.path().filename().string());
+  return out;
+}
+
 }  // namespace drd::test

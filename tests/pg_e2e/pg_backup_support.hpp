@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "tests/pg_e2e/pg_drd_fixture.hpp"
 
@@ -43,5 +44,9 @@ std::optional<std::string> query_restored(const std::filesystem::path& target, c
 // A physical drd backup (unencrypted) of a separately initdb'd cluster (another database
 // system identifier), made under `dir`; the path of its data file. Fails the test on error.
 std::filesystem::path foreign_backup(const std::filesystem::path& dir);
+
+// drd's folders beside a data_dir ("<name>.drd-old-*", "<name>.drd-restore-tmp"...): none may be
+// left after a restore onto a node.
+std::vector<std::string> leftovers(const std::filesystem::path& data_dir);
 
 }  // namespace drd::test

@@ -1,6 +1,6 @@
 // Rolling the live PostgreSQL primary back to a physical backup end to end: real drd + drctl on a
-// real PostgreSQL 15 primary and standby, backup.pg_wal_archive on, automatic failover on after a
-// single failed probe every 100 ms (the swap stops the primary for longer than that).
+// real PostgreSQL 15 primary and standby, backup.pg_wal_archive on, automatic failover on after
+// two failed probes 100 ms apart (the swap stops the primary for longer than that).
 //
 // Refused with the primary untouched: without --force; --to-time outside the archive (before any
 // safety backup is taken); a backup of another cluster (after the safety backup). Then
@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
+#include <thread>
 
 #include "tests/pg_e2e/pg_backup_support.hpp"
 
@@ -24,14 +25,6 @@ namespace {
 
 const char* kCount = "SELECT count(*) || ':' || coalesce(max(id), 0) FROM items";
 
-std::vector<std::string> leftovers(const fs::path& data_dir) {
-  std::vector<std::string> out;
-  const std::string prefix = data_dir.filename().string() + ".drd-";
-  for (auto& e : fs::directory_iterator(data_dir.parent_path()))
-    if (e.path().filename().string().rfind(prefix, 0) == 0) out.push_back(e.path().filename().string());
-  return out;
-}
-
 std::size_t backup_count(PgDrdFixture& f, const std::string& name = "") {
   std::size_t n = 0;
   const json::value list = json::parse(f.drctl({"--json", "backups"}).out);
@@ -43,6 +36,22 @@ std::size_t backup_count(PgDrdFixture& f, const std::string& name = "") {
 std::size_t failovers(PgDrdFixture& f) {
   const json::value h = json::parse(f.drctl({"--json", "history"}).out);
   return h.as_array().size();
+}
+
+// Completes WAL segments until `backups --segments` lists one archived on `timeline` (30 s).
+bool archived_on(PgDrdFixture& f, int timeline) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (int i = 0; std::chrono::steady_clock::now() < deadline; ++i) {
+    f.pg().exec(0, "INSERT INTO items VALUES (" + std::to_string(100000 + i) + ", 'switch')");
+    f.pg().exec(0, "SELECT pg_switch_wal()");
+    const json::value list = json::parse(f.drctl({"--json", "backups", "--segments"}).out);
+    for (auto& b : list.as_array())
+      if (const auto* tl = b.as_object().if_contains("timeline"); tl && tl->is_number() && tl->to_number<int>() == timeline &&
+                                                                    b.as_object().contains("wal_file"))
+        return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  return false;
 }
 
 // The primary is still node0, untouched: same postmaster, same rows, writable.
@@ -60,9 +69,9 @@ TEST_CASE("drctl restore ID --node PRIMARY --force rolls the PostgreSQL primary 
   ::chmod(tmp.path().c_str(), 0755);  // the spool is used by the postgres user
   PgDrdOptions o;
   o.standbys = 1;
-  // A failover would follow the first failed probe: the swap stops the primary for longer.
+  // A failover would follow two failed probes: the swap stops the primary for longer.
   o.interval = "100ms";
-  o.threshold = 1;
+  o.threshold = 2;
   o.extra_yaml = backup_yaml(tmp / "backups", make_backup_key(tmp / "backup.key"), tmp / "spool");
   PgDrdFixture f(o);
   f.start();
@@ -137,6 +146,8 @@ TEST_CASE("drctl restore ID --node PRIMARY --force rolls the PostgreSQL primary 
   f.pg().exec(0, "INSERT INTO items VALUES (3000, 'after the roll-back')");
   CHECK(f.pg().wait_for(1, kCount, "1501:3000", std::chrono::seconds(20)));
   CHECK(f.pg().query(1, "SELECT pg_is_in_recovery()") == std::optional<std::string>("t"));
+  // WAL archiving goes on, on the new timeline (its slot was not in the backup).
+  CHECK(archived_on(f, timeline));
 
   // Again, to the end of the backup: its own timeline is an old branch now; the copy must still
   // end above every timeline in use.

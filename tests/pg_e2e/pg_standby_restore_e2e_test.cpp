@@ -52,15 +52,6 @@ bool node1_streams(PgDrdFixture& f) {
                             "AND state = 'streaming'", "1", std::chrono::seconds(20));
 }
 
-// drd's folders beside a data_dir ("<name>.drd-old-*", "<name>.drd-restore-tmp*").
-std::vector<std::string> leftovers(const fs::path& data_dir) {
-  std::vector<std::string> out;
-  const std::string prefix = data_dir.filename().string() + ".drd-";
-  for (auto& e : fs::directory_iterator(data_dir.parent_path()))
-    if (e.path().filename().string().rfind(prefix, 0) == 0) out.push_back(e.path().filename().string());
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("drctl restore ID --node STANDBY re-seeds a PostgreSQL standby from a backup", "[pg_e2e][backup][reseed]") {
