@@ -6,11 +6,13 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
@@ -214,8 +216,30 @@ int free_loopback_port() {
   return ntohs(addr.sin_port);
 }
 
+// A postmaster killed with SIGKILL (every teardown, kill9, drd's own fencing) leaves its small
+// System V shared memory segment behind; PostgreSQL removes it only when a server starts again
+// in the same folder, and test folders are deleted. Left alone they pile up over runs until
+// shmget fails ("No space left on device", SHMMNI). Removed here: segments of the postgres
+// user with nothing attached whose creating process is gone — garbage for any server.
+static void remove_orphaned_pg_shm() {
+  std::ifstream in("/proc/sysvipc/shm");
+  passwd* pw = ::getpwnam(PgCluster::kOsUser);
+  if (!in || !pw) return;
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    long long key = 0, shmid = -1, perms = 0, size = 0, cpid = 0, lpid = 0, nattch = -1, uid = -1;
+    if (!(f >> key >> shmid >> perms >> size >> cpid >> lpid >> nattch >> uid)) continue;
+    if (uid != static_cast<long long>(pw->pw_uid) || nattch != 0 || cpid <= 0) continue;
+    if (::kill(static_cast<pid_t>(cpid), 0) == 0 || errno != ESRCH) continue;  // its creator still runs
+    (void)::shmctl(static_cast<int>(shmid), IPC_RMID, nullptr);
+  }
+}
+
 PgCluster::PgCluster(PgClusterOptions opts) : opts_(std::move(opts)) {
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  remove_orphaned_pg_shm();
   the_template(runner_);
   root_ = make_temp_root("drd-pg");
   try {
@@ -456,6 +480,7 @@ void PgCluster::teardown() {
   }
   auto until = std::chrono::steady_clock::now() + 10s;
   for (pid_t pid : mine) reap(pid, until);
+  remove_orphaned_pg_shm();
   if (!root_.empty() && !keep_dirs()) {
     std::error_code ec;
     fs::remove_all(root_, ec);
