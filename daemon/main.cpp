@@ -94,17 +94,17 @@ int main(int argc, char** argv) {
     // Secrets are read here, once; the loader only checked the paths.
     std::string password, peer_token;
     if (config.store.password_file) {
-      auto p = drd::monitoring::read_token_file(*config.store.password_file);
+      auto p = drd::monitoring::read_token_file(*config.store.password_file, "store.password_file");
       if (!p) {
-        spdlog::critical("store.password_file: {}", p.error().message);
+        spdlog::critical("{}", p.error().message);
         return 1;
       }
       password = *p;
     }
     if (config.store.peer_token_file) {
-      auto t = drd::monitoring::read_token_file(*config.store.peer_token_file);
+      auto t = drd::monitoring::read_token_file(*config.store.peer_token_file, "store.peer_token_file");
       if (!t) {
-        spdlog::critical("store.peer_token_file: {}", t.error().message);
+        spdlog::critical("{}", t.error().message);
         return 1;
       }
       peer_token = *t;

@@ -22,17 +22,17 @@ using tcp = asio::ip::tcp;
 
 // ---- helpers ------------------------------------------------------------------------
 
-Result<std::string> read_token_file(const std::filesystem::path& file) {
+Result<std::string> read_token_file(const std::filesystem::path& file, const std::string& key) {
   std::ifstream f(file);
-  if (!f) return make_error(Errc::io, "http.token_file: cannot read " + file.string(), "check the path and permissions");
+  if (!f) return make_error(Errc::io, key + ": cannot read " + file.string(), "check the path and permissions");
   std::string line;
   std::getline(f, line);
   auto b = line.find_first_not_of(" \t\r\n");
   auto e = line.find_last_not_of(" \t\r\n");
-  if (b == std::string::npos) return make_error(Errc::invalid_argument, "http.token_file: " + file.string() + " is empty");
+  if (b == std::string::npos) return make_error(Errc::invalid_argument, key + ": " + file.string() + " is empty");
   struct stat st{};
   if (stat(file.c_str(), &st) == 0 && (st.st_mode & S_IROTH))
-    spdlog::warn("http.token_file {} is readable by every user; chmod 600 it", file.string());
+    spdlog::warn("{} {} is readable by every user; chmod 600 it", key, file.string());
   return line.substr(b, e - b + 1);
 }
 

@@ -58,8 +58,9 @@ struct HttpServerOptions {
 };
 
 // Reads a bearer token file: the first line, surrounding whitespace trimmed. Refuses an empty
-// or unreadable file; warns (log) when others may read it. The token is never logged.
-Result<std::string> read_token_file(const std::filesystem::path& file);
+// or unreadable file; warns (log) when others may read it. The token is never logged. `key`,
+// the configuration key that named the file, starts every message.
+Result<std::string> read_token_file(const std::filesystem::path& file, const std::string& key = "http.token_file");
 
 // "a == b" in time that depends only on the lengths.
 bool constant_time_equal(const std::string& a, const std::string& b);

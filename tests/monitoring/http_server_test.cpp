@@ -206,6 +206,10 @@ TEST_CASE("token files and constant-time comparison", "[http]") {
   test::write_file(dir / "empty", "\n");
   CHECK_FALSE(read_token_file(dir / "empty"));
   CHECK_FALSE(read_token_file(dir / "missing"));
+  // Messages name the key that pointed at the file (a password file is read the same way).
+  CHECK(read_token_file(dir / "missing").error().message.rfind("http.token_file: cannot read ", 0) == 0);
+  CHECK(read_token_file(dir / "empty", "store.password_file").error().message ==
+        "store.password_file: " + (dir / "empty").string() + " is empty");
   CHECK(constant_time_equal("abc", "abc"));
   CHECK_FALSE(constant_time_equal("abc", "abd"));
   CHECK_FALSE(constant_time_equal("abc", "abcd"));
