@@ -6,9 +6,9 @@ Targets: drd's backup (zstd 3 + AES-256-GCM) no slower than the pipeline (which 
 drd's peak RSS during backup and during restore <= 64 MB. Sizes, restore and verify times reported.
 Needs root (the server runs as the postgres OS user) and PostgreSQL 15 in /usr/lib/postgresql/15/bin.
 """
-import json, os, pwd, shutil, socket, subprocess, sys, tempfile, threading, time
+import os, pwd, shutil, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.dirname(__file__))
-from common import BIN, row, free_port
+from common import BIN, Drd, PeakRss, free_port, row, rss_kb
 
 SCALE = int(os.environ.get("DRD_BENCH_PG_SCALE", "70"))
 RUNS = int(os.environ.get("DRD_BENCH_PG_RUNS", "2"))
@@ -20,37 +20,6 @@ def as_pg(cmd, **kw):
     return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, **kw)
 
 
-def rss_kb(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-class PeakRss:
-    """Samples a process's RSS every 10 ms while a block runs."""
-
-    def __init__(self, pid):
-        self.pid, self.peak, self.stop = pid, rss_kb(pid, "VmRSS"), threading.Event()
-
-    def __enter__(self):
-        def sample():
-            while not self.stop.is_set():
-                try:
-                    self.peak = max(self.peak, rss_kb(self.pid, "VmRSS"))
-                except OSError:
-                    return
-                time.sleep(0.01)
-        self.th = threading.Thread(target=sample)
-        self.th.start()
-        return self
-
-    def __exit__(self, *a):
-        self.stop.set()
-        self.th.join()
-
-
 def main():
     if os.geteuid() != 0:
         print("| bench_pg_backup | skipped: needs root | | SKIP |")
@@ -59,7 +28,7 @@ def main():
     os.chmod(d, 0o755)
     pw = pwd.getpwnam("postgres")
     os.chown(d, pw.pw_uid, pw.pw_gid)
-    data, port, drd, log = f"{d}/data", free_port(), None, None
+    data, port, drd = f"{d}/data", free_port(), None
     started = False
     try:
         as_pg([f"{PGBIN}/initdb", "-D", data, "-A", "trust", "--no-sync", "-U", "postgres"], stdout=subprocess.DEVNULL)
@@ -112,35 +81,17 @@ def main():
     encryption: {{ key_file: {key} }}
     retention: {{ keep_last: 100 }}
 """)
-        sock = f"{d}/state/drd.sock"
-        log = open(f"{d}/drd.log", "w")
-        drd = subprocess.Popen([f"{BIN}/drd", "--config", f"{d}/drd.yaml", "--foreground"], stdout=log,
-                               stderr=subprocess.STDOUT)
-
-        def drctl(*args):
-            r = subprocess.run([f"{BIN}/drctl", "--socket", sock, *args, "--json"], capture_output=True, text=True)
-            if r.returncode != 0:
-                raise RuntimeError(f"drctl {' '.join(args)} failed: {r.stderr.strip()}")
-            return json.loads(r.stdout)
-
-        deadline = time.time() + 30
-        while True:
-            try:
-                if drctl("status")["primary"]:
-                    break
-            except (RuntimeError, json.JSONDecodeError):
-                pass
-            if time.time() > deadline:
-                raise RuntimeError(f"drd did not settle; see {d}/drd.log")
-            time.sleep(0.2)
-        hwm0 = rss_kb(drd.pid, "VmHWM")
+        drd = Drd(f"{d}/drd.yaml", f"{d}/state", f"{d}/drd.log")
+        drctl = drd.drctl
+        drd.wait_primary()
+        hwm0 = rss_kb(drd.proc.pid, "VmHWM")
         drd_s = float("inf")
-        with PeakRss(drd.pid) as backup_rss:
+        with PeakRss(drd.proc.pid) as backup_rss:
             for _ in range(RUNS):
                 t0 = time.perf_counter()
                 b = drctl("backup")
                 drd_s = min(drd_s, time.perf_counter() - t0)
-        with PeakRss(drd.pid) as restore_rss:
+        with PeakRss(drd.proc.pid) as restore_rss:
             t0 = time.perf_counter()
             drctl("restore", b["id"], "--target", f"{d}/restored")
             restore_s = time.perf_counter() - t0
@@ -164,10 +115,7 @@ def main():
             "ok", bool(v["ok"]))
     finally:
         if drd:
-            drd.terminate()
-            drd.wait(20)
-        if log:
-            log.close()
+            drd.close()
         if started:
             subprocess.run(["runuser", "-u", "postgres", "--", f"{PGBIN}/pg_ctl", "stop", "-m", "fast", "-D", data],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -78,3 +78,71 @@ def percentile(values, q):
         return 0.0
     k = max(0, min(len(v) - 1, int(round(q * len(v) + 0.5)) - 1))
     return v[k]
+
+
+def rss_kb(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class PeakRss:
+    """Samples a process's RSS every 10 ms while a block runs."""
+
+    def __init__(self, pid):
+        import threading
+        self.pid, self.peak, self.stop = pid, rss_kb(pid, "VmRSS"), threading.Event()
+
+    def __enter__(self):
+        import threading
+
+        def sample():
+            while not self.stop.is_set():
+                try:
+                    self.peak = max(self.peak, rss_kb(self.pid, "VmRSS"))
+                except OSError:
+                    return
+                time.sleep(0.01)
+        self.th = threading.Thread(target=sample)
+        self.th.start()
+        return self
+
+    def __exit__(self, *a):
+        self.stop.set()
+        self.th.join()
+
+
+class Drd:
+    """drd started on `config` (state in `state_dir`), driven with drctl --json."""
+
+    def __init__(self, config, state_dir, log_path):
+        self.sock = f"{state_dir}/drd.sock"
+        self.log = open(log_path, "w")
+        self.log_path = log_path
+        self.proc = subprocess.Popen([f"{BIN}/drd", "--config", config, "--foreground"], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+
+    def drctl(self, *args):
+        r = subprocess.run([f"{BIN}/drctl", "--socket", self.sock, *args, "--json"], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"drctl {' '.join(args)} failed: {r.stderr.strip()}")
+        return json.loads(r.stdout)
+
+    def wait_primary(self, seconds=30):
+        deadline = time.time() + seconds
+        while True:
+            try:
+                if self.drctl("status")["primary"]:
+                    return
+            except (RuntimeError, json.JSONDecodeError):
+                pass
+            if time.time() > deadline:
+                raise RuntimeError(f"drd did not settle; see {self.log_path}")
+            time.sleep(0.2)
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(20)
+        self.log.close()
