@@ -221,7 +221,7 @@ void MultiHost::write_config(int i) {
   }
   f << "  monitoring:\n    interval: " << opts.interval << "\n    timeout: " << opts.timeout
     << "\n    failure_threshold: " << opts.threshold << "\n"
-    << "  store:\n    type: etcd\n    prefix: " << prefix_ << "\n    ttl: " << opts.ttl << "\n    endpoints: [";
+    << opts.extra_yaml << "  store:\n    type: etcd\n    prefix: " << prefix_ << "\n    ttl: " << opts.ttl << "\n    endpoints: [";
   auto eps = etcd_->endpoints(etcd_host);
   for (std::size_t k = 0; k < eps.size(); ++k) f << (k ? ", " : "") << "\"" << eps[k] << "\"";
   f << "]\n    peer_listen: \"" << peer_ip << ":" << peer_ports_[i] << "\"\n"

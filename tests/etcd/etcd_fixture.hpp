@@ -78,6 +78,7 @@ struct HostOptions {
   int etcd_members = 3;
   std::optional<EtcdTls> etcd_tls;  // etcd serves https; drd gets store_yaml for its side
   std::string store_yaml;           // more lines under store:, each "    key: value\n"
+  std::string extra_yaml;           // more sections under disaster_recovery:, e.g. "  backup:\n    ..."
   std::string ttl = "3s";
   std::string interval = "100ms";
   std::string timeout = "300ms";

@@ -306,3 +306,38 @@ TEST_CASE("PostgreSQL hosts: etcd quorum lost, nobody is promoted and the primar
   CHECK(m.store_term() == term);
   pg.wait_streaming(0, 2);
 }
+
+TEST_CASE("PostgreSQL hosts: a physical backup is not restored onto the primary nor onto another host's standby",
+          "[etcd][pg][backup]") {
+  PgCluster pg(2);
+  HostOptions o;
+  MultiHost m(3, o);
+  // Unencrypted backups in a folder every host's drd could use (only the leader takes them).
+  m.opts.extra_yaml = "  backup:\n    enabled: true\n    directory: " + (m.dir() / "backups").string() +
+                      "\n    compression: { algorithm: zstd, level: 1, threads: 1 }\n";
+  const int leader = start_cluster(pg, m);
+  auto b = m.drctl(leader, {"--json", "backup"});
+  INFO(b.out << b.err << m.logs());
+  REQUIRE(b.exit_code == 0);
+  const std::string id(boost::json::parse(b.out).as_object().at("id").as_string());
+  const auto pid0 = pg.postmaster_pid(0);
+
+  // The primary: another drd could fail over while it is stopped for the swap.
+  auto p = m.drctl(leader, {"restore", id, "--node", "n1", "--force"});
+  INFO(p.out << p.err);
+  CHECK(p.exit_code != 0);
+  CHECK(p.err.find("not supported in multi-host mode") != std::string::npos);
+  CHECK(p.err.find("nothing was changed") != std::string::npos);
+  CHECK(pg.postmaster_pid(0) == pid0);
+  CHECK(pg.query(0, "SELECT pg_is_in_recovery()") == "f");
+
+  // A standby whose files are on another host than the leading drd's.
+  const std::string other = leader == 1 ? "n3" : "n2";
+  auto s = m.drctl(leader, {"restore", id, "--node", other});
+  INFO(s.out << s.err);
+  CHECK(s.exit_code != 0);
+  CHECK(s.err.find("its data folder is on another host") != std::string::npos);
+  CHECK(pg.query(pg_index(other), "SELECT pg_is_in_recovery()") == "t");
+  pg.wait_streaming(0, 2);
+  CHECK(m.store_primary() == "n1");
+}
