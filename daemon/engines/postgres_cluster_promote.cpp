@@ -318,6 +318,18 @@ Result<PrimaryRestoreOutcome> PostgresCluster::restore_primary(const std::string
   if (!st) return st.error();
   PrimaryRestoreOutcome out{p->node->last_action(), {}};
   p->last_probe_failed = false;
+  if (synchronous_ && members_.size() > 1) {
+    // No standby can stream until it is re-cloned, and no tick runs on this worker meanwhile to
+    // degrade synchronous mode: commits would wait for the whole re-clone. Asynchronous until a
+    // standby streams again (manage_sync restores it then).
+    sync_state_.degraded = true;
+    sync_state_.none_streaming_since = std::chrono::steady_clock::now();
+    if (auto s = apply_sync_names(""); !s)
+      spdlog::warn("restore onto the primary {}: cannot clear synchronous_standby_names: {}", name, s.error().message);
+    log::event(spdlog::level::warn, "sync_degraded", {{"NODE", name}},
+               "synchronous mode set to asynchronous on " + name + " while its standbys are re-cloned after the "
+               "roll-back; restored when one streams again");
+  }
   // The standbys hold WAL of the history the primary left: each is rebuilt from it.
   for (auto& m : members_) {
     if (m.cfg.name == name) continue;

@@ -8,7 +8,9 @@
 // node0 still the primary (no failover, same term) on a new timeline, writable, node1 re-cloned
 // and following new writes, the safety backup in the catalog and no folder left beside the data
 // folder. A second roll-back of the same backup without --to-time (to its end) must end on yet
-// another timeline, above the first roll-back's, though the backup predates it.
+// another timeline, above the first roll-back's, though the backup predates it. In synchronous
+// mode the primary runs asynchronous while its standbys are re-cloned (no standby can confirm a
+// commit then), synchronous again once one streams.
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
@@ -161,4 +163,35 @@ TEST_CASE("drctl restore ID --node PRIMARY --force rolls the PostgreSQL primary 
   CHECK(failovers(f) == history);
   f.pg().exec(0, "INSERT INTO items VALUES (4000, 'after the second roll-back')");
   CHECK(f.pg().wait_for(1, kCount, "1001:4000", std::chrono::seconds(20)));
+}
+
+TEST_CASE("rolling back a synchronous PostgreSQL primary: asynchronous while the standby is re-cloned, then synchronous again",
+          "[pg_e2e][backup][rollback]") {
+  TempDir tmp;
+  PgDrdOptions o;
+  o.standbys = 1;
+  o.synchronous = true;
+  o.extra_yaml = backup_yaml(tmp / "backups", std::nullopt);
+  PgDrdFixture f(o);
+  f.start();
+  REQUIRE(eventually([&] { return f.status().at("synchronous").as_string() == "on"; }, std::chrono::seconds(10)));
+  REQUIRE(f.pg().query(0, "SHOW synchronous_standby_names").value_or("") != "");
+  f.pg().exec(0, "CREATE TABLE items(id int PRIMARY KEY, v text)");
+  f.pg().exec(0, "INSERT INTO items SELECT g, 'before' FROM generate_series(1, 100) g");
+  const std::string id = take_backup(f);
+  f.pg().exec(0, "INSERT INTO items SELECT g, 'after' FROM generate_series(101, 200) g");
+
+  auto r = f.drctl({"--json", "restore", id, "--node", "node0", "--force"});
+  INFO(r.out << r.err << f.log());
+  REQUIRE(r.exit_code == 0);
+  CHECK(json::parse(r.out).at("standbys").at("node1").as_string() == "re-cloned, streaming");
+  CHECK(f.log().find("synchronous mode set to asynchronous on node0 while its standbys are re-cloned") !=
+        std::string::npos);
+  CHECK(f.pg().query(0, kCount) == std::optional<std::string>("100:100"));
+  // Synchronous again once the re-cloned standby streams: a commit waits for it and is there.
+  CHECK(eventually([&] { return f.pg().query(0, "SHOW synchronous_standby_names").value_or("") != ""; },
+                   std::chrono::seconds(10)));
+  CHECK(eventually([&] { return f.status().at("synchronous").as_string() == "on"; }, std::chrono::seconds(10)));
+  f.pg().exec(0, "INSERT INTO items VALUES (300, 'synchronous again')");
+  CHECK(f.pg().wait_for(1, "SELECT count(*) FROM items WHERE id = 300", "1", std::chrono::seconds(10)));
 }
