@@ -290,6 +290,8 @@ std::string render_status(const json::value& s, const RenderOptions& o) {
   line(tr(o, "Threshold: ", "检测阈值: ") + num_text(jv::num(s, "failure_threshold")));
   const std::string reason = jv::str(s, "failover_reason");
   if (state != "normal" && !reason.empty()) line(tr(o, "Reason: ", "原因: ") + reason);
+  if (auto paused = jv::str(s, "primary_paused"); !paused.empty())  // a restore onto the primary runs
+    line(tr(o, "Primary paused: ", "主库暂停: ") + paused + tr(o, " (automatic failover waits)", "（自动故障转移等待中）"));
   render_cluster(s, o, line);
   return out;
 }

@@ -163,6 +163,14 @@ TEST_CASE("status colours only when asked, and marks fenced and unknown nodes", 
   CHECK(coloured.find("\033[0m") != std::string::npos);
 }
 
+TEST_CASE("status says when the primary is paused for a restore", "[render][status]") {
+  auto s = canned_status();
+  CHECK(render_status(s, RenderOptions{}).find("Primary paused") == std::string::npos);
+  s.as_object()["primary_paused"] = "backup b1 is being restored onto it";
+  CHECK(render_status(s, RenderOptions{}).find(
+            "Primary paused: backup b1 is being restored onto it (automatic failover waits)\n") != std::string::npos);
+}
+
 TEST_CASE("overall health follows the primary and the standbys", "[render][status]") {
   auto s = canned_status();
   CHECK(overall_health(s) == "degraded");
