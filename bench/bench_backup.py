@@ -13,7 +13,7 @@ The issue's size is 1 GiB: DRD_BENCH_BACKUP_MB=1024 make bench (the default, 256
 """
 import json, os, shutil, socket, sqlite3, subprocess, sys, tempfile, threading, time
 sys.path.insert(0, os.path.dirname(__file__))
-from common import BIN, row
+from common import BIN, row, rss_kb
 
 MB = int(os.environ.get("DRD_BENCH_BACKUP_MB", "256"))
 RUNS = int(os.environ.get("DRD_BENCH_BACKUP_RUNS", "2"))
@@ -41,14 +41,6 @@ def make_big_db(path, mib):
             break
     db.close()
     return i
-
-
-def rss_kb(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 class Drd:

@@ -6,9 +6,9 @@ Targets: drd's backup (zstd 3 + AES-256-GCM) no slower than the pipeline (which 
 drd's peak RSS during backup and during restore <= 64 MB. Sizes, restore and verify times reported.
 Needs root (the server runs as the postgres OS user) and PostgreSQL 15 in /usr/lib/postgresql/15/bin.
 """
-import os, pwd, shutil, subprocess, sys, tempfile, time
+import os, shutil, subprocess, sys, time
 sys.path.insert(0, os.path.dirname(__file__))
-from common import BIN, Drd, PeakRss, free_port, row, rss_kb
+from common import BIN, Drd, PeakRss, as_pg, free_port, pg_scratch_dir, row, rss_kb
 
 SCALE = int(os.environ.get("DRD_BENCH_PG_SCALE", "70"))
 RUNS = int(os.environ.get("DRD_BENCH_PG_RUNS", "2"))
@@ -16,18 +16,11 @@ PGBIN = "/usr/lib/postgresql/15/bin"
 MiB = 1 << 20
 
 
-def as_pg(cmd, **kw):
-    return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, **kw)
-
-
 def main():
     if os.geteuid() != 0:
         print("| bench_pg_backup | skipped: needs root | | SKIP |")
         return
-    d = tempfile.mkdtemp(prefix="drd-bench-pg-")
-    os.chmod(d, 0o755)
-    pw = pwd.getpwnam("postgres")
-    os.chown(d, pw.pw_uid, pw.pw_gid)
+    d = pg_scratch_dir("drd-bench-pg-")
     data, port, drd = f"{d}/data", free_port(), None
     started = False
     try:

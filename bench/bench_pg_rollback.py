@@ -12,17 +12,13 @@ recovered and promoted beside the data folder while the primary serves; the swap
 no failover; drd's peak RSS <= 64 MB. Total time and the standby's re-clone reported.
 Needs root (servers run as the postgres OS user) and PostgreSQL 15 in /usr/lib/postgresql/15/bin.
 """
-import os, pwd, shutil, subprocess, sys, tempfile, threading, time
+import os, shutil, subprocess, sys, threading, time
 sys.path.insert(0, os.path.dirname(__file__))
-from common import Drd, PeakRss, free_port, row
+from common import Drd, PeakRss, as_pg, free_port, pg_scratch_dir, row
 
 SCALE = int(os.environ.get("DRD_BENCH_PG_SCALE", "70"))
 PGBIN = "/usr/lib/postgresql/15/bin"
 MiB = 1 << 20
-
-
-def as_pg(cmd, **kw):
-    return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, **kw)
 
 
 def psql(port, sql, timeout=10):
@@ -63,10 +59,7 @@ def main():
     if os.geteuid() != 0:
         print("| bench_pg_rollback | skipped: needs root | | SKIP |")
         return
-    d = tempfile.mkdtemp(prefix="drd-bench-pgrb-")
-    os.chmod(d, 0o755)
-    pw = pwd.getpwnam("postgres")
-    os.chown(d, pw.pw_uid, pw.pw_gid)
+    d = pg_scratch_dir("drd-bench-pgrb-")
     data0, data1, p0, p1 = f"{d}/node0", f"{d}/node1", free_port(), free_port()
     drd, servers = None, []
     try:

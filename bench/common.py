@@ -146,3 +146,18 @@ class Drd:
         self.proc.terminate()
         self.proc.wait(20)
         self.log.close()
+
+
+def as_pg(cmd, **kw):
+    """Runs `cmd` as the postgres OS user (check=True)."""
+    return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, **kw)
+
+
+def pg_scratch_dir(prefix):
+    """A new temp folder owned by the postgres OS user, open to read for others (sockets, logs)."""
+    import pwd
+    d = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(d, 0o755)
+    pw = pwd.getpwnam("postgres")
+    os.chown(d, pw.pw_uid, pw.pw_gid)
+    return d
