@@ -6,8 +6,6 @@
 // primary's timeline, else to the backup's end) and promoted onto a timeline above every one the
 // cluster has used, then stopped cleanly. The swap (stop, rename, start as the primary) is
 // ClusterDriver::restore_primary on the cluster worker; timeline rules in backup/pg_rollback.hpp.
-#include <fstream>
-
 #include "daemon/backup/pg_internal.hpp"
 #include "daemon/backup/pg_rollback.hpp"
 #include "daemon/backup/pg_wal.hpp"
@@ -18,22 +16,6 @@ namespace drd::bkrt {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-// The primary's current timeline (IDENTIFY_SYSTEM: systemid|timeline|xlogpos|dbname).
-Result<std::uint32_t> current_timeline(ProcessRunner& runner, const backup::PgTools& tools) {
-  auto id = pg_replication_command(runner, tools, "IDENTIFY_SYSTEM");
-  if (!id) return id.error();
-  auto bar = id->find('|');
-  try {
-    if (bar != std::string::npos) return static_cast<std::uint32_t>(std::stoul(id->substr(bar + 1)));
-  } catch (const std::exception&) {
-  }
-  return make_error(Errc::io, "IDENTIFY_SYSTEM answered '" + *id + "' (no timeline)");
-}
-
-}  // namespace
-
 Result<PreparedPrimary> prepare_primary_restore(const backup::BackupRef& ref, const backup::MasterKey* key,
                                                 const NodeConfig& node, std::optional<SysTime> to_time,
                                                 ProcessRunner& runner, const backup::Progress& progress,
@@ -41,10 +23,7 @@ Result<PreparedPrimary> prepare_primary_restore(const backup::BackupRef& ref, co
   const backup::Manifest& full = *ref.manifest;
   const std::string id = full.id;
   const std::string untouched = "; " + node.name + " was not touched";
-  if (!node.data_dir || !node.bin_dir)
-    return make_error(Errc::invalid_argument,
-                      "restore onto " + node.name + " needs the server's files, but data_dir or bin_dir is not configured",
-                      "add data_dir: and bin_dir: (and os_user:) to this node in the configuration");
+  if (auto files = need_server_files(node); !files) return files.error();
   auto base = backup::pg_base_of(full);
   if (!base)
     return make_error(Errc::invalid_argument, "backup " + id + " is not a PostgreSQL base backup with a WAL range" + untouched);
@@ -60,7 +39,7 @@ Result<PreparedPrimary> prepare_primary_restore(const backup::BackupRef& ref, co
   }
   auto conn_tools = pg_tools_for(node, "drd_restore");
   if (!conn_tools) return conn_tools.error();
-  auto primary_tl = current_timeline(runner, *conn_tools);
+  auto primary_tl = pg_server_timeline(runner, *conn_tools);
   if (!primary_tl)
     return make_error(primary_tl.error().code,
                       "cannot read " + node.name + "'s timeline: " + primary_tl.error().message + untouched);

@@ -101,6 +101,17 @@ Result<std::string> pg_replication_command(ProcessRunner& runner, const backup::
   return row;
 }
 
+Result<std::uint32_t> pg_server_timeline(ProcessRunner& runner, const backup::PgTools& tools) {
+  auto id = pg_replication_command(runner, tools, "IDENTIFY_SYSTEM");  // systemid|timeline|xlogpos|dbname
+  if (!id) return id.error();
+  auto bar = id->find('|');
+  try {
+    if (bar != std::string::npos) return static_cast<std::uint32_t>(std::stoul(id->substr(bar + 1)));
+  } catch (const std::exception&) {
+  }
+  return make_error(Errc::io, "IDENTIFY_SYSTEM answered '" + *id + "' (no timeline)");
+}
+
 bool is_pg_url(const std::string& t) {
   // Same rule as drctl's: a scheme, or a key=value conninfo (never an absolute path).
   return t.rfind("postgresql://", 0) == 0 || t.rfind("postgres://", 0) == 0 ||

@@ -102,6 +102,8 @@ Result<pg::ControlData> check_same_cluster(const std::filesystem::path& work, co
 // A replication-protocol command (IDENTIFY_SYSTEM, TIMELINE_HISTORY n) on `tools.conninfo`
 // with psql `replication=true`: its output row, fields separated by '|'.
 Result<std::string> pg_replication_command(ProcessRunner& runner, const backup::PgTools& tools, const std::string& cmd);
+// The server's current timeline (IDENTIFY_SYSTEM over such a connection).
+Result<std::uint32_t> pg_server_timeline(ProcessRunner& runner, const backup::PgTools& tools);
 
 // `drctl restore ID --node STANDBY` with a physical backup, the part that runs off the cluster
 // worker while the standby keeps serving (backup_pg_standby.cpp): restores `ref` into
@@ -148,6 +150,8 @@ Result<PreparedPrimary> prepare_primary_restore(const backup::BackupRef& ref, co
 std::optional<std::string> other_cluster(const std::string& id, const std::string& backup_sysid,
                                          const std::string& primary, const std::string& primary_sysid);
 
+// A restore onto `node` swaps its data folder: refused when data_dir or bin_dir is not configured.
+Status need_server_files(const NodeConfig& node);
 // "<data_dir>.drd-restore-tmp" (trailing slashes ignored), where a restore onto a node is
 // prepared; a leftover of an interrupted restore there is removed first.
 std::filesystem::path restore_folder_beside(const std::filesystem::path& data_dir);

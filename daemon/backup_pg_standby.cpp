@@ -52,6 +52,13 @@ Result<std::string> primary_system_identifier(const NodeConfig& primary) {
 
 }  // namespace
 
+Status need_server_files(const NodeConfig& node) {
+  if (node.data_dir && node.bin_dir) return ok_status();
+  return make_error(Errc::invalid_argument,
+                    "restore onto " + node.name + " needs the server's files, but data_dir or bin_dir is not configured",
+                    "add data_dir: and bin_dir: (and os_user:) to this node in the configuration");
+}
+
 fs::path restore_folder_beside(const fs::path& data_dir) {
   fs::path dir = data_dir;
   while (dir.has_relative_path() && dir.filename().empty()) dir = dir.parent_path();  // "/srv/pg/" -> "/srv/pg"
@@ -98,10 +105,7 @@ Result<PreparedStandby> prepare_standby_restore(const backup::BackupRef& ref, co
                                                 const backup::Progress& progress) {
   const backup::Manifest& full = *ref.manifest;
   const std::string id = full.id;
-  if (!node.data_dir || !node.bin_dir)
-    return make_error(Errc::invalid_argument,
-                      "restore onto " + node.name + " needs the server's files, but data_dir or bin_dir is not configured",
-                      "add data_dir: and bin_dir: (and os_user:) to this node in the configuration");
+  if (auto files = need_server_files(node); !files) return files.error();
   backup::PgTools tools = scratch_tools({node}, node.name);
   const fs::path work = restore_folder_beside(*node.data_dir);
   backup::FolderGuard cleanup{work};

@@ -238,16 +238,9 @@ struct Daemon::PgArchiveRuntime {
   // The server's current timeline and its history, over a replication connection (the
   // same access pg_receivewal needs). nullopt when it cannot be read.
   std::optional<std::pair<std::uint32_t, std::vector<backup::TimelineSwitch>>> server_history(const backup::PgTools& tools) {
-    auto id = bkrt::pg_replication_command(d.runner_, tools, "IDENTIFY_SYSTEM");  // systemid|timeline|xlogpos|dbname
-    if (!id) return std::nullopt;
-    auto bar = id->find('|');
-    if (bar == std::string::npos) return std::nullopt;
-    std::uint32_t tl = 0;
-    try {
-      tl = static_cast<std::uint32_t>(std::stoul(id->substr(bar + 1)));
-    } catch (const std::exception&) {
-      return std::nullopt;
-    }
+    auto current = bkrt::pg_server_timeline(d.runner_, tools);
+    if (!current) return std::nullopt;
+    const std::uint32_t tl = *current;
     if (tl <= 1) return std::make_pair(tl, std::vector<backup::TimelineSwitch>{});
     auto h = bkrt::pg_replication_command(d.runner_, tools, "TIMELINE_HISTORY " + std::to_string(tl));  // filename|content
     if (!h) return std::nullopt;
