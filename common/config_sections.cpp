@@ -105,13 +105,14 @@ namespace {
 
 const std::vector<std::string> kMetrics = {"up",           "response_time_ms", "lag_bytes",    "lag_ms",
                                            "backup_age",   "backup_age_s",     "backup_failed", "failover",
-                                           "disk_free_pct", "memory_rss_bytes", "sync_degraded"};
+                                           "disk_free_pct", "memory_rss_bytes", "sync_degraded",
+                                           "copy_problem"};
 const std::vector<std::string> kOps = {">", ">=", "<", "<=", "==", "!="};
 
 // Metrics that are events (0 or a count): a rule on them may leave out op and threshold,
 // meaning "> 0", i.e. "whenever it happens".
 bool is_event_metric(const std::string& m) {
-  return m == "failover" || m == "backup_failed" || m == "sync_degraded";
+  return m == "failover" || m == "backup_failed" || m == "sync_degraded" || m == "copy_problem";
 }
 
 std::vector<std::string> split_words(const std::string& s) {

@@ -41,18 +41,22 @@ void add_failover_commands(CLI::App& app, Registry& reg) {
     reg.push_back(std::move(sw));
   }
   {
-    struct Opts { std::string node; bool reclone = false; };
+    struct Opts { std::string node; bool reclone = false; bool discard = false; };
     auto o = std::make_shared<Opts>();
     CommandSpec rejoin;
     rejoin.app = app.add_subcommand("rejoin", "bring a failed old primary back as a standby");
     rejoin.app->add_option("NODE", o->node, "the node to bring back")->required()->type_name("");
     rejoin.app->add_flag("--reclone", o->reclone, "copy it afresh from the primary instead of rewinding");
+    rejoin.app->add_flag("--discard", o->discard,
+                         "overwrite NODE's copy even if its history is longer than or diverges from the primary's "
+                         "(SQLite; without it drd refuses and keeps both)");
     rejoin.method = "rejoin";
     rejoin.default_timeout = kLongTimeout;
     rejoin.params = [o] {
       json::object p;
       p["node"] = o->node;
       if (o->reclone) p["reclone"] = true;
+      if (o->discard) p["discard"] = true;
       return p;
     };
     rejoin.render = [o](const json::value& r, const RenderOptions& ro) { return render_rejoin(r, "rejoin", o->node, ro); };

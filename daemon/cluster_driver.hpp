@@ -35,6 +35,13 @@ struct ReplicaInfo {
   // primary; kept while the primary is unreachable, for the failover policy.
   bool sync = false;
   std::string note;  // last replication error or state, for status
+  // SQLite: the file's own history (replication/history.hpp), so the most advanced copy
+  // can be chosen even when positions are unknown, and why drd will not overwrite it.
+  bool history_known = false;
+  std::int64_t history_term = 0;
+  std::uint64_t history_epoch = 0;
+  std::string history_problem;  // non-empty: not a copy of the primary's history (not a candidate)
+  bool apply_failing = false;   // the last apply failed (full disk, read-only, corrupt): not current
 };
 
 struct PromoteRequest {
@@ -43,6 +50,7 @@ struct PromoteRequest {
   bool old_primary_reachable = false;  // try to fence it / salvage from it
   bool switchover = false;             // lossless: fence, wait until caught up, then promote
   Millis timeout{30'000};
+  std::int64_t term = 0;               // the term claimed for this promotion
 };
 
 struct PromoteOutcome {
@@ -74,6 +82,13 @@ class ClusterDriver {
   virtual Result<PromoteOutcome> promote(const PromoteRequest& req) = 0;
   virtual Status rejoin(const std::string& node, bool reclone) = 0;
   virtual Status clone(const std::string& node) = 0;
+  // The operator's word that `node`'s copy may be overwritten whatever history it holds
+  // (`drctl rejoin NODE --discard`); applies to the next rejoin of that node.
+  virtual void allow_discard(const std::string& node) { (void)node; }
+  // Non-empty when the primary's copy is known to be lost although its file may still
+  // answer probes (SQLite: another file at its path, an older history than a standby's).
+  // Any thread.
+  virtual std::string primary_problem() const { return {}; }
   virtual void detach() = 0;
   // How often tick() should run; zero when the engine needs no ticking.
   virtual Millis tick_interval() const = 0;

@@ -227,6 +227,9 @@ std::vector<NodeView> Daemon::node_views() const {
                                                                   : r->second.position;
       v.lag_bytes = r->second.lag_bytes;
       if (r->second.sync) v.sync_standby = true;  // survives the primary's death (its probe rows do not)
+      v.history_problem = r->second.history_problem;
+      if (r->second.apply_failing) v.apply_problem = r->second.note;
+      if (r->second.history_known) v.history_rank = std::make_pair(r->second.history_term, r->second.history_epoch);
     }
     for (auto& rs : n.last.replicas)
       if (rs.application_name == name && rs.sync_state == "sync") v.sync_standby = true;
@@ -253,6 +256,7 @@ ClusterView Daemon::cluster_view() const {
   v.monitoring = monitoring_;
   v.failover_running = failover_running_;
   v.primary_paused = primary_paused_;
+  if (driver_) v.primary_lost = driver_->primary_problem();
   v.nodes = node_views();
   v.policy.max_lag_bytes = config_.failover.max_lag_bytes;
   v.policy.synchronous = config_.failover.synchronous;

@@ -175,6 +175,7 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
   if (auto p = nodes_.find(from); p != nodes_.end()) req.old_primary_reachable = p->second.last.ok;
   req.switchover = mode == "switchover";
   req.timeout = std::max<Millis>(Millis(30'000), config_.monitoring.timeout * 10);
+  req.term = term_;
   auto* d = driver_.get();
   const std::int64_t term = term_;
   d->make_way();  // a tick running now on the cluster worker ends early

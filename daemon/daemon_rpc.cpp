@@ -80,12 +80,19 @@ json::value Daemon::node_json(const NodeRuntime& n) const {
       o["lag_ms"] = round2(r->second.lag_ms);
       if (r->second.position) o["position"] = *r->second.position;
       if (!r->second.note.empty()) o["replication"] = r->second.note;
+      // SQLite: the copy's own history, and anything that puts this copy at risk.
+      if (r->second.history_known)
+        o["history"] = json::object{{"term", r->second.history_term}, {"epoch", r->second.history_epoch}};
+      if (!r->second.history_problem.empty()) o["copy_problem"] = "not overwritten: " + r->second.history_problem;
+      else if (r->second.apply_failing && r->second.position) o["copy_problem"] = "cannot apply: " + r->second.note;
     } else if (fenced) {
       o["replication"] = "fenced";  // the engine has not published this node's state yet
     }
   } else if (n.last.position) {
     o["position"] = *n.last.position;
   }
+  if (driver_ && name == primary_)
+    if (auto lost = driver_->primary_problem(); !lost.empty()) o["copy_problem"] = "lost: " + lost;
   if (n.last.timeline) o["timeline"] = *n.last.timeline;
   return o;
 }
@@ -247,9 +254,11 @@ void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
                                                 "; its standbys are rebuilt when that is done",
                             "wait for the restore to finish (drctl status), then retry"));
   bool reclone = bool_param(params, "reclone");
+  bool discard = bool_param(params, "discard");
   auto* d = driver_.get();
   std::string name = *node;
-  cluster_worker_->post([this, d, name, reclone, clone, reply = std::move(reply)]() mutable {
+  cluster_worker_->post([this, d, name, reclone, discard, clone, reply = std::move(reply)]() mutable {
+    if (discard) d->allow_discard(name);
     Status st = clone ? d->clone(name) : d->rejoin(name, reclone);
     asio::post(control_, [this, name, st = std::move(st), reply = std::move(reply)]() mutable {
       if (!st && coord_ && name != config_.local && st.error().message.find("data_dir") != std::string::npos) {

@@ -52,7 +52,9 @@ std::string rejection(const NodeView& n, const std::string& failed_primary, cons
   if (n.name == failed_primary) return "it is the failed primary";
   if (n.fenced) return "fenced (rejoin it first)";
   if (!n.healthy) return "not healthy";
+  if (!n.history_problem.empty()) return "not a copy of the primary's history: " + n.history_problem;
   if (n.no_failover && !manual) return "excluded from automatic failover (no_failover)";
+  if (!force && !n.apply_problem.empty()) return "cannot apply the primary's changes: " + n.apply_problem;
   if (!force && n.lag_bytes > policy.max_lag_bytes) return describe_lag(n.lag_bytes, policy.max_lag_bytes);
   if (!force && newest_timeline && n.timeline && *n.timeline < *newest_timeline)
     return "on timeline " + std::to_string(*n.timeline) + ", older than " + std::to_string(*newest_timeline);
@@ -101,7 +103,8 @@ Choice choose_failover_target(const std::vector<NodeView>& nodes, const std::str
   const bool sync_first = policy.synchronous;
   auto key = [sync_first](const NodeView* n) {
     std::uint64_t pos = n->position.value_or(0);
-    return std::make_tuple(sync_first && !n->sync_standby, ~pos, n->priority, n->name);
+    auto rank = n->history_rank.value_or(std::pair<std::int64_t, std::uint64_t>{0, 0});
+    return std::make_tuple(sync_first && !n->sync_standby, -rank.first, ~rank.second, ~pos, n->priority, n->name);
   };
   std::sort(eligible.begin(), eligible.end(), [&](auto* a, auto* b) { return key(a) < key(b); });
   const NodeView* best = eligible.front();
@@ -110,6 +113,10 @@ Choice choose_failover_target(const std::vector<NodeView>& nodes, const std::str
   if (eligible.size() > 1) {
     const NodeView* next = eligible[1];
     if (sync_first && best->sync_standby && !next->sync_standby) why = " (the synchronous standby)";
+    else if (best->history_rank && next->history_rank && *best->history_rank > *next->history_rank)
+      why = " (most advanced history: term " + std::to_string(best->history_rank->first) + ", epoch " +
+            std::to_string(best->history_rank->second) + "; " + next->name + " has term " +
+            std::to_string(next->history_rank->first) + ", epoch " + std::to_string(next->history_rank->second) + ")";
     else if (best->position.value_or(0) > next->position.value_or(0))
       why = " (most advanced; " + next->name + " has " +
             std::to_string(best->position.value_or(0) - next->position.value_or(0)) + " bytes less)";
@@ -178,6 +185,39 @@ StartupChoice choose_startup_primary(const std::vector<NodeView>& nodes, const s
   return out;
 }
 
+namespace {
+
+// The engine says the primary's copy is lost (its probes may still pass): a failover
+// if allowed, with the engine's reason.
+Decision decide_lost_primary(const ClusterView& v) {
+  Decision d;
+  const std::string lost = "primary " + v.primary + " is lost: " + v.primary_lost;
+  if (!v.primary_paused.empty()) {
+    d.state = FailoverState::disabled;
+    d.reason = lost + "; automatic failover waits (" + v.primary_paused + ")";
+    return d;
+  }
+  if (!v.auto_failover) {
+    d.state = FailoverState::disabled;
+    d.reason = lost + "; automatic failover is disabled";
+    return d;
+  }
+  Choice c = choose_failover_target(v.nodes, v.primary, v.policy);
+  if (!c.target) {
+    d.kind = Decision::Kind::no_candidate;
+    d.state = FailoverState::no_candidate;
+    d.reason = lost + "; " + c.reason;
+    return d;
+  }
+  d.kind = Decision::Kind::failover;
+  d.target = *c.target;
+  d.state = FailoverState::failing_over;
+  d.reason = lost + "; " + c.reason;
+  return d;
+}
+
+}  // namespace
+
 Decision decide(const ClusterView& v) {
   Decision d;
   bool any_standby_down = false;
@@ -193,6 +233,7 @@ Decision decide(const ClusterView& v) {
     d.reason = "monitoring is stopped";
     return d;
   }
+  if (!v.primary_lost.empty()) return decide_lost_primary(v);
   switch (v.primary_health) {
     case Health::unknown:
       d.state = FailoverState::unknown;

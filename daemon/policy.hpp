@@ -3,6 +3,7 @@
 // values, so every rule here is tested table-driven (tests/core/policy_test.cpp).
 #include <cstdint>
 #include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,13 @@ struct NodeView {
   // Unhealthy only because of a configuration problem drd can name (the server
   // answered and refused drd, or drd refused its certificate): not a lost node.
   std::optional<std::string> config_problem;
+  // SQLite: not a copy of the primary's history (another database, diverged, or holding
+  // data without one): never a candidate. Says why.
+  std::string history_problem;
+  // SQLite: its last apply failed (disk full, read-only, corrupt): behind by an unknown amount.
+  std::string apply_problem;
+  // SQLite: the file's own history (term, epoch); a higher one holds more. Unset elsewhere.
+  std::optional<std::pair<std::int64_t, std::uint64_t>> history_rank;
 };
 
 struct FailoverPolicy {
@@ -62,9 +70,11 @@ struct Choice {
 
 // Which standby to promote when `failed_primary` is lost. Eligible: healthy, not
 // fenced, not the failed primary, within max_lag (unless force), not excluded
-// (no_failover, unless manual), on the newest timeline seen, and in synchronous
-// mode a sync standby. Order (data before preference): in synchronous mode the
-// sync standby first; then the most advanced position; then the lowest
+// (no_failover, unless manual), on the newest timeline seen, in synchronous
+// mode a sync standby, holding the primary's history (SQLite) and applying without
+// errors (unless force). Order (data before preference): in synchronous mode the
+// sync standby first; then the most advanced history (SQLite: term, epoch); then
+// the most advanced position; then the lowest
 // priority number; then name. So priority picks among standbys that hold the
 // same WAL and never costs data another candidate has. With `manual_target` set
 // the question is only "is this one eligible?".
@@ -103,6 +113,9 @@ struct ClusterView {
   // says why, and automatic failover waits. Not the same as auto_failover = false, which
   // the operator set and which survives restarts.
   std::string primary_paused;
+  // Non-empty when the engine knows the primary's copy is lost although its probes may
+  // still pass (SQLite: another file at its path, a standby holding a longer history).
+  std::string primary_lost;
   std::vector<NodeView> nodes;
   FailoverPolicy policy;
 };

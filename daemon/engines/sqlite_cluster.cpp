@@ -8,6 +8,7 @@
 #include <cstring>
 #include <thread>
 
+#include "daemon/replication/history_table.hpp"
 #include "daemon/replication/position_file.hpp"
 #include "daemon/replication/standby_ops.hpp"
 
@@ -102,18 +103,28 @@ Status SqliteCluster::start_replicator() {
     paths.push_back(n.sqlite_path);
     repl_standbys_.push_back(n.name);
   }
-  auto r = std::make_unique<replication::SqliteReplicator>(node(primary_)->sqlite_path, paths);
+  auto r = std::make_unique<replication::SqliteReplicator>(node(primary_)->sqlite_path, paths, replicator_options());
   replication::StepReport rep;
   Status st = r->start(&rep);
-  for (auto& note : rep.notes) spdlog::info("replication from {}: {}", primary_, note);
+  log_report(rep);
   if (!st) {
     next_start_attempt_ = Clock::now() + kRetryEvery;
     if (st.error().message != last_start_error_)
       spdlog::error("cannot replicate from {}: {}", primary_, st.error().message);
     last_start_error_ = st.error().message;
+    if (!r->primary_lost().empty()) {
+      note_primary_problem(r->primary_lost());
+      // Positions mean nothing without a running replicator: the files' own histories
+      // tell the failover which copy is the most advanced.
+      idle_histories_.clear();
+      for (std::size_t i = 0; i < paths.size(); ++i)
+        if (auto h = replication::read_history_file(paths[i])) idle_histories_[repl_standbys_[i]] = *h;
+      publish();
+    }
     return st;
   }
   last_start_error_.clear();
+  idle_histories_.clear();
   repl_ = std::move(r);
   needs_start_ = false;
   last_checkpoint_ = last_change_ = Clock::now();
@@ -121,6 +132,34 @@ Status SqliteCluster::start_replicator() {
   publish();
   return ok_status();
 }
+
+replication::ReplicatorOptions SqliteCluster::replicator_options() const {
+  replication::ReplicatorOptions o;
+  o.term = term_;
+  o.node = primary_;
+  for (auto& name : discard_)
+    if (const NodeConfig* n = node(name)) o.discard.push_back(n->sqlite_path);
+  return o;
+}
+
+void SqliteCluster::note_primary_problem(const std::string& why) {
+  std::lock_guard g(mu_);
+  if (primary_problem_ == why) return;
+  primary_problem_ = why;
+  if (!why.empty()) spdlog::warn("primary {} is lost: {}", primary_, why);
+}
+
+std::string SqliteCluster::primary_problem() const {
+  std::lock_guard g(mu_);
+  return primary_problem_;
+}
+
+void SqliteCluster::log_report(const replication::StepReport& rep) {
+  for (auto& note : rep.notes) spdlog::info("replication from {}: {}", primary_, note);
+  for (auto& w : rep.warnings) spdlog::warn("replication from {}: {}", primary_, w);
+}
+
+void SqliteCluster::allow_discard(const std::string& name) { discard_.insert(name); }
 
 void SqliteCluster::publish() {
   std::map<std::string, ReplicaInfo> snap;
@@ -133,7 +172,29 @@ void SqliteCluster::publish() {
       info.lag_ms = st[i].lag_ms;
       info.streaming = st[i].seeded && st[i].last_error.empty();
       info.note = st[i].last_error.empty() ? (st[i].seeded ? "" : "waiting for seed") : st[i].last_error;
+      info.apply_failing = !st[i].last_error.empty() || !st[i].seeded;
+      info.history_problem = st[i].refused;
+      // An apply that fails loses redundancy: say so once per new error, as a warning.
+      std::string& logged = apply_errors_logged_[repl_standbys_[i]];
+      if (st[i].last_error != logged && st[i].refused.empty() && !st[i].last_error.empty() &&
+          st[i].last_error.rfind("waiting", 0) != 0)
+        spdlog::warn("standby {} cannot apply the primary's changes: {}", repl_standbys_[i], st[i].last_error);
+      logged = st[i].last_error;
+      if (st[i].history_known && st[i].history.stamped) {
+        info.history_known = true;
+        info.history_term = st[i].history.last_term();
+        info.history_epoch = st[i].history.epoch;
+      }
       snap[repl_standbys_[i]] = info;
+    }
+  }
+  for (auto& [name, h] : idle_histories_) {
+    ReplicaInfo& info = snap[name];
+    info.note = "replication stopped: the primary is lost";
+    if (h.stamped) {
+      info.history_known = true;
+      info.history_term = h.last_term();
+      info.history_epoch = h.epoch;
     }
   }
   for (auto& f : fenced_) {
@@ -173,7 +234,20 @@ Status SqliteCluster::end_primary_restore(bool replaced) {
   if (!replaced) return repl_ ? repl_->release_fence() : ok_status();
   // The fenced replicator keeps its write lock on the old inode: an application still
   // connected to it gets SQLITE_BUSY instead of writing into a file nobody reads.
-  if (repl_) retired_.push_back(std::move(repl_));
+  if (repl_) {
+    repl_->retire();
+    retired_.push_back(std::move(repl_));
+  }
+  // The restored file is the operator's choice: it begins a term of its own (the standbys
+  // hold the history it rolled back from), and every standby may be overwritten with it.
+  if (auto db = replication::SqliteDb::open(node(primary_)->sqlite_path, SQLITE_OPEN_READWRITE)) {
+    db->busy_timeout(5000);
+    auto h = replication::read_history(db->get(), node(primary_)->sqlite_path.string());
+    if (h && h->stamped)
+      if (auto st = replication::begin_term(db->get(), node(primary_)->sqlite_path.string(), term_, primary_); !st)
+        spdlog::warn("restored primary {}: cannot begin a term in its history: {}", primary_, st.error().message);
+  }
+  for (auto& name : repl_standbys_) discard_.insert(name);
   // Standby positions describe the old file: every standby is seeded from the restored one.
   for (auto& name : repl_standbys_)
     if (auto st = replication::remove_if_exists(replication::position_path(node(name)->sqlite_path)); !st)
@@ -194,7 +268,13 @@ Status SqliteCluster::tick() {
     publish();
     return step.error();
   }
-  for (auto& note : step->notes) spdlog::info("replication from {}: {}", primary_, note);
+  log_report(*step);
+  if (!repl_->primary_lost().empty()) note_primary_problem(repl_->primary_lost());
+  if (!discard_.empty()) {  // an overwrite the operator allowed is done once the copy follows
+    auto st = repl_->standbys();
+    for (std::size_t i = 0; i < st.size() && i < repl_standbys_.size(); ++i)
+      if (st[i].seeded && st[i].refused.empty()) discard_.erase(repl_standbys_[i]);
+  }
   auto end = repl_->primary_wal_end_bytes();
   auto now = Clock::now();
   if (end != last_end_bytes_) {
@@ -264,7 +344,9 @@ void SqliteCluster::salvage_interrupted_promotion(const std::filesystem::path& t
                  old.string());
     return;
   }
-  auto r = std::make_unique<replication::SqliteReplicator>(old, std::vector<std::filesystem::path>{target});
+  replication::ReplicatorOptions ro;
+  ro.manage_history = false;  // it only reads the former primary; never stamps it
+  auto r = std::make_unique<replication::SqliteReplicator>(old, std::vector<std::filesystem::path>{target}, ro);
   replication::StepReport rep;
   if (auto st = r->start(&rep); !st) {
     spdlog::error("finishing the promotion of {}: cannot read its former primary {}: {}", primary_, old.string(),
@@ -340,18 +422,36 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
     publish();
     auto after = replicas();
     if (after.count(req.target)) target_lag = after[req.target].lag_bytes;
+    // Only a standby that holds a copy drd knows (its file as drd left it) may be promoted.
+    for (auto& st : repl_->standbys())
+      if (std::filesystem::path(st.path) == target->sqlite_path && !st.seeded) {
+        if (fenced) (void)repl_->release_fence();
+        return make_error(Errc::refused, "cannot promote " + req.target + ": it holds no copy drd can vouch for (" +
+                                             (st.last_error.empty() ? "waiting for a seed" : st.last_error) + ")");
+      }
     if (req.switchover && target_lag > 0) {
       (void)repl_->release_fence();
       return make_error(Errc::refused, "switchover aborted before promotion: " + req.target + " is still " +
                                            std::to_string(target_lag) + " bytes behind after the last shipping");
     }
     // 3. The old replicator stays alive as the holder of the old primary's lock.
+    // A primary lost to another file at its path: that file is fenced by path too.
+    const bool replaced_at_path = !repl_->primary_lost().empty();
+    repl_->retire();
     retired_.push_back(std::move(repl_));
-    if (fenced) held_by_retired_.insert(req.old_primary);
+    if (fenced && !replaced_at_path) held_by_retired_.insert(req.old_primary);
   }
   out.lag_bytes = target_lag;
-  // 4. Make the target a clean primary and point applications at it.
+  // 4. Make the target a clean primary, begin its term in its own history, and point
+  //    applications at it.
   if (auto st = replication::finalize_standby_for_promotion(target->sqlite_path); !st) return st.error();
+  if (req.term > 0) term_ = req.term;
+  if (auto st = begin_primary_term(req.target); !st) return st.error();
+  {
+    std::lock_guard g(mu_);
+    if (!primary_problem_.empty()) out.notes.push_back("the former primary was lost: " + primary_problem_);
+    primary_problem_.clear();
+  }
   primary_ = req.target;
   if (!req.switchover) fenced_.insert(req.old_primary);
   else fenced_.erase(req.old_primary);
@@ -363,6 +463,18 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
   next_start_attempt_ = {};
   publish();
   return out;
+}
+
+Status SqliteCluster::begin_primary_term(const std::string& name) {
+  const NodeConfig* n = node(name);
+  if (!n) return make_error(Errc::not_found, "no node named '" + name + "'");
+  auto db = replication::SqliteDb::open(n->sqlite_path, SQLITE_OPEN_READWRITE);
+  if (!db) return db.error();
+  db->busy_timeout(5000);
+  auto h = replication::read_history(db->get(), n->sqlite_path.string());
+  if (!h) return h.error();
+  if (!h->stamped || h->last_node == name) return ok_status();  // nothing to continue / already begun
+  return replication::begin_term(db->get(), n->sqlite_path.string(), term_, name);
 }
 
 Status SqliteCluster::rejoin(const std::string& name, bool reclone) {
@@ -379,9 +491,15 @@ Status SqliteCluster::rejoin(const std::string& name, bool reclone) {
     return st;
   }
   auto st = repl_->standbys();
-  for (std::size_t i = 0; i < st.size() && i < repl_standbys_.size(); ++i)
-    if (repl_standbys_[i] == name && !st[i].seeded)
-      return make_error(Errc::io, "rejoin of " + name + " could not seed it: " + st[i].last_error);
+  for (std::size_t i = 0; i < st.size() && i < repl_standbys_.size(); ++i) {
+    if (repl_standbys_[i] != name || st[i].seeded) continue;
+    if (!st[i].refused.empty())
+      return make_error(Errc::refused, "rejoin of " + name + " refused: " + st[i].refused,
+                        "both files are kept; `drctl rejoin " + name + " --discard` overwrites " + name +
+                            "'s copy (copy it aside first if it holds anything you need)");
+    return make_error(Errc::io, "rejoin of " + name + " could not seed it: " + st[i].last_error);
+  }
+  discard_.erase(name);  // it holds the primary's history now
   return ok_status();
 }
 

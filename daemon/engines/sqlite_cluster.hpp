@@ -37,6 +37,8 @@ class SqliteCluster : public ClusterDriver {
   Result<PromoteOutcome> promote(const PromoteRequest& req) override;
   Status rejoin(const std::string& node, bool reclone) override;
   Status clone(const std::string& node) override;
+  void allow_discard(const std::string& node) override;
+  std::string primary_problem() const override;
   void detach() override;
   Millis tick_interval() const override { return Millis(5); }
   Status add_wal_tap(std::shared_ptr<replication::WalTap> tap) override;
@@ -51,6 +53,10 @@ class SqliteCluster : public ClusterDriver {
   void fence_reappeared();
   void hold_fence_by_path(const std::string& name);
   void salvage_interrupted_promotion(const std::filesystem::path& target);
+  replication::ReplicatorOptions replicator_options() const;
+  void note_primary_problem(const std::string& why);
+  void log_report(const replication::StepReport& rep);
+  Status begin_primary_term(const std::string& name);
 
   std::vector<NodeConfig> nodes_;
   std::optional<std::filesystem::path> link_;
@@ -67,6 +73,12 @@ class SqliteCluster : public ClusterDriver {
   std::uint64_t checkpointed_at_bytes_ = 0;
   std::uint64_t last_end_bytes_ = 0;
   std::chrono::steady_clock::time_point last_change_{};
+  std::int64_t term_ = 0;              // the term of the last promotion this driver ran
+  std::set<std::string> discard_;      // nodes whose copy the operator allowed drd to overwrite
+  std::string primary_problem_;        // see ClusterDriver::primary_problem(); under mu_
+  // Standbys' histories read while replication could not start (the primary is lost).
+  std::map<std::string, replication::FileHistory> idle_histories_;
+  std::map<std::string, std::string> apply_errors_logged_;  // the last apply error logged per standby
 
   // Lock holders on fenced inodes, kept until drd stops.
   std::vector<std::unique_ptr<replication::SqliteReplicator>> retired_;

@@ -75,6 +75,14 @@ ProbeResult SqliteNode::probe(Millis timeout, bool deep) {
     err = query("PRAGMA quick_check", &verdict);
     if (err.empty() && verdict != "ok") err = "quick_check: " + verdict;
     r.integrity_checked = err.empty();
+    if (err.empty() || err.rfind("quick_check: ", 0) == 0) {
+      std::lock_guard g(mu_);
+      integrity_failure_ = err;
+    }
+  } else if (err.empty()) {
+    std::lock_guard g(mu_);
+    if (!integrity_failure_.empty()) err = integrity_failure_ + " (at the last integrity check; checked again every "
+                                                               "monitoring.quick_check_interval)";
   }
   sqlite3_close(db);
   if (!err.empty()) return finish(path.string() + ": " + err);

@@ -29,8 +29,28 @@ bool is_cluster_metric(const std::string& metric) {
          m == "sync_degraded";
 }
 
+namespace {
+
+// A built-in rule `name` on `metric` (> 0, critical, log channel), unless the operator's
+// own rules already use that metric or that name.
+void add_builtin(AlertsConfig& out, const std::string& name, const std::string& metric) {
+  for (const auto& r : out.rules)
+    if (canonical_metric(r.metric) == metric || r.name == name) return;
+  AlertRuleConfig r;
+  r.name = name;
+  r.metric = metric;
+  r.op = ">";
+  r.threshold = 0;
+  r.severity = "critical";
+  out.rules.push_back(std::move(r));
+}
+
+}  // namespace
+
 AlertsConfig effective_alerts(const Config& cfg) {
   AlertsConfig out = cfg.alerts;
+  // Always: a copy at risk (never overwritten, cannot apply, primary lost) needs an operator.
+  add_builtin(out, "copy_at_risk", "copy_problem");
   if (!cfg.failover.synchronous) return out;
   for (const auto& r : out.rules)
     if (canonical_metric(r.metric) == "sync_degraded") return out;  // the operator's own rule wins

@@ -133,6 +133,8 @@ MetricsSnapshot Monitoring::alert_snapshot(const json::value& status, SysTime no
         if (auto v = jnum(n, "lag_ms")) snap.set(name, "lag_ms", *v);
       }
     }
+    // A copy drd will not overwrite, a standby that cannot apply, a lost primary: 1.
+    snap.set(name, "copy_problem", jstr(n, "copy_problem").empty() ? 0 : 1);
     if (const NodeConfig* nc = cfg.find_node(name))
       if (auto dir = data_folder(*nc))
         if (auto pct = disk_free_pct(*dir)) snap.set(name, "disk_free_pct", *pct);

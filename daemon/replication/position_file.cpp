@@ -29,6 +29,11 @@ std::string encode_position(const StandbyPosition& p) {
     << "cksum1 " << p.chain.checksum.s0 << "\n"
     << "cksum2 " << p.chain.checksum.s1 << "\n"
     << "applied_bytes " << p.applied_bytes << "\n";
+  if (p.file)
+    o << "file_dev " << p.file->dev << "\n"
+      << "file_ino " << p.file->ino << "\n"
+      << "file_size " << p.file->size << "\n"
+      << "file_mtime_ns " << p.file->mtime_ns << "\n";
   return o.str();
 }
 
@@ -81,6 +86,15 @@ Result<StandbyPosition> parse_position(const std::string& text) {
   p.chain.checksum.s1 = static_cast<std::uint32_t>(v);
   if (auto s = num("applied_bytes", ~0ull, v); !s) return s.error();
   p.applied_bytes = v;
+  if (kv.count("file_dev") || kv.count("file_ino") || kv.count("file_size") || kv.count("file_mtime_ns")) {
+    FileStamp f;
+    if (auto s = num("file_dev", ~0ull, f.dev); !s) return s.error();
+    if (auto s = num("file_ino", ~0ull, f.ino); !s) return s.error();
+    if (auto s = num("file_size", ~0ull, f.size); !s) return s.error();
+    if (auto s = num("file_mtime_ns", ~0ull >> 1, v); !s) return s.error();
+    f.mtime_ns = static_cast<std::int64_t>(v);
+    p.file = f;
+  }
   return p;
 }
 

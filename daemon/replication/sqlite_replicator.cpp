@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "daemon/replication/history_table.hpp"
 #include "daemon/replication/standby_ops.hpp"
 #include "daemon/replication/wal_writer.hpp"
 
@@ -16,6 +17,14 @@ namespace {
 // can bump it more. A larger jump is not SQLite restarting its own WAL.
 constexpr std::uint32_t kMaxSaltStep = 64;
 constexpr std::size_t kMaxCommitMarks = 100000;
+
+// A -wal with frames in it: an apply interrupted by a crash (drd's own checkpoint may then
+// have changed the file). Readers (probes, applications) leave an empty one behind.
+bool pending_wal(const fs::path& standby) {
+  std::error_code ec;
+  auto size = fs::file_size(with_suffix(standby, "-wal"), ec);
+  return !ec && size > 0;
+}
 
 bool same_chain_point(const ChainState& a, const ChainState& b) {
   return a.salt1 == b.salt1 && a.salt2 == b.salt2 && a.frames == b.frames && a.checksum == b.checksum;
@@ -177,6 +186,12 @@ Status SqliteReplicator::start(StepReport* report) {
       rep.notes.push_back("standby " + s.path.string() + " has no position file; re-seeding it");
     } else if ((*lp)->primary != primary_key_) {
       rep.notes.push_back("standby " + s.path.string() + " followed " + (*lp)->primary + "; re-seeding it");
+    } else if (auto now = file_stamp(s.path); (*lp)->file && !pending_wal(s.path) &&
+                                                (!now || !(*now == *(*lp)->file))) {
+      // (With a -wal left by an interrupted apply the file may have changed under drd's own
+      // checkpoint; recovery then finishes it and the WAL check below decides.)
+      rep.notes.push_back("standby " + s.path.string() +
+                          " was changed by someone else since drd last wrote it; its position is not trusted");
     } else {
       s.pos = **lp;
       s.needs_seed = false;  // validated against the WAL in initial_scan_locked
@@ -184,14 +199,159 @@ Status SqliteReplicator::start(StepReport* report) {
     s.ever_seeded = true;
   }
   started_ = true;
+  if (opts_.manage_history) {
+    if (auto st = settle_history(rep); !st) {
+      stop();
+      return st;
+    }
+  }
   if (auto s = locked_sync(false, rep); !s) {
     stop();
     return s;
   }
+  stamped_bytes_ = bytes_at(committed_.frames);
   return ok_status();
 }
 
+bool SqliteReplicator::discarded(const Standby& s) const {
+  return std::any_of(opts_.discard.begin(), opts_.discard.end(),
+                     [&](const fs::path& p) { return p.lexically_normal() == s.path.lexically_normal(); });
+}
+
+void SqliteReplicator::read_standby_history(Standby& s) {
+  auto h = read_history_file(s.path);
+  s.history_known = h.ok();
+  if (h) s.history = std::move(*h);
+}
+
+void SqliteReplicator::note_lost(const std::string& why, StepReport& rep) {
+  if (!lost_.empty()) return;
+  lost_ = why;
+  rep.warnings.push_back(why);
+}
+
+void SqliteReplicator::refuse(Standby& s, const std::string& why, StepReport& rep) {
+  if (s.refused != why)
+    rep.warnings.push_back("not overwriting standby " + s.path.string() + ": " + why +
+                           "; both files are kept (`drctl rejoin NODE --discard` overwrites it)");
+  s.refused = why;
+  s.last_error = "not re-seeded: " + why;
+  s.seeded = false;
+  s.needs_seed = true;
+  s.next_seed_attempt = Clock::now() + opts_.refused_retry;
+}
+
+// Before anything is written: does the primary carry the database's history, and is it
+// the most advanced copy? A primary with no history while a standby has one, or one that
+// a standby's history continues, is not the copy to follow (history.hpp).
+Status SqliteReplicator::settle_history(StepReport& rep) {
+  auto ph = read_history(pin_.get(), primary_.string());
+  if (!ph) return ph.error();
+  primary_history_ = std::move(*ph);
+  for (auto& s : standbys_) {
+    read_standby_history(s);
+    if (!s.history_known || !s.history.stamped || discarded(s)) continue;
+    const Lineage l = compare_lineage(primary_history_, s.history);
+    if (l == Lineage::source_unstamped || l == Lineage::target_ahead)
+      note_lost("primary " + primary_.string() + " is not the most advanced copy: standby " + s.path.string() +
+                    (l == Lineage::target_ahead ? " holds a longer history" : " carries the database's history and it does not") +
+                    " (standby: " + describe_history(s.history) + "; primary: " + describe_history(primary_history_) + ")",
+                rep);
+  }
+  if (!lost_.empty()) return make_error(Errc::refused, lost_);
+  if (!primary_history_.stamped) {
+    if (auto st = create_history(lock_.get(), primary_.string(), new_database_id(), opts_.term, opts_.node); !st)
+      return st;
+    // First adoption: no copy carries a history yet, so copies without one (made by hand
+    // before drd ever ran, or by an older drd) may be overwritten this once.
+    adopting_ = true;
+    rep.notes.push_back("primary " + primary_.string() + " had no drd history; recorded one (_drd_history)");
+  } else if (primary_history_.last_node != opts_.node) {
+    if (auto st = begin_term(lock_.get(), primary_.string(), opts_.term, opts_.node); !st) return st;
+    rep.notes.push_back("primary " + primary_.string() + " begins a new term of its history (last one began on " +
+                        primary_history_.last_node + ")");
+  } else {
+    return ok_status();
+  }
+  auto again = read_history(pin_.get(), primary_.string());
+  if (!again) return again.error();
+  primary_history_ = std::move(*again);
+  return ok_status();
+}
+
+// May `s` be overwritten by a copy of the primary's pinned snapshot? Only when what it
+// holds is a prefix of that history (or it is empty, or the operator discarded it).
+bool SqliteReplicator::may_seed(Standby& s, StepReport& rep) {
+  if (!opts_.manage_history || discarded(s)) return true;
+  std::error_code ec;
+  if (!fs::exists(s.path, ec) || fs::file_size(s.path, ec) == 0) return true;
+  auto target = read_history_file(s.path);
+  if (!target) {
+    refuse(s, "drd cannot read its history (" + target.error().message + ")", rep);
+    return false;
+  }
+  s.history = *target;
+  s.history_known = true;
+  auto source = read_history(pin_.get(), primary_.string());
+  if (!source) {
+    s.last_error = "waiting to seed: " + source.error().message;
+    s.next_seed_attempt = Clock::now() + opts_.reseed_retry;
+    return false;
+  }
+  const OverwriteVerdict v = may_overwrite(*source, *target, adopting_ && !target->stamped);
+  if (v.allowed) return true;
+  refuse(s, v.reason, rep);
+  if (compare_lineage(*source, *target) == Lineage::target_ahead)
+    note_lost("primary " + primary_.string() + " is not the most advanced copy: standby " + s.path.string() +
+                  " holds a longer history (" + describe_history(*target) + "; primary: " + describe_history(*source) + ")",
+              rep);
+  return false;
+}
+
+bool SqliteReplicator::stamp_allowed() const {
+  return opts_.manage_history && started_ && scanned_ && pin_.is_open() && !fenced_ && lost_.empty() &&
+         !path_gone_noted_ && !reset_needed_ && primary_history_.stamped;
+}
+
+// One stamp when commits arrived since the last one and stamp_interval has passed (at stop:
+// whenever commits arrived). Never waits for a busy writer except briefly at stop.
+void SqliteReplicator::maybe_stamp(StepReport& rep, bool at_stop) {
+  if (!stamp_allowed() || bytes_at(committed_.frames) <= stamped_bytes_) return;
+  const auto now = Clock::now();
+  if (!at_stop && now - last_stamp_ < opts_.stamp_interval) return;
+  lock_.busy_timeout(at_stop ? 200 : 0);
+  Status took = lock_.exec("BEGIN IMMEDIATE");
+  lock_.busy_timeout(opts_.lock_timeout_ms);
+  if (!took) return;  // a writer holds the lock: a later step stamps
+  last_stamp_ = now;
+  Status st = refresh(rep);  // nobody can append now
+  const std::uint64_t before = bytes_at(committed_.frames);
+  if (st && reset_needed_) st = make_error(Errc::conflict, "the primary's WAL needs re-reading first");
+  if (st) st = stamp_history(lock_.get(), primary_.string());
+  if (st) st = lock_.exec("COMMIT");
+  if (!st) {
+    (void)lock_.exec("ROLLBACK");
+    rep.notes.push_back("stamping the primary's history skipped: " + st.error().message);
+    return;
+  }
+  primary_history_.epoch += 1;
+  if (at_stop) return;
+  const std::size_t tx = rep.transactions;
+  (void)refresh(rep);
+  // Only our own commit since `before`: the stamp covers everything up to the end now.
+  stamped_bytes_ = rep.transactions == tx + 1 ? bytes_at(committed_.frames) : before;
+}
+
 void SqliteReplicator::stop() {
+  if (started_) {
+    // The last stamp goes to the standbys too: every copy taken while drd ran is then
+    // older than all of them (a hand restore of such a copy is recognised at the next start).
+    StepReport rep;
+    const std::uint64_t before = primary_history_.epoch;
+    maybe_stamp(rep, true);
+    if (primary_history_.epoch != before && refresh(rep))
+      for (auto& s : standbys_) ship(s, rep);
+  }
   tap_gap("replication from " + primary_.string() + " stopped");
   if (fenced_) {
     (void)lock_.exec("ROLLBACK");
@@ -470,6 +630,7 @@ Status SqliteReplicator::seed(Standby& s, StepReport& rep) {
     rep.notes.push_back("seeding standby " + s.path.string() + " failed: " + e.message);
     return Status(e);
   };
+  if (!may_seed(s, rep)) return make_error(Errc::refused, s.last_error);
   // Without a position file a crash mid-seed leads to another seed, never to
   // continuing from a stale position.
   if (auto st = remove_if_exists(position_path(s.path)); !st) return fail(st.error());
@@ -479,7 +640,14 @@ Status SqliteReplicator::seed(Standby& s, StepReport& rep) {
   }
   if (auto st = seed_from_connection(pin_.get(), primary_.string(), s.path); !st) return fail(st.error());
   s.pos = position_here();
+  if (auto f = file_stamp(s.path)) s.pos.file = *f;
   if (auto st = save_position(s.path, s.pos); !st) return fail(st.error());
+  if (opts_.manage_history) {
+    auto h = read_history(pin_.get(), primary_.string());  // the snapshot just copied
+    s.history_known = h.ok();
+    if (h) s.history = std::move(*h);
+  }
+  s.refused.clear();
   if (s.ever_seeded) s.reseeds += 1;
   s.ever_seeded = true;
   s.seeded = true;
@@ -493,6 +661,19 @@ Status SqliteReplicator::seed(Standby& s, StepReport& rep) {
 
 void SqliteReplicator::ship(Standby& s, StepReport& rep) {
   if (s.needs_seed) return;
+  if (s.pos.file) {
+    // Even with nothing to apply: a copy put in its place by hand must not keep passing
+    // for an up-to-date standby (and be promoted as one).
+    auto now = file_stamp(s.path);
+    if ((!now || !(*now == *s.pos.file)) && !pending_wal(s.path)) {
+      s.needs_seed = true;
+      s.seeded = false;
+      rep.warnings.push_back("standby " + s.path.string() +
+                             (now ? " was changed by someone else since drd last wrote it" : " is gone") +
+                             "; its position is not trusted");
+      return;
+    }
+  }
   if (!same_gen(s.pos) || s.pos.chain.frames > committed_.frames) {
     s.needs_seed = true;
     s.seeded = false;
@@ -514,6 +695,13 @@ void SqliteReplicator::ship(Standby& s, StepReport& rep) {
 }
 
 Status SqliteReplicator::apply(Standby& s) {
+  if (s.pos.file && !pending_wal(s.path)) {
+    auto now = file_stamp(s.path);
+    if (!now || !(*now == *s.pos.file))
+      return make_error(Errc::corrupt, "standby " + s.path.string() +
+                                           " was changed by someone else since drd last wrote it (another file, size or "
+                                           "modification time); its position is not trusted");
+  }
   if (auto st = recover_standby(s.path); !st) return st;
   auto info = read_db_header(s.path);
   if (!info) return info.error();
@@ -536,6 +724,8 @@ Status SqliteReplicator::apply(Standby& s) {
   }
   if (auto st = checkpoint_standby(s.path, w->frames()); !st) return st;
   s.pos = position_here();
+  if (auto f = file_stamp(s.path)) s.pos.file = *f;
+  if (opts_.manage_history) read_standby_history(s);
   return save_position(s.path, s.pos);
 }
 
@@ -564,6 +754,22 @@ Status SqliteReplicator::check_identity(StepReport& rep) {
     return e;
   }
   path_gone_noted_ = false;
+  if (!(*id == db_id_) && !lost_.empty()) return ok_status();  // already lost: keep the open file
+  if (!(*id == db_id_) && opts_.manage_history) {
+    // Only a file that continues the history drd followed may take the primary's place;
+    // anything else (an empty file an application created through a dangling link, an
+    // older copy, another database) is a lost primary, never a source for the standbys.
+    auto other = read_history_file(primary_);
+    // Even the same stamp is not enough: the copy may lack what was committed after it.
+    const Lineage l = other ? compare_lineage(primary_history_, *other) : Lineage::diverged;
+    if (l != Lineage::target_ahead) {
+      note_lost("primary " + primary_.string() + " was replaced by another file (" +
+                    (other ? describe_history(*other) : "unreadable: " + other.error().message) +
+                    "; drd followed " + describe_history(primary_history_) + ")",
+                rep);
+      return ok_status();
+    }
+  }
   if (!(*id == db_id_)) {
     rep.notes.push_back("primary " + primary_.string() + " was replaced by a different file; re-opening it");
     const std::uint64_t total = bytes_at(committed_.frames);
@@ -576,6 +782,11 @@ Status SqliteReplicator::check_identity(StepReport& rep) {
     pin_.close();
     tap_gap("the primary " + primary_.string() + " was replaced by a different file");
     if (auto s = open_primary(rep); !s) return s;
+    if (opts_.manage_history) {
+      auto h = read_history(pin_.get(), primary_.string());
+      if (!h) return h.error();
+      primary_history_ = std::move(*h);
+    }
     gen_base_bytes_ = total;
     for (auto& s : standbys_) {
       s.needs_seed = true;
@@ -601,6 +812,7 @@ Result<StepReport> SqliteReplicator::step() {
   StepReport rep;
   if (auto s = check_identity(rep); !s) return s.error();
   if (auto s = refresh(rep); !s) return s.error();
+  maybe_stamp(rep, false);
   if (needs_locked_sync()) {
     if (auto s = locked_sync(false, rep); !s) return s.error();
   } else {
@@ -623,7 +835,12 @@ Status SqliteReplicator::checkpoint(bool truncate) {
   if (!started_) return make_error(Errc::unavailable, "SQLite replicator for " + primary_.string() + " is not started");
   StepReport rep;
   if (auto s = check_identity(rep); !s) return s;
-  return locked_sync(truncate, rep);
+  // The no-op write that restarts the WAL is drd's own: it needs no stamp of its own
+  // (stamping it would write again, and the idle truncation would never end).
+  const bool all_stamped = stamped_bytes_ >= bytes_at(committed_.frames);
+  Status st = locked_sync(truncate, rep);
+  if (st && truncate && all_stamped && refresh(rep)) stamped_bytes_ = bytes_at(committed_.frames);
+  return st;
 }
 
 std::vector<StandbyStatus> SqliteReplicator::standbys() const {
@@ -644,6 +861,9 @@ std::vector<StandbyStatus> SqliteReplicator::standbys() const {
     }
     st.last_error = s.last_error;
     st.reseeds = s.reseeds;
+    st.refused = s.refused;
+    st.history_known = s.history_known;
+    st.history = s.history;
     out.push_back(std::move(st));
   }
   return out;

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "daemon/replication/history.hpp"
 #include "daemon/replication/position_file.hpp"
 #include "daemon/replication/sqlite_util.hpp"
 #include "daemon/replication/wal_reader.hpp"
@@ -48,6 +49,9 @@ struct StandbyStatus {
   double lag_ms = 0;               // age of the oldest commit not yet applied; 0 when caught up
   std::string last_error;          // empty when the last attempt succeeded
   std::uint64_t reseeds = 0;       // re-seeds in this instance (first seeds of a missing standby excluded)
+  std::string refused;             // non-empty: drd will not overwrite this file, and why (history.hpp)
+  bool history_known = false;      // `history` was read from the file
+  FileHistory history;             // the file's own history, as last read
 };
 
 struct StepReport {
@@ -55,11 +59,22 @@ struct StepReport {
   std::size_t frames = 0;          // committed frames newly found on the primary
   bool reseeded = false;           // at least one standby was (re)seeded
   std::vector<std::string> notes;  // things worth logging (WAL switch, resets, reseeds)
+  std::vector<std::string> warnings;  // things that lose redundancy or data if nobody acts (refused overwrites)
 };
 
 struct ReplicatorOptions {
   int lock_timeout_ms = 5000;                              // wait for the primary's write lock
   std::chrono::milliseconds reseed_retry{1000};            // pause after a failed (re)seed
+  // The database's own history (history.hpp): stamp the primary, refuse to overwrite a
+  // standby whose history the primary does not continue, notice a primary that is not
+  // the most advanced copy. Off for a replicator that only reads a former primary.
+  bool manage_history = true;
+  std::int64_t term = 0;            // recorded when the primary begins a term here
+  std::string node = "primary";     // the primary's node name, recorded with its term
+  std::chrono::milliseconds stamp_interval{100};  // at most this long between a commit and its stamp
+  std::chrono::milliseconds refused_retry{5000};  // how often a refused overwrite is looked at again
+  // Standbys the operator allowed drd to overwrite whatever they hold (`rejoin --discard`).
+  std::vector<std::filesystem::path> discard;
 };
 
 class SqliteReplicator {
@@ -116,7 +131,18 @@ class SqliteReplicator {
   void remove_tap(const std::shared_ptr<WalTap>& tap);
   void end_taps(const std::string& why) { tap_gap(why); }
 
-  // Releases the fence and the pin and closes everything. Idempotent.
+  // Non-empty when the file at the primary's path is not the most advanced copy of the
+  // database any more: replaced by another file (new inode, another or an older history),
+  // or a standby holds a longer history. Says why; the cluster treats the primary as lost.
+  // While set, drd keeps shipping through its open descriptors and never stamps.
+  const std::string& primary_lost() const { return lost_; }
+  const FileHistory& primary_history() const { return primary_history_; }
+  // From now on this replicator only holds a former primary's lock: it never writes a
+  // stamp there (that would give the former primary history the new primary lacks).
+  void retire() { opts_.manage_history = false; }
+
+  // Stamps the primary if commits arrived since the last stamp (see history.hpp), then
+  // releases the fence and the pin and closes everything. Idempotent.
   void stop();
 
  private:
@@ -129,6 +155,9 @@ class SqliteReplicator {
     std::string last_error;
     std::uint64_t reseeds = 0;
     std::chrono::steady_clock::time_point next_seed_attempt{};
+    std::string refused;  // why drd will not overwrite it (history.hpp); empty when it may
+    bool history_known = false;
+    FileHistory history;
   };
   // Where the read pin was taken under the write lock with everything up to
   // there copied: while it is held, a WAL restart can only follow this point.
@@ -161,6 +190,14 @@ class SqliteReplicator {
   void mark_reset(StepReport& rep, const std::string& why);
   void tap_frames(const ChainState& from);
   void tap_gap(const std::string& why);
+  Status settle_history(StepReport& rep);
+  void read_standby_history(Standby& s);
+  bool may_seed(Standby& s, StepReport& rep);
+  void refuse(Standby& s, const std::string& why, StepReport& rep);
+  void note_lost(const std::string& why, StepReport& rep);
+  bool stamp_allowed() const;
+  void maybe_stamp(StepReport& rep, bool at_stop);
+  bool discarded(const Standby& s) const;
 
   std::filesystem::path primary_;
   std::string primary_key_;
@@ -186,6 +223,13 @@ class SqliteReplicator {
   std::uint64_t gen_base_bytes_ = 0;  // cumulative bytes before frame 0 of this generation
   std::deque<std::pair<std::uint64_t, std::chrono::steady_clock::time_point>> commits_seen_;
   std::vector<std::shared_ptr<WalTap>> taps_;
+
+  // The primary's history as drd last read or stamped it, and the stamping state.
+  FileHistory primary_history_;
+  std::string lost_;
+  bool adopting_ = false;  // this start gave the database its history (copies without one may go)
+  std::chrono::steady_clock::time_point last_stamp_{};
+  std::uint64_t stamped_bytes_ = 0;  // committed WAL end covered by the last stamp
 };
 
 // Makes `db` a valid WAL-mode database with no -wal/-shm leftovers, passing

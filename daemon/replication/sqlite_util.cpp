@@ -180,4 +180,16 @@ Result<FileId> file_id(int fd) {
   return FileId{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
 }
 
+Result<FileStamp> file_stamp(const std::filesystem::path& p) {
+  struct stat sb {};
+  if (::stat(p.c_str(), &sb) != 0)
+    return make_error(errno == ENOENT ? Errc::not_found : Errc::io, "cannot stat " + p.string() + ": " + std::strerror(errno));
+  FileStamp f;
+  f.dev = static_cast<std::uint64_t>(sb.st_dev);
+  f.ino = static_cast<std::uint64_t>(sb.st_ino);
+  f.size = static_cast<std::uint64_t>(sb.st_size);
+  f.mtime_ns = static_cast<std::int64_t>(sb.st_mtim.tv_sec) * 1'000'000'000 + sb.st_mtim.tv_nsec;
+  return f;
+}
+
 }  // namespace drd::replication

@@ -69,4 +69,13 @@ struct FileId {
 Result<FileId> file_id(const std::filesystem::path& p);
 Result<FileId> file_id(int fd);
 
+// What a file looked like when drd last wrote it: identity, size and modification time.
+// Any write by someone else (a copy over it, a rename onto its path) changes it.
+struct FileStamp {
+  std::uint64_t dev = 0, ino = 0, size = 0;
+  std::int64_t mtime_ns = 0;
+  bool operator==(const FileStamp&) const = default;
+};
+Result<FileStamp> file_stamp(const std::filesystem::path& p);
+
 }  // namespace drd::replication

@@ -245,10 +245,12 @@ TEST_CASE("two rules on the same node are independent", "[alerts]") {
 
 TEST_CASE("synchronous mode adds a built-in sync_degraded alert unless the operator has one", "[alerts]") {
   Config cfg;
-  CHECK(effective_alerts(cfg).rules.empty());  // asynchronous: nothing added
+  REQUIRE(effective_alerts(cfg).rules.size() == 1);  // asynchronous: only the always-on copy_at_risk
+  CHECK(effective_alerts(cfg).rules[0].name == "copy_at_risk");
   cfg.failover.synchronous = true;
   auto a = effective_alerts(cfg);
-  REQUIRE(a.rules.size() == 1);
+  REQUIRE(a.rules.size() == 2);
+  a.rules.erase(a.rules.begin());  // copy_at_risk
   CHECK(a.rules[0].name == "sync_degraded");
   CHECK(a.rules[0].metric == "sync_degraded");
   CHECK(a.rules[0].severity == "critical");
@@ -271,11 +273,37 @@ TEST_CASE("synchronous mode adds a built-in sync_degraded alert unless the opera
   AlertRuleConfig mine = rule("sync_lost", "sync_degraded", ">", 0, 0ms);
   cfg.alerts.rules.push_back(mine);
   auto b = effective_alerts(cfg);
-  REQUIRE(b.rules.size() == 1);
+  REQUIRE(b.rules.size() == 2);  // the operator's, then copy_at_risk
   CHECK(b.rules[0].name == "sync_lost");
+  CHECK(b.rules[1].name == "copy_at_risk");
   // A rule that only takes the name is left alone too (no duplicate names).
   cfg.alerts.rules = {rule("sync_degraded", "up", "==", 0, 0ms)};
   auto c = effective_alerts(cfg);
-  REQUIRE(c.rules.size() == 1);
+  REQUIRE(c.rules.size() == 2);
   CHECK(c.rules[0].metric == "up");
+  CHECK(c.rules[1].name == "copy_at_risk");
+}
+
+TEST_CASE("a copy at risk (not overwritten, cannot apply, primary lost) alerts by default, per node", "[alerts]") {
+  Config cfg;
+  auto a = effective_alerts(cfg);
+  REQUIRE(a.rules.size() == 1);
+  CHECK(a.rules[0].metric == "copy_problem");
+  CHECK(a.rules[0].severity == "critical");
+  CHECK_FALSE(is_cluster_metric("copy_problem"));
+  MetricsSnapshot on, off;
+  on.set("node1", "copy_problem", 1);
+  on.set("node2", "copy_problem", 0);
+  off.set("node1", "copy_problem", 0);
+  off.set("node2", "copy_problem", 0);
+  auto fired = evaluate_alerts(a.rules, {}, on, T0);
+  REQUIRE(fired.notifications.size() == 1);
+  CHECK(fired.notifications[0].node == "node1");
+  auto resolved = evaluate_alerts(a.rules, fired.states, off, T0 + 5s);
+  REQUIRE(resolved.notifications.size() == 1);
+  CHECK(resolved.notifications[0].kind == NotificationKind::resolved);
+  // The operator's own rule on the metric replaces it.
+  cfg.alerts.rules = {rule("mine", "copy_problem", ">", 0, 0ms)};
+  REQUIRE(effective_alerts(cfg).rules.size() == 1);
+  CHECK(effective_alerts(cfg).rules[0].name == "mine");
 }

@@ -58,3 +58,21 @@ TEST_CASE("malformed position files are rejected with the reason", "[position]")
     CHECK(r.error().message.find(c.why) != std::string::npos);
   }
 }
+
+TEST_CASE("a position carries the standby file's stamp, and older files without one still parse", "[position]") {
+  StandbyPosition p;
+  p.primary = "/p.db";
+  p.chain.page_size = 4096;
+  p.file = FileStamp{64769, 1234567, 8192, 1765000000123456789};
+  auto back = parse_position(encode_position(p));
+  REQUIRE(back.ok());
+  REQUIRE(back->file);
+  CHECK(*back->file == *p.file);
+  p.file.reset();
+  auto old = parse_position(encode_position(p));
+  REQUIRE(old.ok());
+  CHECK_FALSE(old->file);
+  auto half = parse_position(encode_position(p) + "file_dev 1\n");
+  REQUIRE_FALSE(half.ok());
+  CHECK(half.error().message.find("file_ino") != std::string::npos);
+}

@@ -1,0 +1,204 @@
+// "Never destroy a copy" with real drd processes on real SQLite files
+// (docs/sqlite-replication.md): situations in which drd used to re-seed every standby from
+// whatever file stood at the primary's path, and lost committed rows everywhere.
+#include <catch2/catch.hpp>
+#include <sqlite3.h>
+
+#include <thread>
+
+#include "tests/e2e/drd_fixture.hpp"
+
+using namespace drd::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Runs `sql` on `file` like an application (retrying while the file is busy or being switched).
+void app_exec(const fs::path& file, const std::string& sql) {
+  std::string last;
+  for (int attempt = 0; attempt < 40; ++attempt) {
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open(file.c_str(), &db);
+    if (rc == SQLITE_OK) {
+      sqlite3_busy_timeout(db, 2000);
+      rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+    }
+    last = db ? sqlite3_errmsg(db) : "cannot open";
+    sqlite3_close(db);
+    if (rc == SQLITE_OK) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  FAIL("cannot run SQL on " << file << ": " << last);
+}
+
+void insert_rows(const fs::path& file, int first, int last) {
+  std::string sql = "BEGIN;";
+  for (int i = first; i <= last; ++i)
+    sql += "INSERT INTO images (id, url) VALUES (" + std::to_string(i) + ", 'u" + std::to_string(i) + "');";
+  app_exec(file, sql + "COMMIT;");
+}
+
+long long max_id(const fs::path& file) {
+  sqlite3* db = nullptr;
+  long long n = -1;
+  if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT max(id) FROM images", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+      n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return n;
+}
+
+std::string primary_of(DrdFixture& f) { return std::string(f.call("status").at("primary").as_string()); }
+
+// 100 rows (ids 1..100) on every file, replicated.
+void hundred_rows_everywhere(DrdFixture& f) {
+  app_exec(f.dir() / "data/current.db", "DELETE FROM images");
+  insert_rows(f.dir() / "data/current.db", 1, 100);
+  REQUIRE(eventually([&] { return count_rows(f.db("secondary1")) == 100 && count_rows(f.db("secondary2")) == 100; }));
+}
+
+}  // namespace
+
+TEST_CASE("the README's demo: an empty file created through a dangling link is a lost primary, no standby is wiped",
+          "[e2e][copies]") {
+  DrdFixture f;
+  f.opts.threshold = 20;  // the application creates the new file long before the path's absence fails the primary
+  f.write_config();
+  f.start();
+  hundred_rows_everywhere(f);
+  fs::rename(f.db("primary"), f.dir() / "lost.db");
+  // The application writes through current_link: SQLite creates a new file at the primary's path.
+  app_exec(f.dir() / "data/current.db",
+           "CREATE TABLE IF NOT EXISTS images (id INTEGER PRIMARY KEY, url TEXT, sha256 TEXT, size INTEGER, path TEXT, "
+           "crawled_at TEXT); INSERT INTO images (id, url) VALUES (1, 'stranger');");
+  const bool failed_over = eventually([&] { return primary_of(f) != "primary"; }, std::chrono::seconds(15));
+  INFO(f.log());
+  REQUIRE(failed_over);
+  const std::string now = primary_of(f);
+  CHECK(count_rows(f.db(now)) == 100);
+  for (auto& s : {"secondary1", "secondary2"}) CHECK(count_rows(f.db(s)) == 100);
+  CHECK(f.node_status("primary").at("role").as_string() == "fenced");
+  // Writes go on through the link on the new primary, and reach the other standby.
+  insert_rows(f.dir() / "data/current.db", 101, 110);
+  const std::string other = now == "secondary1" ? "secondary2" : "secondary1";
+  CHECK(eventually([&] { return count_rows(f.db(other)) == 110; }));
+  CHECK_THAT(std::string(f.call("history").as_array().at(0).at("reason").as_string()),
+             Catch::Contains("is lost") && Catch::Contains("replaced by another file"));
+}
+
+TEST_CASE("an older copy restored by hand at the primary's path while drd is stopped does not wipe the standbys",
+          "[e2e][copies]") {
+  DrdFixture f;
+  f.start();
+  app_exec(f.dir() / "data/current.db", "DELETE FROM images");
+  insert_rows(f.dir() / "data/current.db", 1, 50);
+  REQUIRE(eventually([&] { return count_rows(f.db("secondary2")) == 50; }));
+  app_exec(f.db("primary"), "VACUUM INTO '" + (f.dir() / "older.db").string() + "'");  // an operator's copy
+  insert_rows(f.dir() / "data/current.db", 51, 100);
+  REQUIRE(eventually([&] { return count_rows(f.db("secondary1")) == 100 && count_rows(f.db("secondary2")) == 100; }));
+  REQUIRE(f.stop() == 0);
+  fs::remove(fs::path(f.db("primary").string() + "-wal"));
+  fs::remove(fs::path(f.db("primary").string() + "-shm"));
+  fs::rename(f.dir() / "older.db", f.db("primary"));
+  f.start();
+  const bool failed_over = eventually([&] { return primary_of(f) != "primary"; }, std::chrono::seconds(15));
+  INFO(f.log());
+  REQUIRE(failed_over);
+  CHECK(count_rows(f.db(primary_of(f))) == 100);
+  CHECK(count_rows(f.db("secondary1")) == 100);
+  CHECK(count_rows(f.db("secondary2")) == 100);
+  CHECK(count_rows(f.db("primary")) == 50);  // kept, fenced, for the operator
+  CHECK(f.node_status("primary").at("role").as_string() == "fenced");
+  CHECK(f.log().find("not the most advanced copy") != std::string::npos);
+}
+
+TEST_CASE("the state folder lost after a failover: the most advanced history wins, not the config", "[e2e][copies]") {
+  DrdFixture f;
+  f.start();
+  app_exec(f.dir() / "data/current.db", "DELETE FROM images");
+  insert_rows(f.dir() / "data/current.db", 1, 50);
+  REQUIRE(eventually([&] { return count_rows(f.db("secondary1")) == 50 && count_rows(f.db("secondary2")) == 50; }));
+  fs::rename(f.db("primary"), f.dir() / "away.db");  // the primary's disk goes
+  REQUIRE(eventually([&] { return primary_of(f) == "secondary1"; }, std::chrono::seconds(15)));
+  insert_rows(f.dir() / "data/current.db", 51, 100);
+  REQUIRE(eventually([&] { return count_rows(f.db("secondary2")) == 100; }));
+  REQUIRE(f.stop() == 0);
+  // The old disk comes back, the state folder does not; the config still says `primary: type: primary`.
+  fs::rename(f.dir() / "away.db", f.db("primary"));
+  fs::remove_all(f.dir() / "state");
+  f.start();
+  const bool kept = eventually([&] { return primary_of(f) == "secondary1"; }, std::chrono::seconds(15));
+  INFO(f.log());
+  REQUIRE(kept);
+  CHECK(max_id(f.db("secondary1")) == 100);
+  CHECK(count_rows(f.db("secondary1")) == 100);
+  CHECK(eventually([&] { return count_rows(f.db("secondary2")) == 100; }));
+  CHECK(count_rows(f.db("primary")) == 50);
+  CHECK(f.node_status("primary").at("role").as_string() == "fenced");
+  insert_rows(f.dir() / "data/current.db", 101, 105);
+  CHECK(eventually([&] { return count_rows(f.db("secondary2")) == 105; }));
+}
+
+TEST_CASE("a standby replaced by an older copy is never promoted as current, and no row is lost", "[e2e][copies]") {
+  DrdFixture f;
+  f.start();
+  app_exec(f.dir() / "data/current.db", "DELETE FROM images");
+  insert_rows(f.dir() / "data/current.db", 1, 50);
+  REQUIRE(eventually([&] { return count_rows(f.db("secondary1")) == 50 && count_rows(f.db("secondary2")) == 50; }));
+  fs::copy_file(f.db("secondary1"), f.dir() / "s1-older.db");
+  insert_rows(f.dir() / "data/current.db", 51, 100);
+  REQUIRE(eventually([&] { return count_rows(f.db("secondary1")) == 100 && count_rows(f.db("secondary2")) == 100; }));
+  fs::rename(f.dir() / "s1-older.db", f.db("secondary1"));  // its position file still says "caught up"
+  fs::rename(f.db("primary"), f.dir() / "away.db");           // then the primary fails
+  const bool failed_over = eventually([&] { return primary_of(f) != "primary"; }, std::chrono::seconds(15));
+  INFO(f.log());
+  REQUIRE(failed_over);
+  const std::string now = primary_of(f);
+  CHECK(count_rows(f.db(now)) == 100);
+  const std::string other = now == "secondary1" ? "secondary2" : "secondary1";
+  CHECK(eventually([&] { return count_rows(f.db(other)) == 100; }));
+}
+
+TEST_CASE("a standby that holds another database is kept, reported and alerted, --discard overwrites it",
+          "[e2e][copies]") {
+  DrdFixture f;
+  f.start();
+  REQUIRE(eventually([&] { return count_rows(f.db("secondary1")) == 10; }));
+  REQUIRE(f.stop() == 0);
+  // secondary1's file is replaced by a copy of another cluster's database.
+  DrdFixture other;
+  other.start();
+  REQUIRE(eventually([&] { return count_rows(other.db("secondary1")) == 10; }));
+  insert_rows(other.dir() / "data/current.db", 1000, 1004);
+  REQUIRE(eventually([&] { return count_rows(other.db("secondary1")) == 15; }));
+  REQUIRE(other.stop() == 0);
+  fs::remove(f.db("secondary1"));
+  fs::copy_file(other.db("secondary1"), f.db("secondary1"));
+  fs::remove(fs::path(f.db("secondary1").string() + ".drd-pos"));
+  f.start();
+  REQUIRE(eventually([&] { return f.node_status("secondary1").contains("copy_problem"); }));
+  INFO(f.log());
+  CHECK_THAT(std::string(f.node_status("secondary1").at("copy_problem").as_string()),
+             Catch::Contains("another database"));
+  CHECK(count_rows(f.db("secondary1")) == 15);
+  CHECK(eventually([&] {
+    auto r = f.drctl({"alerts", "--json"});
+    return r.out.find("copy_at_risk") != std::string::npos;
+  }));
+  // Not a candidate: a manual failover to it is refused.
+  auto refused = f.drctl({"failover", "secondary1"});
+  CHECK(refused.exit_code != 0);
+  CHECK_THAT(refused.out + refused.err, Catch::Contains("not a copy of the primary's history"));
+  // The operator's word.
+  auto plain = f.drctl({"rejoin", "secondary1"});
+  CHECK(plain.exit_code != 0);
+  CHECK(count_rows(f.db("secondary1")) == 15);
+  auto r = f.drctl({"rejoin", "secondary1", "--discard"});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(eventually([&] { return count_rows(f.db("secondary1")) == 10; }));
+  CHECK(eventually([&] { return !f.node_status("secondary1").contains("copy_problem"); }));
+}
