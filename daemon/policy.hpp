@@ -42,6 +42,9 @@ struct NodeView {
   // Unhealthy only because of a configuration problem drd can name (the server
   // answered and refused drd, or drd refused its certificate): not a lost node.
   std::optional<std::string> config_problem;
+  // Set when the server belongs to another cluster (PostgreSQL: another system
+  // identifier): why. Such a node is never promoted, whatever else it looks like.
+  std::optional<std::string> not_member;
 };
 
 struct FailoverPolicy {
