@@ -144,7 +144,7 @@ TEST_CASE("pg: a standby replaced by a fresh initdb cluster is not a member and 
   const fs::path data = pg.data_dir(2);
   const fs::path aside = data.string() + ".replaced";
   fs::rename(data, aside);
-  auto init = pg.run_pg_tool({"initdb", "-D", data.string(), "-A", "trust", "-U", "postgres", "--no-sync"});
+  auto init = pg.run_pg_tool({"initdb", "-D", data.string(), "-A", "trust", "-U", "postgres", "--no-sync", "--wal-segsize=1"});
   INFO(init.output);
   REQUIRE(init.exit_code == 0);
   for (const char* file : {"postgresql.conf", "pg_hba.conf"}) {  // same port, socket folder, access
