@@ -102,7 +102,7 @@ bool Daemon::settle_pg_identity() {
 }
 
 void Daemon::recheck_start_hold() {
-  if (!ready_ || failover_running_) return;
+  if (!ready_ || failover_running_ || !acts()) return;
   settle_startup_primary([] {});
 }
 

@@ -272,6 +272,11 @@ Status PostgresCluster::rejoin(const std::string& name, bool reclone) {
   if (name == primary_) return make_error(Errc::refused, name + " is the primary; rejoin is for standbys");
   Member* p = member(primary_);
   if (!p) return make_error(Errc::unavailable, "no primary is known yet");
+  if (outsider(name) && !reclone)
+    return make_error(Errc::refused, "rejoin " + name + ": " + outsiders_[name] + "; pg_rewind cannot turn another "
+                                     "cluster's server into a standby, and nothing was changed",
+                      "to replace it by a copy of the primary (its folder is kept aside), run `drctl rejoin " + name +
+                          " --reclone`");
   auto st = reclone ? m->node->reclone(p->cfg, kRecloneTimeout) : m->node->rejoin_with_rewind(p->cfg, kRewindTimeout);
   if (!st) return st;
   settle_rebuilt_standby(*m, name, "rejoin");

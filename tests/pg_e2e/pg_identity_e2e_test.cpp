@@ -181,6 +181,12 @@ TEST_CASE("pg: a standby replaced by a fresh initdb cluster is not a member and 
   CHECK(manual.exit_code != 0);
   CHECK((manual.out + manual.err).find("not a member") != std::string::npos);
   CHECK(str(f.status().at("primary")) == "node0");
+  // Nor rewind it (pg_rewind would stop it first): only --reclone, which keeps its folder aside.
+  auto rejoin = f.drctl({"rejoin", "node2"});
+  CHECK(rejoin.exit_code != 0);
+  CHECK((rejoin.out + rejoin.err).find("--reclone") != std::string::npos);
+  CHECK(pg.running(2));
+  CHECK_FALSE(in_recovery(pg, 2));
 
   // The primary dies: node1 is promoted, never node2.
   pg.kill9(0);
