@@ -203,3 +203,62 @@ TEST_CASE("pg: a standby replaced by a fresh initdb cluster is not a member and 
   CHECK(pg.query(2, "SELECT count(*) FROM x") == std::optional<std::string>("4"));
   CHECK(str(f.node_status("node2").at("role")) == "not a member");
 }
+
+TEST_CASE("pg: two primaries on diverged histories at a start without state - drd elects neither and waits for an operator",
+          "[pg_e2e][pg_identity]") {
+  PgDrdFixture f;
+  f.start();
+  auto& pg = f.pg();
+  pg.exec(0, "CREATE TABLE t (id int PRIMARY KEY, at text); INSERT INTO t VALUES (1, 'node0')");
+  REQUIRE(pg.wait_for(1, "SELECT count(*) FROM t", "1"));
+  REQUIRE(pg.wait_for(2, "SELECT count(*) FROM t", "1"));
+  stop_drd(f);
+  fs::remove_all(f.dir() / "state");
+
+  // Two separate promotions from different points of timeline 1, both to "timeline 2":
+  // node1 first, then node0 commits more (only node2 gets it), then node2.
+  pg.exec(1, "SELECT pg_promote()");
+  REQUIRE(eventually([&] { return !in_recovery(pg, 1); }, 10s));
+  pg.exec(1, "INSERT INTO t VALUES (100, 'node1 alone')");
+  pg.exec(0, "INSERT INTO t VALUES (2, 'node0')");
+  REQUIRE(pg.wait_for(2, "SELECT count(*) FROM t WHERE id = 2", "1"));
+  pg.exec(2, "SELECT pg_promote()");
+  REQUIRE(eventually([&] { return !in_recovery(pg, 2); }, 10s));
+  pg.exec(2, "INSERT INTO t VALUES (200, 'node2 alone')");
+  pg.stop(0);
+
+  f.start_unsettled();
+  std::string reason;
+  REQUIRE(eventually(
+      [&] {
+        reason = str(f.status().at("failover_reason"));
+        return reason.find("waiting for an operator") != std::string::npos;
+      },
+      15s));
+  INFO(reason << "\n" << f.log());
+  auto st = f.status();
+  CHECK(str(st.at("primary")).empty());
+  CHECK(str(st.at("failover_state")) == "disabled");
+  CHECK(reason.find("node1 (timeline 2") != std::string::npos);
+  CHECK(reason.find("node2 (timeline 2") != std::string::npos);
+  CHECK(reason.find("diverged") != std::string::npos);
+  CHECK(f.log().find("start_hold") != std::string::npos);
+  // Neither is fenced nor re-pointed while drd waits, and neither can be promoted over the other.
+  std::this_thread::sleep_for(2s);
+  CHECK_FALSE(write_refused(pg, 1));
+  CHECK_FALSE(write_refused(pg, 2));
+  CHECK_FALSE(in_recovery(pg, 1));
+  CHECK_FALSE(in_recovery(pg, 2));
+  auto manual = f.drctl({"failover", "node1"});
+  CHECK(manual.exit_code != 0);
+  CHECK((manual.out + manual.err).find("waits for an operator") != std::string::npos);
+  auto text = f.drctl({"status"});
+  CHECK(text.out.find("waiting for an operator") != std::string::npos);
+
+  // The operator keeps node1 and stops node2: drd carries on by itself.
+  pg.stop(2);
+  REQUIRE(f.wait_primary("node1", 20s));
+  CHECK_FALSE(write_refused(pg, 1));
+  CHECK(pg.query(1, "SELECT count(*) FROM t WHERE id = 100") == std::optional<std::string>("1"));
+  CHECK(f.log().find("primary_elected") != std::string::npos);
+}
