@@ -4,6 +4,7 @@
 
 #include "common/log.hpp"
 #include "daemon/cluster_factory.hpp"
+#include "daemon/engines/postgres_identity.hpp"
 #include "daemon/coord/coordinator.hpp"
 #include "daemon/coord/peer_server.hpp"
 #include "daemon/node_factory.hpp"
@@ -218,6 +219,8 @@ std::vector<NodeView> Daemon::node_views() const {
     v.no_failover = c.no_failover;
     v.type_primary = c.type == NodeType::primary;
     if (!v.healthy) v.config_problem = n.last.config_problem;
+    if (c.engine == Engine::postgresql && n.last.ok)
+      v.not_member = pgid::not_member_reason(cluster_system_id_, n.last.system_identifier);
     v.position = n.last.position;
     v.timeline = n.last.timeline;
     if (auto r = reps.find(name); r != reps.end()) {
@@ -270,7 +273,12 @@ void Daemon::after_round() {
     last_evaluation_ = last_round_at_;
     mon_->evaluate(clock_.now());
   }
+  if (!start_hold_.empty()) {  // no primary elected at start: ask the servers again
+    recheck_start_hold();
+    return;
+  }
   if (!started_ || primary_.empty() || refreshing_) return;
+  learn_system_identifier();
   Decision d = decide(cluster_view());
   if (d.kind == Decision::Kind::failover && coord_) {
     // Multi-host: followers only watch; the leader waits while the primary's host drd
@@ -307,6 +315,23 @@ void Daemon::after_round() {
   last_logged_reason_ = d.reason;
   last_decision_ = d;
   notifier_.notify("STATUS=" + status_line());
+}
+
+// The cluster's system identifier comes from the first primary drd manages and is kept in
+// the state store, so a later start (or a server re-created with initdb) is compared with it.
+void Daemon::learn_system_identifier() {
+  if (cluster_system_id_stored_ || !pg_cluster() || !ready_) return;
+  auto p = nodes_.find(primary_);
+  if (p == nodes_.end() || !p->second.last.ok || !p->second.last.system_identifier) return;
+  const std::string id = *p->second.last.system_identifier;
+  if (cluster_system_id_ && *cluster_system_id_ != id) return;  // never taken from an outsider
+  if (auto st = store_->set_cluster_fact("pg_system_identifier", id); !st) {
+    spdlog::error("cannot record the cluster's system identifier: {}", st.error().message);
+    return;
+  }
+  cluster_system_id_ = id;
+  cluster_system_id_stored_ = true;
+  spdlog::info("cluster system identifier {} (from primary {}) recorded", id, primary_);
 }
 
 std::string Daemon::status_line() const {

@@ -126,6 +126,14 @@ class Daemon {
   std::vector<NodeView> node_views() const;
   ClusterView cluster_view() const;
   void settle_startup_primary(std::function<void()> ready);
+  // PostgreSQL identity at start (daemon_failover.cpp): which servers belong to the cluster
+  // and, when several are primaries, which one to keep (postgres_identity.hpp). Returns
+  // false when drd must wait for an operator (start_hold_ says why; nothing is elected).
+  bool settle_pg_identity();
+  // While held: the same question again after each round of probes; carries on once answered.
+  void recheck_start_hold();
+  bool pg_cluster() const;
+  void learn_system_identifier();
   // A failover recorded as pending at start (drd was killed during it) gets its
   // history row, with `outcome` in the reason; a stale pending record is dropped.
   void record_interrupted_failover(const std::string& outcome);
@@ -226,6 +234,12 @@ class Daemon {
   // Why the primary is stopped on purpose (a backup being restored onto it), "" otherwise:
   // automatic failover waits, manual failover and rejoin are refused (policy.hpp ClusterView).
   std::string primary_paused_;
+  // PostgreSQL: the system identifier of the cluster's servers (stored, or learned at this
+  // start), and why drd waits for an operator instead of electing a primary ("" = it does not).
+  std::optional<std::string> cluster_system_id_;
+  bool cluster_system_id_stored_ = false;
+  std::string start_hold_;
+  SteadyTime start_hold_logged_at_{};
   bool tick_running_ = false;
   bool refreshing_ = false;  // standbys are asked again before an automatic failover
   bool attach_after_failover_ = false;

@@ -7,8 +7,104 @@
 #include "common/log.hpp"
 #include "daemon/coord/coordinator.hpp"
 #include "daemon/daemon.hpp"
+#include "daemon/engines/postgres_cluster.hpp"
+#include "daemon/engines/postgres_identity.hpp"
 
 namespace drd {
+
+namespace {
+// The state-store fact that holds the PostgreSQL cluster's system identifier.
+constexpr const char* kSystemIdFact = "pg_system_identifier";
+}  // namespace
+
+bool Daemon::pg_cluster() const {
+  return !config_.nodes.empty() && config_.nodes.front().engine == Engine::postgresql;
+}
+
+bool Daemon::settle_pg_identity() {
+  std::vector<pgid::StartNode> facts;
+  for (auto& name : order_) {
+    const ProbeResult& r = nodes_.at(name).last;
+    pgid::StartNode n{name, r.ok, r.role == Role::standby, r.system_identifier, r.timeline,
+                      r.role == Role::primary ? r.current_lsn : r.position, std::nullopt};
+    if (r.ok && r.timeline_history) n.history = pgid::parse_timeline_history(*r.timeline_history);
+    facts.push_back(std::move(n));
+  }
+  auto hold = [this](const std::string& why) {
+    // The reason names LSNs, which move while the servers take writes: logged when it first
+    // appears and then at most every 30 s.
+    const auto now = clock_.steady();
+    if (start_hold_.empty() || (why != start_hold_ && now - start_hold_logged_at_ >= std::chrono::seconds(30))) {
+      log::event(spdlog::level::err, "start_hold", {}, "no primary elected, waiting for an operator: " + why);
+      start_hold_logged_at_ = now;
+    }
+    start_hold_ = why;
+    last_decision_ = Decision{Decision::Kind::none, "", "waiting for an operator: " + why, FailoverState::disabled};
+    return false;
+  };
+  if (cluster_system_id_stored_ == false) {
+    if (auto f = store_->cluster_fact(kSystemIdFact); f.ok() && f->has_value()) {
+      cluster_system_id_ = **f;
+      cluster_system_id_stored_ = true;
+    }
+  }
+  auto id = pgid::cluster_identity(cluster_system_id_stored_ ? cluster_system_id_ : std::nullopt, facts);
+  if (!id.hold.empty()) return hold(id.hold);
+  if (id.system_id) {
+    cluster_system_id_ = id.system_id;
+    if (auto* pc = dynamic_cast<PostgresCluster*>(driver_.get()); pc && cluster_worker_) {
+      auto sid = id.system_id;
+      cluster_worker_->post([pc, sid] { pc->set_system_identifier(sid); });
+    }
+  }
+  for (auto& n : facts)
+    if (auto why = pgid::not_member_reason(cluster_system_id_, n.reachable ? n.system_id : std::nullopt))
+      spdlog::warn("{}: {}", n.name, *why);
+  auto v = pgid::settle_primaries(facts, cluster_system_id_);
+  switch (v.kind) {
+    case pgid::PrimaryVerdict::Kind::needs_operator:
+      return hold(v.reason);
+    case pgid::PrimaryVerdict::Kind::none:
+      break;
+    case pgid::PrimaryVerdict::Kind::one:
+      // With drd's state at hand a lone primary that is not the recorded one is an
+      // unfinished failover, which attach() finishes; without it the servers decide, not
+      // the configuration's `type: primary`.
+      if (!primary_.empty() || !nodes_.at(v.primary).last.writable) break;
+      [[fallthrough]];
+    case pgid::PrimaryVerdict::Kind::winner:
+      if (primary_ != v.primary) {
+        auto cas = cluster_store().compare_and_set_primary(term_, v.primary);
+        if (!cas.ok() || !*cas) {
+          spdlog::error("cannot record the primary {}: {}", v.primary, cas.ok() ? "term changed" : cas.error().message);
+          break;
+        }
+        const std::string before = primary_;
+        primary_ = v.primary;
+        ++term_;
+        log::event(spdlog::level::warn, "primary_elected", {{"NODE", primary_}, {"TERM", std::to_string(term_)}},
+                   (before.empty() ? std::string("no primary recorded (drd's state is new or was lost); ")
+                                   : "recorded primary " + before + " is not the one to keep; ") +
+                       v.reason);
+      }
+      for (auto& loser : v.fence) {
+        if (std::find(fenced_.begin(), fenced_.end(), loser) == fenced_.end()) fenced_.push_back(loser);
+        if (auto st = cluster_store().set_fenced(loser, true); !st) spdlog::error("{}", st.error().message);
+        log::event(spdlog::level::warn, "fence", {{"NODE", loser}, {"PRIMARY", primary_}},
+                   loser + " is a primary on an older or abandoned history and is fenced (not re-pointed): " +
+                       v.reason + ". Its data is kept; `drctl rejoin " + loser + "` makes it a standby of " +
+                       primary_ + " and discards what it wrote after the fork");
+      }
+      break;
+  }
+  start_hold_.clear();
+  return true;
+}
+
+void Daemon::recheck_start_hold() {
+  if (!ready_ || failover_running_ || !acts()) return;
+  settle_startup_primary([] {});
+}
 
 // The pending record and the history live in the cluster store: with etcd, a drd that
 // takes the lead after the leader died mid-failover finishes (or drops) what that one
@@ -53,7 +149,17 @@ void Daemon::settle_startup_primary(std::function<void()> ready) {
     ready();
     return;
   }
+  if (pg_cluster() && !settle_pg_identity()) {
+    // Nothing elected, nothing attached: no server is fenced or re-pointed until the
+    // question is answered (recheck_start_hold() asks again after every round of probes).
+    auto done = std::move(ready);
+    done();
+    return;
+  }
   auto views = node_views();
+  // Servers of another cluster take no part in the choice.
+  views.erase(std::remove_if(views.begin(), views.end(), [](const NodeView& v) { return v.not_member.has_value(); }),
+              views.end());
   StartupChoice c = choose_startup_primary(views, primary_);
   // Attaches the engine to the settled primary, then reports ready. Takes
   // `ready` only when called, so the failover branch below can take it instead.
@@ -127,6 +233,11 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
                             bool force, Reply reply) {
   if (failover_running_) {
     reply(make_error(Errc::conflict, "a failover is already running", "wait for it and check `drctl history`"));
+    return;
+  }
+  if (!start_hold_.empty()) {
+    reply(make_error(Errc::refused, "drd elected no primary at start and waits for an operator: " + start_hold_,
+                     "stop the server you do not want to keep (or make it a standby); drd carries on by itself"));
     return;
   }
   if (!driver_) {

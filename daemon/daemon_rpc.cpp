@@ -8,6 +8,7 @@
 
 #include "common/log.hpp"
 #include "daemon/daemon.hpp"
+#include "daemon/engines/postgres_identity.hpp"
 #include "daemon/health_report.hpp"
 
 namespace drd {
@@ -94,6 +95,21 @@ json::value Daemon::node_json(const NodeRuntime& n) const {
   if (driver_ && name == primary_)
     if (auto lost = driver_->primary_problem(); !lost.empty()) o["copy_problem"] = "lost: " + lost;
   if (n.last.timeline) o["timeline"] = *n.last.timeline;
+  if (n.last.ok && n.last.system_identifier) o["system_identifier"] = *n.last.system_identifier;
+  if (c.engine == Engine::postgresql && n.last.ok) {
+    if (auto why = pgid::not_member_reason(cluster_system_id_, n.last.system_identifier)) {
+      // Another cluster's server in this node's place: say so wherever status is read
+      // (drctl status prints role and, for an unusable node, last_error).
+      o["role"] = "not a member";
+      o["member"] = false;
+      o["healthy"] = false;
+      o["health"] = "not a member";
+      o["replication"] = *why;
+      o["last_error"] = *why;
+      o["lag_bytes"] = 0;
+      o.erase("position");
+    }
+  }
   return o;
 }
 

@@ -54,6 +54,12 @@ struct ProbeResult {
   std::optional<std::uint64_t> current_lsn, receive_lsn, replay_lsn;
   std::optional<double> replay_delay_ms;  // now() - pg_last_xact_replay_timestamp() on a standby
   std::vector<ReplicaStat> replicas;      // on a primary
+  // pg_control_system().system_identifier (decimal, as PostgreSQL prints it): the same on
+  // every member of one cluster, another one on a server re-created with initdb.
+  std::optional<std::string> system_identifier;
+  // A primary's timeline history file (pg_wal/<timeline>.history; "" on timeline 1);
+  // nullopt on a standby or when drd may not read it.
+  std::optional<std::string> timeline_history;
   // SQLite details.
   bool integrity_checked = false;  // this probe ran the slower quick_check
 };

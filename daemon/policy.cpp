@@ -50,6 +50,7 @@ std::string describe_lag(std::uint64_t lag, std::uint64_t max) {
 std::string rejection(const NodeView& n, const std::string& failed_primary, const FailoverPolicy& policy,
                       bool force, bool manual, std::optional<std::uint32_t> newest_timeline) {
   if (n.name == failed_primary) return "it is the failed primary";
+  if (n.not_member) return *n.not_member;
   if (n.fenced) return "fenced (rejoin it first)";
   if (!n.healthy) return "not healthy";
   if (!n.history_problem.empty()) return "not a copy of the primary's history: " + n.history_problem;
@@ -69,7 +70,7 @@ Choice choose_failover_target(const std::vector<NodeView>& nodes, const std::str
                               const std::optional<std::string>& manual_target) {
   std::optional<std::uint32_t> newest_timeline;
   for (auto& n : nodes)
-    if (n.healthy && n.timeline && n.name != failed_primary)
+    if (n.healthy && n.timeline && n.name != failed_primary && !n.not_member)  // another cluster's timelines say nothing
       newest_timeline = std::max(newest_timeline.value_or(0), *n.timeline);
 
   Choice c;

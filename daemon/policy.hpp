@@ -50,6 +50,9 @@ struct NodeView {
   std::string apply_problem;
   // SQLite: the file's own history (term, epoch); a higher one holds more. Unset elsewhere.
   std::optional<std::pair<std::int64_t, std::uint64_t>> history_rank;
+  // Set when the server belongs to another cluster (PostgreSQL: another system
+  // identifier): why. Such a node is never promoted, whatever else it looks like.
+  std::optional<std::string> not_member;
 };
 
 struct FailoverPolicy {

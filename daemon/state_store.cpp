@@ -49,6 +49,11 @@ CREATE TABLE pending_failover (id INTEGER PRIMARY KEY CHECK (id = 1), time_ms IN
                                from_node TEXT NOT NULL, to_node TEXT NOT NULL, mode TEXT NOT NULL,
                                reason TEXT NOT NULL, term INTEGER NOT NULL);
 )sql",
+    // 4 -> 5: facts drd learned about the cluster and compares on every start
+    // (PostgreSQL: the system identifier of the servers that belong to it)
+    R"sql(
+CREATE TABLE cluster_facts (name TEXT PRIMARY KEY, value TEXT NOT NULL, since_ms INTEGER NOT NULL);
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteStateStore::kSchemaVersion);
 
@@ -257,6 +262,26 @@ Status SqliteStateStore::set_flag(const std::string& name, bool value) {
               "ON CONFLICT (name) DO UPDATE SET value = excluded.value");
   u.bind(1, name).bind(2, static_cast<std::int64_t>(value));
   if (u.step() != SQLITE_DONE) return db_error(db_, "writing flag " + name);
+  return ok_status();
+}
+
+Result<std::optional<std::string>> SqliteStateStore::cluster_fact(const std::string& name) {
+  std::lock_guard g(mu_);
+  Stmt q(db_, "SELECT value FROM cluster_facts WHERE name = ?1");
+  q.bind(1, name);
+  int rc = q.step();
+  if (rc == SQLITE_ROW) return std::optional<std::string>(q.text(0));
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  return db_error(db_, "reading cluster fact " + name);
+}
+
+Status SqliteStateStore::set_cluster_fact(const std::string& name, const std::string& value) {
+  std::lock_guard g(mu_);
+  Stmt u(db_, "INSERT INTO cluster_facts (name, value, since_ms) VALUES (?1, ?2, "
+              "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)) "
+              "ON CONFLICT (name) DO UPDATE SET value = excluded.value, since_ms = excluded.since_ms");
+  u.bind(1, name).bind(2, value);
+  if (u.step() != SQLITE_DONE) return db_error(db_, "writing cluster fact " + name);
   return ok_status();
 }
 

@@ -84,7 +84,7 @@ class ClusterStore {
 
 class SqliteStateStore : public ClusterStore {
  public:
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
 
   // Opens (creating the folder and file) and migrates to kSchemaVersion.
   static Result<std::unique_ptr<SqliteStateStore>> open(const std::filesystem::path& file);
@@ -102,6 +102,12 @@ class SqliteStateStore : public ClusterStore {
   Status set_fenced(const std::string& node, bool fenced) override;
   Status set_pending_failover(const std::optional<FailoverRecord>& r) override;
   Result<std::optional<FailoverRecord>> pending_failover() override;
+
+  // Facts drd learned about the cluster and checks at every start, by name (PostgreSQL:
+  // "pg_system_identifier", the system identifier of the servers that belong to it).
+  // Local to this drd, like the audit log. nullopt when never recorded.
+  Result<std::optional<std::string>> cluster_fact(const std::string& name);
+  Status set_cluster_fact(const std::string& name, const std::string& value);
 
   // One transaction: the raw samples plus their per-minute summary rows.
   Status add_health_samples(const std::vector<HealthSample>& samples);

@@ -71,7 +71,38 @@ pgha::Probes PostgresCluster::probe_all(const std::set<std::string>& only, bool 
   for (auto& [name, f] : running) out[name] = f.get();  // each probe is bounded by its own deadline
   if (abortable && make_way_) return out;  // cut short: these answers say nothing about the nodes
   for (auto& [name, r] : out) member(name)->last_probe_failed = !r.ok;
+  classify(out);
   return out;
+}
+
+void PostgresCluster::set_system_identifier(const std::optional<std::string>& id) {
+  if (id) system_id_ = id;
+}
+
+void PostgresCluster::classify(const pgha::Probes& probes) {
+  if (!system_id_) {
+    // The primary drd manages is a member by definition (drd never elects an outsider).
+    auto p = probes.find(primary_);
+    if (p != probes.end() && p->second.ok && p->second.system_identifier) system_id_ = p->second.system_identifier;
+  }
+  std::optional<std::string> id = system_id_;
+  if (!id) {  // the primary has not answered yet: provisionally what most servers report
+    std::vector<pgid::StartNode> nodes;
+    for (auto& [name, r] : probes) nodes.push_back({name, r.ok, r.role == Role::standby, r.system_identifier, {}, {}, {}});
+    id = pgid::cluster_identity(std::nullopt, nodes).system_id;
+  }
+  for (auto& [name, r] : probes) {
+    if (!r.ok || !r.system_identifier) continue;  // a silent node keeps what it was
+    auto why = pgid::not_member_reason(id, r.system_identifier);
+    if (why) {
+      if (!outsiders_.count(name))
+        log::event(spdlog::level::err, "not_member", {{"NODE", name}},
+                   name + ": " + *why + "; drd leaves it alone (no fencing, no re-pointing)");
+      outsiders_[name] = *why;
+    } else if (outsiders_.erase(name)) {
+      spdlog::info("{} has the cluster's system identifier again: a member", name);
+    }
+  }
 }
 
 void PostgresCluster::fence_second_primary(const std::string& name, const std::string& why) {
@@ -123,7 +154,7 @@ Status PostgresCluster::converge(const pgha::Probes& probes) {
   std::vector<std::string> to_follow;
   for (auto& m : members_) {
     const std::string& name = m.cfg.name;
-    if (name == primary_) continue;
+    if (name == primary_ || outsider(name)) continue;
     const ProbeResult& r = probes.at(name);
     if (!r.ok) {
       spdlog::warn("attach: {} does not answer ({}); it will be checked again on every tick", name, r.error);
@@ -153,7 +184,8 @@ Status PostgresCluster::converge(const pgha::Probes& probes) {
 std::vector<std::string> PostgresCluster::standbys_except(const std::string& except) const {
   std::vector<std::string> out;
   for (auto& m : members_)
-    if (m.cfg.name != primary_ && m.cfg.name != except && !fenced_.count(m.cfg.name)) out.push_back(m.cfg.name);
+    if (m.cfg.name != primary_ && m.cfg.name != except && !fenced_.count(m.cfg.name) && !outsider(m.cfg.name))
+      out.push_back(m.cfg.name);
   return out;
 }
 
@@ -191,12 +223,15 @@ Status PostgresCluster::tick() {
   }
   // Split brain: another writable primary is fenced in this very tick.
   for (auto& name : pgha::second_primaries(primary_, probes)) {
+    if (outsider(name)) continue;  // another cluster's primary is not ours to fence
     fence_second_primary(name, fenced_.count(name) ? "a fenced node accepts writes again" : "second primary");
     probes.erase(name);  // its probe no longer says what it is
   }
   // Standbys that lost their upstream (e.g. a follow that timed out during a failover).
   const auto t = now();
-  auto lost = pgha::standbys_not_streaming(names(), primary_, probes, fenced_);
+  std::set<std::string> leave_alone = fenced_;
+  for (auto& [name, why] : outsiders_) leave_alone.insert(name);
+  auto lost = pgha::standbys_not_streaming(names(), primary_, probes, leave_alone);
   for (auto& m : members_) {
     bool is_lost = std::find(lost.begin(), lost.end(), m.cfg.name) != lost.end();
     if (!is_lost) {
@@ -220,7 +255,7 @@ Status PostgresCluster::tick() {
 std::vector<std::string> PostgresCluster::sync_candidates() const {
   std::vector<const Member*> c;
   for (auto& m : members_)
-    if (m.cfg.name != primary_ && !fenced_.count(m.cfg.name)) c.push_back(&m);
+    if (m.cfg.name != primary_ && !fenced_.count(m.cfg.name) && !outsider(m.cfg.name)) c.push_back(&m);
   std::stable_sort(c.begin(), c.end(), [](auto* a, auto* b) {
     return std::tie(a->cfg.priority, a->cfg.name) < std::tie(b->cfg.priority, b->cfg.name);
   });
@@ -272,6 +307,12 @@ void PostgresCluster::publish(const pgha::Probes& probes) {
   auto snap = pgha::replica_snapshot(names(), primary_, probes, fenced_, fence_notes_, prev);
   if (synchronous_ && sync_state_.degraded)
     for (auto& [n, info] : snap) info.sync = false;  // commits no longer wait for anyone
+  for (auto& [n, why] : outsiders_) {
+    // Its WAL positions are another cluster's: no lag, no position, just why.
+    ReplicaInfo info;
+    info.note = why;
+    snap[n] = info;
+  }
   std::lock_guard g(mu_);
   snapshot_ = std::move(snap);
   sync_degraded_published_ = synchronous_ && sync_state_.degraded;

@@ -34,6 +34,7 @@
 #include "common/process.hpp"
 #include "daemon/cluster_driver.hpp"
 #include "daemon/engines/postgres_cluster_logic.hpp"
+#include "daemon/engines/postgres_identity.hpp"
 #include "daemon/engines/postgres_node.hpp"
 
 namespace drd {
@@ -57,6 +58,10 @@ class PostgresCluster : public ClusterDriver {
   Millis tick_interval() const override;
   std::string synchronous_state() const override;
   void make_way() override { make_way_ = true; }
+  // The cluster's system identifier as drd recorded it (from its state store). Without it the
+  // driver learns it from the primary's probe. Servers with another one are outsiders: never
+  // fenced, re-pointed, re-cloned or listed as synchronous standbys (postgres_identity.hpp).
+  void set_system_identifier(const std::optional<std::string>& id);
 
  private:
   struct Member {
@@ -92,6 +97,10 @@ class PostgresCluster : public ClusterDriver {
   Status apply_sync_names(const std::string& value);
   std::vector<std::string> sync_candidates() const;
   void publish(const pgha::Probes& probes);
+  // Learns the system identifier (from the primary) and sorts the answering nodes into
+  // members and outsiders_.
+  void classify(const pgha::Probes& probes);
+  bool outsider(const std::string& name) const { return outsiders_.count(name) > 0; }
   Result<PromoteOutcome> switchover(const PromoteRequest& req, Member& old, Member& target, PromoteOutcome out);
 
   std::vector<Member> members_;  // config order
@@ -103,6 +112,8 @@ class PostgresCluster : public ClusterDriver {
   std::string primary_;
   std::set<std::string> fenced_;
   std::map<std::string, std::string> fence_notes_;
+  std::optional<std::string> system_id_;
+  std::map<std::string, std::string> outsiders_;  // node -> why it is not a member
   bool needs_converge_ = false;
   SteadyTime next_converge_{};
   pgha::SyncState sync_state_;

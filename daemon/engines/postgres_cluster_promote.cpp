@@ -53,6 +53,11 @@ Result<PromoteOutcome> PostgresCluster::promote(const PromoteRequest& req) {
   Member* target = member(req.target);
   if (!target) return make_error(Errc::not_found, "no node named '" + req.target + "'");
   Member* old = req.old_primary == req.target ? nullptr : member(req.old_primary);
+  if (old && outsider(old->cfg.name)) {
+    // The recorded primary's server was replaced by another cluster's: not ours to fence or kill.
+    out.notes.push_back(old->cfg.name + " is left alone: " + outsiders_[old->cfg.name]);
+    old = nullptr;
+  }
   if (auto snap = replicas(); snap.count(req.target)) out.lag_bytes = snap[req.target].lag_bytes;
   const auto t0 = now();
   const auto deadline = t0 + req.timeout;
@@ -151,7 +156,7 @@ void PostgresCluster::fence_and_catch_up(Member& target, const pgha::Probes& pro
   constexpr Millis kCatchUp{10'000};
   for (auto& m : members_) {
     const std::string& name = m.cfg.name;
-    if (name == primary_) continue;
+    if (name == primary_ || outsider(name)) continue;
     auto it = probes.find(name);
     if (it == probes.end() || !it->second.ok || it->second.role != Role::primary || !it->second.writable) continue;
     fence_second_primary(name, "still writable while the promotion of " + primary_ + " was unfinished");
@@ -267,6 +272,11 @@ Status PostgresCluster::rejoin(const std::string& name, bool reclone) {
   if (name == primary_) return make_error(Errc::refused, name + " is the primary; rejoin is for standbys");
   Member* p = member(primary_);
   if (!p) return make_error(Errc::unavailable, "no primary is known yet");
+  if (outsider(name) && !reclone)
+    return make_error(Errc::refused, "rejoin " + name + ": " + outsiders_[name] + "; pg_rewind cannot turn another "
+                                     "cluster's server into a standby, and nothing was changed",
+                      "to replace it by a copy of the primary (its folder is kept aside), run `drctl rejoin " + name +
+                          " --reclone`");
   auto st = reclone ? m->node->reclone(p->cfg, kRecloneTimeout) : m->node->rejoin_with_rewind(p->cfg, kRewindTimeout);
   if (!st) return st;
   settle_rebuilt_standby(*m, name, "rejoin");
@@ -333,6 +343,10 @@ Result<PrimaryRestoreOutcome> PostgresCluster::restore_primary(const std::string
   // The standbys hold WAL of the history the primary left: each is rebuilt from it.
   for (auto& m : members_) {
     if (m.cfg.name == name) continue;
+    if (outsider(m.cfg.name)) {
+      out.standbys[m.cfg.name] = "left alone: " + outsiders_[m.cfg.name];
+      continue;
+    }
     auto r = m.node->reclone(p->cfg, kRecloneTimeout);
     if (r) settle_rebuilt_standby(m, m.cfg.name, "restore onto the primary: re-clone");
     else spdlog::error("restore onto the primary {}: re-cloning {} failed: {}", name, m.cfg.name, r.error().message);

@@ -26,7 +26,16 @@ const char* kProbeSql =
     " CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() END,"
     " pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(),"
     " round(extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000),"
-    " current_setting('default_transaction_read_only'), current_setting('transaction_read_only');"
+    " current_setting('default_transaction_read_only'), current_setting('transaction_read_only'),"
+    // Identity: which cluster this server belongs to, and (on a primary) the history of its
+    // timeline, so that two primaries can be told apart at start. The history is read only
+    // when drd's user may read server files (superuser), else NULL (unknown).
+    " (SELECT system_identifier::text FROM pg_control_system()),"
+    " CASE WHEN pg_is_in_recovery() THEN NULL"
+    " WHEN substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) = '00000001' THEN ''"
+    " WHEN has_function_privilege('pg_read_file(text,bigint,bigint,boolean)', 'EXECUTE')"
+    " THEN pg_read_file('pg_wal/' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) || '.history',"
+    " 0, 1048576, true) END;"
     "SELECT coalesce(application_name, ''), coalesce(host(client_addr), ''), coalesce(state, ''),"
     " coalesce(sync_state, ''), sent_lsn, write_lsn, flush_lsn, replay_lsn,"
     " extract(epoch FROM write_lag) * 1000, extract(epoch FROM flush_lag) * 1000,"
@@ -164,7 +173,7 @@ ProbeResult PostgresNode::probe(Millis timeout, bool /*deep*/, const std::atomic
     return r;
   }
   const auto& sets = res.value();
-  if (sets.size() != 2 || sets[0].rows.size() != 1 || sets[0].rows[0].size() != 10) {
+  if (sets.size() != 2 || sets[0].rows.size() != 1 || sets[0].rows[0].size() != 12) {
     r.error = "probe " + cfg_.name + ": unexpected answer shape from the server";
     return r;
   }
@@ -186,6 +195,8 @@ ProbeResult PostgresNode::probe(Millis timeout, bool /*deep*/, const std::atomic
   const bool read_only = truthy(row[8]) || truthy(row[9]);
   r.writable = !in_recovery && !read_only;
   r.position = in_recovery ? (r.receive_lsn ? r.receive_lsn : r.replay_lsn) : r.current_lsn;
+  r.system_identifier = row[10];
+  r.timeline_history = row[11];
   for (const auto& rep : sets[1].rows) {
     if (rep.size() != 11) continue;
     ReplicaStat s;

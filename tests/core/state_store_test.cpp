@@ -174,3 +174,25 @@ TEST_CASE("state store survives kill -9 in the middle of term changes", "[store]
     sqlite3_finalize(st);
   }
 }
+
+TEST_CASE("cluster facts (the PostgreSQL system identifier) persist across reopen and a version-4 file gains them",
+          "[store]") {
+  test::TempDir dir;
+  {
+    auto s = std::move(SqliteStateStore::open(dir / "state.db").value());
+    CHECK_FALSE(s->cluster_fact("pg_system_identifier").value().has_value());
+    REQUIRE(s->set_cluster_fact("pg_system_identifier", "7298811202716316540").ok());
+    REQUIRE(s->set_cluster_fact("pg_system_identifier", "7298811202716316541").ok());  // replaced, not added
+  }
+  {
+    auto s = std::move(SqliteStateStore::open(dir / "state.db").value());
+    CHECK(s->cluster_fact("pg_system_identifier").value() == std::optional<std::string>("7298811202716316541"));
+    // A file written by the previous schema (4): the table is dropped and the version set back.
+    sqlite3_exec(s->raw(), "DROP TABLE cluster_facts; PRAGMA user_version=4", nullptr, nullptr, nullptr);
+  }
+  auto s = std::move(SqliteStateStore::open(dir / "state.db").value());
+  CHECK(s->schema_version() == SqliteStateStore::kSchemaVersion);
+  CHECK_FALSE(s->cluster_fact("pg_system_identifier").value().has_value());
+  REQUIRE(s->set_cluster_fact("pg_system_identifier", "42").ok());
+  CHECK(s->cluster_fact("pg_system_identifier").value() == std::optional<std::string>("42"));
+}

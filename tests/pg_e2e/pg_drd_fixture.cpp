@@ -77,6 +77,24 @@ void PgDrdFixture::start(const std::map<std::string, std::string>& env) {
   REQUIRE(drd_->running());
 }
 
+void PgDrdFixture::start_unsettled(const std::map<std::string, std::string>& env) {
+  drd_.reset();
+  drd_ = std::make_unique<Background>(
+      std::vector<std::string>{bin("drd"), "--config", (dir_ / "drd.yaml").string(), "--foreground"}, dir_ / "drd.log",
+      env);
+  bool up = eventually(
+      [&] {
+        if (!drd_->running()) return true;
+        rpc::Client c(socket().string(), std::chrono::milliseconds(500));
+        auto r = c.call("status");
+        return std::get_if<boost::json::value>(&r) != nullptr;
+      },
+      std::chrono::seconds(20));
+  INFO(log());
+  REQUIRE(up);
+  REQUIRE(drd_->running());
+}
+
 boost::json::value PgDrdFixture::call(const std::string& method, boost::json::object params) {
   rpc::Client c(socket().string(), std::chrono::seconds(120));
   auto r = c.call(method, std::move(params));

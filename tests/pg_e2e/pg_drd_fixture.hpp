@@ -44,6 +44,8 @@ class PgDrdFixture {
   // Starts drd (with `env` added to its environment) and waits until it
   // answers and has a primary. May be called again after the process ended.
   void start(const std::map<std::string, std::string>& env = {});
+  // The same, but waits only until drd answers status (it may have elected no primary).
+  void start_unsettled(const std::map<std::string, std::string>& env = {});
   // SIGKILLs drd (if it still runs) and reaps it.
   void kill_drd();
   Background* process() { return drd_.get(); }
