@@ -260,6 +260,8 @@ ClusterView Daemon::cluster_view() const {
   v.failover_running = failover_running_;
   v.primary_paused = primary_paused_;
   if (driver_) v.primary_lost = driver_->primary_problem();
+  if (auto f = failed_promotions_.find(primary_); v.primary_lost.empty() && f != failed_promotions_.end())
+    v.primary_lost = "its promotion failed (" + f->second + ")";
   v.nodes = node_views();
   v.policy.max_lag_bytes = config_.failover.max_lag_bytes;
   v.policy.synchronous = config_.failover.synchronous;

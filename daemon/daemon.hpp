@@ -243,6 +243,9 @@ class Daemon {
   bool tick_running_ = false;
   bool refreshing_ = false;  // standbys are asked again before an automatic failover
   bool attach_after_failover_ = false;
+  // SQLite: a node whose promotion failed (the store names it, the engine could not make
+  // it primary): it counts as a lost primary, so the next candidate is promoted at once.
+  std::map<std::string, std::string> failed_promotions_;
   bool started_ = false;
   bool ready_ = false;  // the startup primary is settled; requests are served
   std::vector<std::function<void()>> waiting_for_ready_;  // requests that arrived before

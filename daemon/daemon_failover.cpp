@@ -321,12 +321,21 @@ void Daemon::finish_failover(const std::string& from, const std::string& to, con
     return;
   }
   if (!outcome) {
-    // The store already names `to`; the next attach()/decision retries the promotion.
+    // The store already names `to`. SQLite: the engine left `to` unpromoted (no link, no
+    // term), so it counts as a lost primary and the next round of decisions promotes the
+    // next candidate at once, instead of leaving the cluster without a writable primary.
+    // PostgreSQL: the next attach()/decision retries the promotion (a half-done pg_promote
+    // must not be followed by promoting another server).
     log::event(spdlog::level::err, "failover_failed", {{"NODE", to}, {"FROM", from}, {"TERM", std::to_string(term)}},
                "promotion of " + to + " failed after " + std::to_string(ms) + " ms: " + outcome.error().message);
+    if (config_.nodes.front().engine == Engine::sqlite && mode != "switchover")
+      failed_promotions_[to] = outcome.error().message;
     reply(outcome.error());
+    schedule_tick();
+    after_round();
     return;
   }
+  failed_promotions_.erase(to);
   for (auto& note : outcome->notes) spdlog::info("failover {} -> {}: {}", from, to, note);
   FailoverRecord rec{to_unix_ms(clock_.now()), from, to, mode, reason, ms, outcome->lag_bytes, term};
   if (auto st = cluster_store().append_history(rec); !st) spdlog::error("cannot record failover history: {}", st.error().message);

@@ -287,6 +287,7 @@ void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
       if (!st) return reply(st.error());
       if (auto s2 = cluster_store().set_fenced(name, false); !s2) return reply(s2.error());
       fenced_.erase(std::remove(fenced_.begin(), fenced_.end(), name), fenced_.end());
+      failed_promotions_.erase(name);
       log::event(spdlog::level::info, "rejoin", {{"NODE", name}}, name + " rejoined as a standby of " + primary_);
       reply(json::value(json::object{{"node", name}, {"role", "standby"}}));
     });

@@ -171,18 +171,23 @@ StartupChoice choose_startup_primary(const std::vector<NodeView>& nodes, const s
   // same data-first order as choose_failover_target.
   const bool failover = !persisted.empty();
   std::sort(healthy.begin(), healthy.end(), [failover](auto* a, auto* b) {
+    const std::pair<std::int64_t, std::uint64_t> none{0, 0};
+    const auto ra = a->history_rank.value_or(none), rb = b->history_rank.value_or(none);
     if (failover)
-      return std::make_tuple(~a->position.value_or(0), a->priority, !a->type_primary, a->name) <
-             std::make_tuple(~b->position.value_or(0), b->priority, !b->type_primary, b->name);
+      return std::make_tuple(-ra.first, ~ra.second, ~a->position.value_or(0), a->priority, !a->type_primary, a->name) <
+             std::make_tuple(-rb.first, ~rb.second, ~b->position.value_or(0), b->priority, !b->type_primary, b->name);
     return std::make_tuple(a->priority, !a->type_primary, ~a->position.value_or(0), a->name) <
            std::make_tuple(b->priority, !b->type_primary, ~b->position.value_or(0), b->name);
   });
   out.primary = healthy.front()->name;
   out.changed = out.primary != persisted;
+  const bool removed = failover && std::none_of(nodes.begin(), nodes.end(), [&](auto& n) { return n.name == persisted; });
   out.reason = persisted.empty()
                    ? *out.primary + " chosen as first primary: healthy, priority " + std::to_string(healthy.front()->priority)
-                   : "recorded primary " + persisted + " is not healthy at start; " + *out.primary +
-                         " is the best healthy node";
+               : removed ? "recorded primary " + persisted + " is no longer in the configuration; it is fenced and " +
+                               *out.primary + ", the best healthy node, is promoted"
+                         : "recorded primary " + persisted + " is not healthy at start; " + *out.primary +
+                               " is the best healthy node";
   return out;
 }
 

@@ -393,14 +393,48 @@ void SqliteCluster::fence_reappeared() {
   for (auto& f : fenced_) hold_fence_by_path(f);
 }
 
+// A primary removed from the configuration is still a file applications may have open:
+// find it through the standbys' position files (they name the primary they followed) and
+// hold its write lock like any fenced node's, before anything else is promoted.
+void SqliteCluster::fence_removed_primary(const std::string& name, PromoteOutcome& out) {
+  std::set<std::string> configured;
+  std::error_code ec;
+  for (auto& n : nodes_) configured.insert(std::filesystem::weakly_canonical(n.sqlite_path, ec).string());
+  for (auto& n : nodes_) {
+    auto pos = replication::load_position(n.sqlite_path);
+    if (!pos || !pos.value() || configured.count(pos.value()->primary)) continue;
+    const std::string path = pos.value()->primary;
+    if (path_fences_.count(name)) return;
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK) {
+      sqlite3_busy_timeout(db, 2000);
+      if (sqlite3_exec(db, "PRAGMA wal_autocheckpoint=0; BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK) {
+        path_fences_[name] = db;
+        spdlog::warn("{} is no longer in the configuration; drd holds the write lock of its file {} (named by {}'s "
+                     "position)", name, path, n.name);
+        out.notes.push_back("fenced " + path + ", the file of the removed node " + name);
+        return;
+      }
+    }
+    sqlite3_close(db);
+    spdlog::error("{} is no longer in the configuration and its file {} could not be fenced", name, path);
+    return;
+  }
+  spdlog::warn("{} is no longer in the configuration and no standby's position names its file: nothing to fence", name);
+}
+
 Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
   PromoteOutcome out;
   const NodeConfig* target = node(req.target);
   if (!target) return make_error(Errc::not_found, "no node named '" + req.target + "'");
+  if (!req.old_primary.empty() && !node(req.old_primary)) fence_removed_primary(req.old_primary, out);
   std::uint64_t target_lag = 0;
   if (auto snap = replicas(); snap.count(req.target)) target_lag = snap[req.target].lag_bytes;
 
-  if (repl_ && primary_ == req.old_primary) {
+  // The file drd replicates from. Normally the request's old primary; after a promotion
+  // that failed (the store then names the failed target) it is still the file before it.
+  const std::string was = primary_;
+  if (repl_ && (was == req.old_primary || (!req.switchover && was != req.target))) {
     // 1. Fence: hold the old primary's write lock through the connection drd already has.
     auto fenced = repl_->fence_primary();
     out.old_primary_fenced = fenced.ok();
@@ -425,7 +459,7 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
     // Only a standby that holds a copy drd knows (its file as drd left it) may be promoted.
     for (auto& st : repl_->standbys())
       if (std::filesystem::path(st.path) == target->sqlite_path && !st.seeded) {
-        if (fenced) (void)repl_->release_fence();
+        if (fenced && req.switchover) (void)repl_->release_fence();  // a failover keeps the old one fenced
         return make_error(Errc::refused, "cannot promote " + req.target + ": it holds no copy drd can vouch for (" +
                                              (st.last_error.empty() ? "waiting for a seed" : st.last_error) + ")");
       }
@@ -439,7 +473,7 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
     const bool replaced_at_path = !repl_->primary_lost().empty();
     repl_->retire();
     retired_.push_back(std::move(repl_));
-    if (fenced && !replaced_at_path) held_by_retired_.insert(req.old_primary);
+    if (fenced && !replaced_at_path) held_by_retired_.insert(was);
   }
   out.lag_bytes = target_lag;
   // 4. Make the target a clean primary, begin its term in its own history, and point
@@ -453,7 +487,10 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
     primary_problem_.clear();
   }
   primary_ = req.target;
-  if (!req.switchover) fenced_.insert(req.old_primary);
+  if (!req.switchover) {
+    fenced_.insert(req.old_primary);
+    if (!was.empty() && node(was)) fenced_.insert(was);
+  }
   else fenced_.erase(req.old_primary);
   fenced_.erase(primary_);
   if (auto st = repoint_link(primary_); !st) return st.error();

@@ -336,10 +336,17 @@ void SqliteReplicator::maybe_stamp(StepReport& rep, bool at_stop) {
   }
   primary_history_.epoch += 1;
   if (at_stop) return;
-  const std::size_t tx = rep.transactions;
+  const std::size_t tx = rep.transactions, frames = rep.frames;
   (void)refresh(rep);
-  // Only our own commit since `before`: the stamp covers everything up to the end now.
-  stamped_bytes_ = rep.transactions == tx + 1 ? bytes_at(committed_.frames) : before;
+  // Only our own commit since `before`: the stamp covers everything up to the end now, and
+  // the report counts the application's commits, not drd's stamp.
+  if (rep.transactions == tx + 1) {
+    stamped_bytes_ = bytes_at(committed_.frames);
+    rep.transactions = tx;
+    rep.frames = frames;
+  } else {
+    stamped_bytes_ = before;
+  }
 }
 
 void SqliteReplicator::stop() {

@@ -53,7 +53,10 @@ class Drd:
         env = dict(os.environ)
         if self.faketime_file:
             env.update(LD_PRELOAD=FAKETIME_LIB, FAKETIME_TIMESTAMP_FILE=self.faketime_file, FAKETIME_NO_CACHE="1",
-                       FAKETIME_DONT_FAKE_MONOTONIC="1", FAKETIME_DONT_RESET="1")
+                       FAKETIME_DONT_FAKE_MONOTONIC="1", FAKETIME_DONT_RESET="1",
+                       # A real step of the clock leaves file times alone; libfaketime would shift
+                       # every stat() result, and drd recognises the standby files it wrote by them.
+                       NO_FAKE_STAT="1")
             # A sanitizer build wants its runtime first; libfaketime only wraps clock calls.
             env["ASAN_OPTIONS"] = ":".join(x for x in (env.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if x)
         log = open(self.log_path, "a")

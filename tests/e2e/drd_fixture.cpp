@@ -71,6 +71,7 @@ void DrdFixture::write_config() {
       << "\n      url: \"sqlite:///data/secondary" << i << ".db\"\n";
   f << "  monitoring:\n    enabled: true\n    interval: " << opts.interval << "\n    timeout: " << opts.timeout
     << "\n    failure_threshold: " << opts.threshold << "\n"
+    << (opts.quick_check_interval.empty() ? "" : "    quick_check_interval: " + opts.quick_check_interval + "\n")
     << "  failover:\n    auto: " << (opts.auto_failover ? "true" : "false") << "\n"
     << opts.extra_yaml;
 }

@@ -15,6 +15,7 @@ struct DrdOptions {
   std::string interval = "100ms";
   std::string timeout = "500ms";
   int threshold = 3;
+  std::string quick_check_interval;  // monitoring.quick_check_interval when set
   std::string extra_yaml;        // appended inside disaster_recovery:
   bool auto_failover = true;
 };
