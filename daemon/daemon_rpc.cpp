@@ -247,6 +247,18 @@ void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
                                                 "; its standbys are rebuilt when that is done",
                             "wait for the restore to finish (drctl status), then retry"));
   bool reclone = bool_param(params, "reclone");
+  // Rejoin lifts a fence. A node that is not fenced already follows the primary: saying
+  // "rejoined" there would claim work that was not done. --reclone and clone still rebuild it.
+  if (!clone && !reclone && std::find(fenced_.begin(), fenced_.end(), *node) == fenced_.end()) {
+    auto it = nodes_.find(*node);
+    bool up = it != nodes_.end() && it->second.health.health == Health::up;
+    return reply(make_error(
+        Errc::refused,
+        *node + " is not fenced: it is already a standby following the primary " + primary_ +
+            (up ? "" : " (it is down now)") + "; nothing done",
+        up ? "rejoin is for a fenced old primary; to copy it afresh anyway: drctl rejoin " + *node + " --reclone"
+           : "start it again (it catches up by itself), or rebuild it: drctl rejoin " + *node + " --reclone"));
+  }
   auto* d = driver_.get();
   std::string name = *node;
   cluster_worker_->post([this, d, name, reclone, clone, reply = std::move(reply)]() mutable {
@@ -263,7 +275,7 @@ void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
       if (auto s2 = cluster_store().set_fenced(name, false); !s2) return reply(s2.error());
       fenced_.erase(std::remove(fenced_.begin(), fenced_.end(), name), fenced_.end());
       log::event(spdlog::level::info, "rejoin", {{"NODE", name}}, name + " rejoined as a standby of " + primary_);
-      reply(json::value(json::object{{"node", name}, {"role", "standby"}}));
+      reply(json::value(json::object{{"node", name}, {"role", "standby"}, {"primary", primary_}}));
     });
   });
 }
