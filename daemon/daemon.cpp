@@ -314,22 +314,24 @@ std::string Daemon::status_line() const {
          failover_state_name(last_decision_.state);
 }
 
-void Daemon::probe_all_now(std::function<void(json::value)> done) {
-  // Runs every node's probe on its worker and gathers the answers on the control strand.
+void Daemon::probe_all_now(std::function<void(json::value)> done, const std::optional<std::string>& only) {
+  // Runs every node's probe (or only `only`'s) on its worker and gathers the answers on the
+  // control strand.
   struct Gather {
     std::size_t left;
     json::array rows;
     std::function<void(json::value)> done;
   };
-  auto g = std::make_shared<Gather>(Gather{order_.size(), {}, std::move(done)});
-  if (order_.empty()) {
+  std::vector<std::string> names = only ? std::vector<std::string>{*only} : order_;
+  auto g = std::make_shared<Gather>(Gather{names.size(), {}, std::move(done)});
+  if (names.empty()) {
     g->done(json::object{{"nodes", json::array{}}});
     return;
   }
-  g->rows.resize(order_.size());
+  g->rows.resize(names.size());
   const Millis timeout = config_.monitoring.timeout;
-  for (std::size_t i = 0; i < order_.size(); ++i) {
-    auto name = order_[i];
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    auto name = names[i];
     auto& n = nodes_.at(name);
     auto finished = std::make_shared<bool>(false);
     auto complete = [this, g, i, name, finished](ProbeResult r, bool timed_out) {

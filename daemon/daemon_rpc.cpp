@@ -303,7 +303,24 @@ void Daemon::dispatch(const std::string& method, const json::object& params, con
   if (method == "health") return reply(health_json(params));
   if (method == "audit") return reply(audit_json(params));
   if (method == "test") {
-    return probe_all_now([reply = std::move(reply)](json::value v) { reply(std::move(v)); });
+    auto node = string_param(params, "node", false);
+    if (!node) return reply(node.error());
+    std::optional<std::string> only;
+    if (!node->empty()) {
+      if (!nodes_.count(*node)) return reply(make_error(Errc::not_found, "no node named '" + *node + "'"));
+      only = *node;
+    }
+    return probe_all_now(
+        [this, reply = std::move(reply)](json::value v) {
+          // Each row says what the node is, as the status panel would after this probe.
+          for (auto& row : v.as_object()["nodes"].as_array()) {
+            auto& r = row.as_object();
+            auto it = nodes_.find(std::string(r["name"].as_string()));
+            if (it != nodes_.end()) r["role"] = node_json(it->second).at("role");
+          }
+          reply(std::move(v));
+        },
+        only);
   }
   if (forward_if_follower(method, params, caller, reply)) return;
   if (method == "monitoring.start") return reply(set_flag("monitoring", true));
