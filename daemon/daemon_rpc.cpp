@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "common/log.hpp"
+#include "common/node_url.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/health_report.hpp"
 
@@ -66,7 +67,7 @@ json::value Daemon::node_json(const NodeRuntime& n) const {
                  {"response_time_ms", round2(n.last.response_ms)},
                  {"lag_bytes", 0},
                  {"lag_ms", 0},
-                 {"url", c.safe_url},
+                 {"url", display_url(c)},
                  {"consecutive_failures", n.health.consecutive_failures},
                  {"last_error", n.last.error},
                  {"fenced", fenced},
@@ -297,7 +298,7 @@ void Daemon::dispatch(const std::string& method, const json::object& params, con
   if (method == "status") return reply(status_json());
   if (method == "primary") {
     const NodeConfig* c = config_.find_node(primary_);
-    return reply(json::value(json::object{{"name", primary_}, {"url", c ? c->safe_url : ""}, {"term", term_}}));
+    return reply(json::value(json::object{{"name", primary_}, {"url", c ? display_url(*c) : ""}, {"term", term_}}));
   }
   if (method == "history") return reply(history_json(params));
   if (method == "health") return reply(health_json(params));

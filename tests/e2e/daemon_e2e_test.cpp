@@ -214,3 +214,13 @@ TEST_CASE("test --node probes only that node, and --json rows carry each node's 
   CHECK(bad.exit_code == 1);
   CHECK_THAT(bad.err, Catch::Contains("nosuchnode"));
 }
+
+TEST_CASE("primary --url prints an SQLite primary's absolute path", "[e2e][primary-url]") {
+  DrdFixture f;  // the config says sqlite:///data/primary.db, relative to its folder
+  f.start();
+  auto r = f.drctl({"primary", "--url"});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out == "sqlite:///" + f.db("primary").string() + "\n");
+  CHECK(f.node_status("secondary1").at("url").as_string() == "sqlite:///" + f.db("secondary1").string());
+}
