@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/json_text.hpp"
 #include "common/rpc.hpp"
 #include "ctl/cli.hpp"
 #include "ctl/json_access.hpp"
@@ -26,7 +27,7 @@ std::string env(const char* name) {
   return v ? v : "";
 }
 
-void print_json(const json::value& v) { std::cout << json::serialize(v) << "\n" << std::flush; }
+void print_json(const json::value& v) { std::cout << serialize_plain(v) << "\n" << std::flush; }
 
 std::string hint_of(const rpc::CallError& e) {
   std::string h = jv::str(e.data, "hint");
@@ -133,7 +134,7 @@ int execute(Invocation& inv) {
   const json::value& result = std::get<json::value>(reply);
   if (inv.globals.json) print_json(result);
   else if (inv.render) std::cout << inv.render(result, ro) << std::flush;
-  else std::cout << json::serialize(result) << "\n";
+  else std::cout << serialize_plain(result) << "\n";
   return inv.exit_rule ? inv.exit_rule(result) : kDone;
 }
 
