@@ -110,6 +110,11 @@ int execute(Invocation& inv) {
   in.config_file = inv.globals.config;
   auto socket = resolve_socket(in);
   if (!socket) {
+    if (inv.globals.json) {
+      json::object extra{{"usage_error", true}};
+      if (!socket.error().hint.empty()) extra["hint"] = socket.error().hint;
+      std::cout << json_error_line(socket.error().message, std::move(extra)) << std::flush;
+    }
     std::cerr << "drctl: " << socket.error().message << "\n";
     if (!socket.error().hint.empty()) std::cerr << "hint: " << socket.error().hint << "\n";
     return kUsage;
@@ -149,6 +154,8 @@ int run(int argc, char** argv) {
   try {
     return execute(*parsed.invocation);
   } catch (const std::exception& e) {  // a bug, not an expected failure: still say what happened
+    if (parsed.invocation->globals.json)
+      std::cout << json_error_line(std::string("internal error: ") + e.what()) << std::flush;
     std::cerr << "drctl: internal error: " << e.what() << "\n";
     return kFailed;
   }
