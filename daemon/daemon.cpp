@@ -272,8 +272,8 @@ void Daemon::after_round() {
     // Multi-host: followers only watch; the leader waits while the primary's host drd
     // still vouches for its database (it has not fenced it).
     std::string why;
-    if (!acts()) d = Decision{Decision::Kind::none, "", "", d.state};
-    else if (!coord_allows_failover(why)) d = Decision{Decision::Kind::none, "", why, d.state};
+    if (!acts()) d = Decision{Decision::Kind::none, "", "primary " + primary_ + " is down; the leading drd acts", d.state};
+    else if (!coord_allows_failover(why)) d = Decision{Decision::Kind::none, "", why, d.state, /*blocked=*/true};
     else if (primary_host_fenced_)
       d.reason = "the drd beside " + primary_ + " left the cluster and fenced it (it refuses writes); promoting " + d.target;
   }
@@ -295,12 +295,16 @@ void Daemon::after_round() {
     });
     return;
   }
-  if (d.reason != last_logged_reason_ && !d.reason.empty()) {
+  // Logged once per new reason, and only when a failover is needed and cannot happen: a
+  // stopped monitor or a down standby is not a blocked failover (monitoring_stopped and
+  // node_down say those when they happen).
+  const bool log_it = d.kind == Decision::Kind::no_candidate || d.blocked;
+  if (log_it && d.reason != last_logged_reason_) {
     log::event(d.kind == Decision::Kind::no_candidate ? spdlog::level::err : spdlog::level::warn,
                d.kind == Decision::Kind::no_candidate ? "no_candidate" : "failover_blocked",
                {{"NODE", primary_}}, d.reason);
   }
-  last_logged_reason_ = d.reason;
+  last_logged_reason_ = log_it ? d.reason : "";
   last_decision_ = d;
   notifier_.notify("STATUS=" + status_line());
 }

@@ -105,7 +105,9 @@ json::value Daemon::status_json() const {
       {"failure_threshold", config_.monitoring.failure_threshold},
       {"interval_ms", config_.monitoring.interval.count()},
       {"failover_state", failover_running_ ? "failing_over" : failover_state_name(last_decision_.state)},
-      {"failover_reason", last_decision_.reason},
+      {"failover_reason", failover_running_ && last_decision_.state != FailoverState::failing_over
+                              ? "a failover away from " + primary_ + " is running"
+                              : last_decision_.reason},
       {"synchronous", driver_ ? driver_->synchronous_state() : std::string("off")},
       {"nodes", std::move(nodes)},
       {"cluster", coord_status_json()},
