@@ -18,6 +18,37 @@ std::size_t count(const std::string& text, const std::string& what) {
 
 }  // namespace
 
+TEST_CASE("stop-monitoring logs monitoring_stopped once and no failover_blocked", "[e2e][events]") {
+  DrdFixture f;
+  f.start();
+  auto r = f.drctl({"stop-monitoring"});
+  REQUIRE(r.exit_code == 0);
+  CHECK(eventually([&] { return f.call("status").at("failover_state").as_string() == "unknown"; }));
+  CHECK(f.call("status").at("failover_reason").as_string() == "monitoring is stopped (drctl start-monitoring)");
+  // Each of these re-evaluates the cluster, as probes and timers do.
+  REQUIRE(f.drctl({"disable-auto-failover"}).exit_code == 0);
+  REQUIRE(f.drctl({"enable-auto-failover"}).exit_code == 0);
+  REQUIRE(f.drctl({"reload"}).exit_code == 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  INFO(f.log());
+  CHECK(count(f.log(), "event=monitoring_stopped") == 1);
+  CHECK(count(f.log(), "event=failover_blocked") == 0);
+  CHECK(f.log().find("monitoring is stopped [event=") == std::string::npos);
+}
+
+TEST_CASE("a failover that is needed and blocked is logged once as failover_blocked", "[e2e][events]") {
+  DrdFixture f;
+  f.opts.auto_failover = false;
+  f.write_config();
+  f.start();
+  std::filesystem::rename(f.db("primary"), f.dir() / "away.db");
+  CHECK(eventually([&] { return f.call("status").at("failover_state").as_string() == "disabled"; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // several more probe rounds
+  INFO(f.log());
+  CHECK(count(f.log(), "event=failover_blocked") == 1);
+  CHECK_THAT(f.log(), Catch::Contains("primary primary is down and automatic failover is disabled [event=failover_blocked"));
+}
+
 TEST_CASE("after a failover, status names why the cluster is degraded", "[e2e][events]") {
   DrdFixture f;
   f.start();
