@@ -10,10 +10,13 @@ namespace json = boost::json;
 std::string plain_decimal(double v) {
   if (!std::isfinite(v)) return "null";
   if (v == 0) return "0";  // also -0.0
-  // Fixed notation of a double needs at most 309 integer digits plus 1074 decimals; the
-  // shortest round-trip form is far shorter, but the buffer must hold the worst case.
-  char buf[1100];
-  auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
+  // Beyond what a plain decimal can carry faithfully (JSON parsers, Boost.JSON's too, round
+  // 300-digit numbers differently) the exponent form stays, at the bounds JavaScript uses:
+  // |v| >= 1e21 or < 1e-6. No value drd reports comes near them.
+  const double a = std::fabs(v);
+  const auto format = a >= 1e21 || a < 1e-6 ? std::chars_format::scientific : std::chars_format::fixed;
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, v, format);
   if (r.ec != std::errc()) return "null";
   return std::string(buf, r.ptr);
 }

@@ -8,8 +8,9 @@
 
 namespace drd {
 
-// The shortest decimal that reads back as exactly `v`, never in exponent form:
+// The shortest decimal that reads back as exactly `v`, without an exponent:
 // 0.292075 -> "0.292075", 1796627550.123 -> "1796627550.123", 5.0 -> "5", -0.0 -> "0".
+// Only beyond JavaScript's bounds (|v| >= 1e21 or < 1e-6) the shortest exponent form ("1e+21").
 // Not finite: "null" (JSON has no NaN or infinity).
 std::string plain_decimal(double v);
 

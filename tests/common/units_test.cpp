@@ -55,8 +55,11 @@ TEST_CASE("plain_decimal writes the shortest exact decimal, never an exponent", 
                       {-0.0, "0"},
                       {0.0, "0"},
                       {-2.5, "-2.5"},
-                      {1e-7, "0.0000001"},
-                      {1e21, "1000000000000000000000"},
+                      {0.000001, "0.000001"},
+                      {123456789012345678901.0, "123456789012345683968"},  // the double's exact value
+                      {1e-7, "1e-07"},  // beyond JavaScript's bounds: the exponent form stays
+                      {1e21, "1e+21"},
+                      {1.7e308, "1.7e+308"},
                       {0.1 + 0.2, "0.30000000000000004"}};
   for (auto r : rows) {
     INFO(r.text);
