@@ -210,6 +210,7 @@ Result<json::value> Daemon::set_flag(const std::string& flag, bool value) {
       for (auto& name : order_) asio::post(*nodes_.at(name).strand, [this, name] { nodes_.at(name).timer->cancel(); });
     log::event(spdlog::level::info, value ? "monitoring_started" : "monitoring_stopped", {}, 
                std::string("health monitoring ") + (value ? "started" : "stopped"));
+    after_round();  // status shows the new state (and its reason) at once
     return json::value(json::object{{"monitoring", value}});
   }
   auto_failover_ = value;
