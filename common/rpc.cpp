@@ -10,6 +10,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/json_text.hpp"
+
 namespace drd::rpc {
 
 namespace {
@@ -93,7 +95,7 @@ std::string result_line(const json::value& id, json::value result) {
   o["jsonrpc"] = "2.0";
   o["id"] = id;
   o["result"] = std::move(result);
-  return json::serialize(o) + "\n";
+  return serialize_plain(o) + "\n";
 }
 
 std::string error_line(const json::value& id, int code, std::string_view message, json::value data) {
@@ -105,7 +107,7 @@ std::string error_line(const json::value& id, int code, std::string_view message
   o["jsonrpc"] = "2.0";
   o["id"] = id;
   o["error"] = std::move(err);
-  return json::serialize(o) + "\n";
+  return serialize_plain(o) + "\n";
 }
 
 int code_for(Errc e) {
@@ -130,7 +132,7 @@ std::string notification_line(std::string_view method, json::object params) {
   o["jsonrpc"] = "2.0";
   o["method"] = method;
   o["params"] = std::move(params);
-  return json::serialize(o) + "\n";
+  return serialize_plain(o) + "\n";
 }
 
 Client::Client(std::string socket_path, std::chrono::milliseconds timeout)

@@ -24,6 +24,29 @@ void add_backup_ref(json::object& p, const std::string& ref) {
   }
 }
 
+// A BACKUP argument that names no existing file but is written like one ("backup.sql",
+// "./x", "/srv/b.drbk") cannot be a catalog id (ids look like 20261124T052920Z-primary-1a2b,
+// ID.seg-N or pg-wal-WALFILE): say so here rather than send drd an id it has never heard of.
+std::string check_backup_ref(const std::string& ref) {
+  std::error_code ec;
+  if (fs::exists(ref, ec)) {
+    if (!fs::is_regular_file(ref, ec)) return "BACKUP '" + ref + "' is not a file; expected a backup id or a backup file";
+    return "";
+  }
+  static const char* const file_suffixes[] = {".sql", ".db", ".sqlite", ".sqlite3", ".dump", ".drbk", ".zst",
+                                              ".gz", ".bak", ".tar", ".json"};
+  bool looks_like_file = ref.find('/') != std::string::npos;
+  for (const char* s : file_suffixes) {
+    const std::string suffix = s;
+    looks_like_file = looks_like_file || (ref.size() > suffix.size() &&
+                                          ref.compare(ref.size() - suffix.size(), suffix.size(), suffix) == 0);
+  }
+  if (looks_like_file)
+    return "BACKUP '" + ref + "': no such file, and not a backup id; expected a backup id from `drctl backups` "
+           "(like 20261124T052920Z-primary-1a2b) or the path of an existing backup file";
+  return "";
+}
+
 }  // namespace
 
 void add_backup_commands(CLI::App& app, Registry& reg) {
@@ -76,6 +99,7 @@ void add_backup_commands(CLI::App& app, Registry& reg) {
       add_backup_ref(p, *ref);
       return p;
     };
+    verify.check = [ref] { return check_backup_ref(*ref); };
     verify.render = render_verify;
     verify.exit_rule = [](const json::value& r) { return jv::boolean(r, "ok").value_or(false) ? 0 : 1; };
     reg.push_back(std::move(verify));
@@ -114,6 +138,13 @@ void add_backup_commands(CLI::App& app, Registry& reg) {
       if (!o->to_time.empty()) p["to_time"] = o->to_time;
       if (o->force) p["force"] = true;
       return p;
+    };
+    restore.check = [o] {
+      if (std::string bad = check_backup_ref(o->ref); !bad.empty()) return bad;
+      if (o->node.empty() && o->target.empty())
+        return std::string("restore needs a destination: --node NODE (onto a database drd manages) or --target "
+                           "PATH|URL (a new file or folder, or a PostgreSQL database URL)");
+      return std::string();
     };
     restore.render = render_restore;
     reg.push_back(std::move(restore));

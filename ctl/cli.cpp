@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "common/json_text.hpp"
 #include "common/units.hpp"
 #include "ctl/commands.hpp"
 
@@ -71,8 +72,58 @@ void add_globals(CLI::App& app, Globals& g) {
   app.add_flag("--no-color", g.opts.no_color, "no ANSI colours or emoji (also: NO_COLOR=1)");
 }
 
-std::string usage_error(const std::string& what) {
-  return "drctl: " + what + "\nRun 'drctl --help' for the list of commands and options.\n";
+// "drctl failover NODE [--force]": what a command expects, built from its CLI11 definition.
+std::string usage_line(const CLI::App& sub) {
+  std::string line = "drctl " + sub.get_name();
+  const CLI::Option* help = sub.get_help_ptr();
+  for (const CLI::Option* o : sub.get_options()) {
+    if (o == help) continue;
+    if (o->get_positional()) {
+      std::string name = o->get_name(true);
+      line += o->get_required() ? " " + name : " [" + name + "]";
+    } else {
+      std::string name = o->get_name();
+      std::string value = o->get_type_name();
+      bool flag = o->get_expected_min() == 0;
+      line += " [" + name + (flag ? "" : " " + (value.empty() ? std::string("VALUE") : value)) + "]";
+    }
+  }
+  return line;
+}
+
+bool wants_json(const std::vector<std::string>& args) {
+  for (const auto& a : args) {
+    if (a == "--") return false;
+    if (a == "--json") return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string json_error_line(const std::string& message, boost::json::object extra) {
+  boost::json::object err{{"message", message}};
+  for (auto& kv : extra) err[kv.key()] = kv.value();
+  return serialize_plain(boost::json::object{{"error", std::move(err)}}) + "\n";
+}
+
+namespace {
+
+// A usage error: "drctl: WHAT", then what the command expects (or where to look), exit 2.
+// With --json, the same as a JSON document on stdout.
+ParseOutcome usage_failure(const std::vector<std::string>& args, const std::string& what, const CLI::App* sub) {
+  ParseOutcome outcome;
+  outcome.exit_code = 2;
+  std::string usage = sub ? usage_line(*sub) : "";
+  outcome.err = "drctl: " + what + "\n" +
+                (sub ? "usage: " + usage + "\nRun 'drctl " + sub->get_name() + " --help' for details.\n"
+                     : std::string("Run 'drctl --help' for the list of commands and options.\n"));
+  if (wants_json(args)) {
+    boost::json::object extra{{"usage_error", true}};
+    if (sub) extra["usage"] = usage;
+    outcome.out = json_error_line(what, std::move(extra));
+  }
+  return outcome;
 }
 
 }  // namespace
@@ -97,11 +148,7 @@ ParseOutcome parse_command_line(const std::vector<std::string>& args) {
   if (std::string word = first_command_word(args); !word.empty()) {
     bool known = false;
     for (auto& spec : reg) known = known || spec.app->check_name(word);
-    if (!known) {
-      outcome.exit_code = 2;
-      outcome.err = usage_error("unknown command '" + word + "'");
-      return outcome;
-    }
+    if (!known) return usage_failure(args, "unknown command '" + word + "'", nullptr);
   }
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 consumes from the back
   try {
@@ -120,25 +167,22 @@ ParseOutcome parse_command_line(const std::vector<std::string>& args) {
     outcome.out = std::string(e.what()) + "\n";
     return outcome;
   } catch (const CLI::ParseError& e) {
-    outcome.exit_code = 2;
-    bool any_sub = false;
-    for (auto& spec : reg) any_sub = any_sub || spec.app->parsed();
+    const CLI::App* sub = nullptr;
+    for (auto& spec : reg)
+      if (spec.app->parsed()) sub = spec.app;
     const std::string what = e.what();
-    if (!any_sub && dynamic_cast<const CLI::RequiredError*>(&e))
-      outcome.err = usage_error("a command is required, e.g. drctl status");
-    else
-      outcome.err = usage_error(what);
-    return outcome;
+    if (!sub && dynamic_cast<const CLI::RequiredError*>(&e))
+      return usage_failure(args, "a command is required, e.g. drctl status", nullptr);
+    return usage_failure(args, what, sub);
   }
 
   const CommandSpec* chosen = nullptr;
   for (auto& spec : reg)
     if (spec.app->parsed()) chosen = &spec;
-  if (!chosen) {  // require_subcommand(1) makes this unreachable; stay safe anyway
-    outcome.exit_code = 2;
-    outcome.err = usage_error("a command is required, e.g. drctl status");
-    return outcome;
-  }
+  if (!chosen)  // require_subcommand(1) makes this unreachable; stay safe anyway
+    return usage_failure(args, "a command is required, e.g. drctl status", nullptr);
+  if (chosen->check)
+    if (std::string what = chosen->check(); !what.empty()) return usage_failure(args, what, chosen->app);
   Invocation inv;
   inv.globals = g.opts;
   inv.globals.lang = g.lang == "zh" ? Lang::zh : Lang::en;

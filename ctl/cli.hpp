@@ -45,7 +45,13 @@ struct ParseOutcome {
   std::optional<Invocation> invocation;  // set when there is something to run
   int exit_code = 0;                     // otherwise: 0 after --help/--version, 2 on a usage error
   std::string out, err;                  // what to print before exiting
+  // A usage error on a line with --json: `out` also holds one JSON document,
+  // {"error": {"message", "usage_error": true, "usage"?}}, like every other --json failure.
 };
+
+// The one-line JSON document drctl prints on stdout for a failure in --json mode:
+// {"error": {"message": MESSAGE, ...extra}}.
+std::string json_error_line(const std::string& message, boost::json::object extra = {});
 
 // args excludes the program name.
 ParseOutcome parse_command_line(const std::vector<std::string>& args);

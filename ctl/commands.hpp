@@ -22,6 +22,9 @@ struct CommandSpec {
   std::function<boost::json::object()> params;  // called once parsing succeeded; null = {}
   Renderer render;
   ExitRule exit_rule;
+  // Checks what CLI11 cannot express (e.g. one of two options required); called once parsing
+  // succeeded. Returns a usage error saying what was expected, or "" when the line is fine.
+  std::function<std::string()> check;
 };
 
 using Registry = std::vector<CommandSpec>;

@@ -334,9 +334,13 @@ std::string render_rejoin(const json::value& r, std::string_view verb, std::stri
                           const RenderOptions& o) {
   std::string name = jv::str(r, "node", std::string(node));
   std::string role = jv::str(r, "role", "standby");
-  if (verb == "clone")
-    return name + tr(o, " cloned from the primary, now ", " 已从主库克隆，当前角色 ") + role + "\n";
-  return name + tr(o, " rejoined as ", " 已重新加入，角色 ") + role + "\n";
+  std::string primary = jv::str(r, "primary", "");
+  if (verb == "clone") {
+    if (primary.empty()) return name + tr(o, " cloned from the primary, now ", " 已从主库克隆，当前角色 ") + role + "\n";
+    return name + tr(o, " cloned from ", " 已从 ") + primary + tr(o, ", now a standby of it", " 克隆，现为其备库") + "\n";
+  }
+  if (primary.empty()) return name + tr(o, " rejoined as ", " 已重新加入，角色 ") + role + "\n";
+  return name + tr(o, " rejoined as a standby of ", " 已作为备库重新加入，主库 ") + primary + "\n";
 }
 
 std::string render_confirmation(const json::value& r, std::string_view method, const RenderOptions& o) {

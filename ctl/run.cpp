@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/json_text.hpp"
 #include "common/rpc.hpp"
 #include "ctl/cli.hpp"
 #include "ctl/json_access.hpp"
@@ -26,7 +27,7 @@ std::string env(const char* name) {
   return v ? v : "";
 }
 
-void print_json(const json::value& v) { std::cout << json::serialize(v) << "\n" << std::flush; }
+void print_json(const json::value& v) { std::cout << serialize_plain(v) << "\n" << std::flush; }
 
 std::string hint_of(const rpc::CallError& e) {
   std::string h = jv::str(e.data, "hint");
@@ -109,6 +110,11 @@ int execute(Invocation& inv) {
   in.config_file = inv.globals.config;
   auto socket = resolve_socket(in);
   if (!socket) {
+    if (inv.globals.json) {
+      json::object extra{{"usage_error", true}};
+      if (!socket.error().hint.empty()) extra["hint"] = socket.error().hint;
+      std::cout << json_error_line(socket.error().message, std::move(extra)) << std::flush;
+    }
     std::cerr << "drctl: " << socket.error().message << "\n";
     if (!socket.error().hint.empty()) std::cerr << "hint: " << socket.error().hint << "\n";
     return kUsage;
@@ -133,7 +139,7 @@ int execute(Invocation& inv) {
   const json::value& result = std::get<json::value>(reply);
   if (inv.globals.json) print_json(result);
   else if (inv.render) std::cout << inv.render(result, ro) << std::flush;
-  else std::cout << json::serialize(result) << "\n";
+  else std::cout << serialize_plain(result) << "\n";
   return inv.exit_rule ? inv.exit_rule(result) : kDone;
 }
 
@@ -148,6 +154,8 @@ int run(int argc, char** argv) {
   try {
     return execute(*parsed.invocation);
   } catch (const std::exception& e) {  // a bug, not an expected failure: still say what happened
+    if (parsed.invocation->globals.json)
+      std::cout << json_error_line(std::string("internal error: ") + e.what()) << std::flush;
     std::cerr << "drctl: internal error: " << e.what() << "\n";
     return kFailed;
   }

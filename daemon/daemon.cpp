@@ -286,8 +286,8 @@ void Daemon::after_round() {
     // Multi-host: followers only watch; the leader waits while the primary's host drd
     // still vouches for its database (it has not fenced it).
     std::string why;
-    if (!acts()) d = Decision{Decision::Kind::none, "", "", d.state};
-    else if (!coord_allows_failover(why)) d = Decision{Decision::Kind::none, "", why, d.state};
+    if (!acts()) d = Decision{Decision::Kind::none, "", "primary " + primary_ + " is down; the leading drd acts", d.state};
+    else if (!coord_allows_failover(why)) d = Decision{Decision::Kind::none, "", why, d.state, /*blocked=*/true};
     else if (primary_host_fenced_)
       d.reason = "the drd beside " + primary_ + " left the cluster and fenced it (it refuses writes); promoting " + d.target;
   }
@@ -309,12 +309,16 @@ void Daemon::after_round() {
     });
     return;
   }
-  if (d.reason != last_logged_reason_ && !d.reason.empty()) {
+  // Logged once per new reason, and only when a failover is needed and cannot happen: a
+  // stopped monitor or a down standby is not a blocked failover (monitoring_stopped and
+  // node_down say those when they happen).
+  const bool log_it = d.kind == Decision::Kind::no_candidate || d.blocked;
+  if (log_it && d.reason != last_logged_reason_) {
     log::event(d.kind == Decision::Kind::no_candidate ? spdlog::level::err : spdlog::level::warn,
                d.kind == Decision::Kind::no_candidate ? "no_candidate" : "failover_blocked",
                {{"NODE", primary_}}, d.reason);
   }
-  last_logged_reason_ = d.reason;
+  last_logged_reason_ = log_it ? d.reason : "";
   last_decision_ = d;
   notifier_.notify("STATUS=" + status_line());
 }
@@ -345,22 +349,24 @@ std::string Daemon::status_line() const {
          failover_state_name(last_decision_.state);
 }
 
-void Daemon::probe_all_now(std::function<void(json::value)> done) {
-  // Runs every node's probe on its worker and gathers the answers on the control strand.
+void Daemon::probe_all_now(std::function<void(json::value)> done, const std::optional<std::string>& only) {
+  // Runs every node's probe (or only `only`'s) on its worker and gathers the answers on the
+  // control strand.
   struct Gather {
     std::size_t left;
     json::array rows;
     std::function<void(json::value)> done;
   };
-  auto g = std::make_shared<Gather>(Gather{order_.size(), {}, std::move(done)});
-  if (order_.empty()) {
+  std::vector<std::string> names = only ? std::vector<std::string>{*only} : order_;
+  auto g = std::make_shared<Gather>(Gather{names.size(), {}, std::move(done)});
+  if (names.empty()) {
     g->done(json::object{{"nodes", json::array{}}});
     return;
   }
-  g->rows.resize(order_.size());
+  g->rows.resize(names.size());
   const Millis timeout = config_.monitoring.timeout;
-  for (std::size_t i = 0; i < order_.size(); ++i) {
-    auto name = order_[i];
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    auto name = names[i];
     auto& n = nodes_.at(name);
     auto finished = std::make_shared<bool>(false);
     auto complete = [this, g, i, name, finished](ProbeResult r, bool timed_out) {

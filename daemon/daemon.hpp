@@ -142,7 +142,7 @@ class Daemon {
   void finish_failover(const std::string& from, const std::string& to, const std::string& mode,
                        const std::string& reason, SteadyTime started, Result<PromoteOutcome> outcome,
                        std::int64_t term, Reply reply);
-  void probe_all_now(std::function<void(json::value)> done);
+  void probe_all_now(std::function<void(json::value)> done, const std::optional<std::string>& only = std::nullopt);
   // Probes every healthy, non-fenced standby once more (bounded, ~ms) and
   // records the answers; runs `done` on the control strand.
   void refresh_standbys(std::function<void()> done);

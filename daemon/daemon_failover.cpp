@@ -140,7 +140,7 @@ void Daemon::record_interrupted_failover(const std::string& outcome) {
               {"DURATION_MS", std::to_string(r.duration_ms)}},
              "failover " + r.from + " -> " + r.to + " (term " + std::to_string(r.term) + ") interrupted by a drd stop: " +
                  outcome);
-  mon_->on_failover(clock_.now());
+  mon_->on_failover(clock_.now(), r.from, r.to, r.mode, r.term);
 }
 
 void Daemon::settle_startup_primary(std::function<void()> ready) {
@@ -339,7 +339,7 @@ void Daemon::finish_failover(const std::string& from, const std::string& to, con
   for (auto& note : outcome->notes) spdlog::info("failover {} -> {}: {}", from, to, note);
   FailoverRecord rec{to_unix_ms(clock_.now()), from, to, mode, reason, ms, outcome->lag_bytes, term};
   if (auto st = cluster_store().append_history(rec); !st) spdlog::error("cannot record failover history: {}", st.error().message);
-  mon_->on_failover(clock_.now());
+  mon_->on_failover(clock_.now(), from, to, mode, term);
   if (mode == "switchover") {
     // The old primary stays a standby, not fenced.
     if (auto st = cluster_store().set_fenced(from, false); !st) spdlog::error("{}", st.error().message);

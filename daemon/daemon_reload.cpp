@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/log.hpp"
+#include "daemon/backup/key.hpp"
 #include "daemon/daemon.hpp"
 
 namespace drd {
@@ -34,6 +35,13 @@ std::string needs_restart(const Config& old_cfg, const Config& new_cfg) {
 
 Result<json::value> Daemon::reload() {
   auto loaded = load_config(config_.file);
+  // A bad backup key refuses the reload like any other config problem: found now, not at the
+  // next backup.
+  if (loaded.config && loaded.config->backup.key_file)
+    if (auto why = backup::key_file_problem(*loaded.config->backup.key_file)) {
+      loaded.problems.push_back(ConfigProblem{config_.file.string(), 0, 0, "backup.encryption.key_file: " + *why});
+      loaded.config.reset();
+    }
   if (!loaded.config) {
     std::string msg = "new config refused (" + std::to_string(loaded.problems.size()) + " problem" +
                       (loaded.problems.size() == 1 ? "" : "s") + "); the running config stays in force";

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "common/log.hpp"
+#include "common/node_url.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/engines/postgres_identity.hpp"
 #include "daemon/health_report.hpp"
@@ -67,7 +68,7 @@ json::value Daemon::node_json(const NodeRuntime& n) const {
                  {"response_time_ms", round2(n.last.response_ms)},
                  {"lag_bytes", 0},
                  {"lag_ms", 0},
-                 {"url", c.safe_url},
+                 {"url", display_url(c)},
                  {"consecutive_failures", n.health.consecutive_failures},
                  {"last_error", n.last.error},
                  {"fenced", fenced},
@@ -127,7 +128,9 @@ json::value Daemon::status_json() const {
       {"failure_threshold", config_.monitoring.failure_threshold},
       {"interval_ms", config_.monitoring.interval.count()},
       {"failover_state", failover_running_ ? "failing_over" : failover_state_name(last_decision_.state)},
-      {"failover_reason", last_decision_.reason},
+      {"failover_reason", failover_running_ && last_decision_.state != FailoverState::failing_over
+                              ? "a failover away from " + primary_ + " is running"
+                              : last_decision_.reason},
       {"synchronous", driver_ ? driver_->synchronous_state() : std::string("off")},
       {"nodes", std::move(nodes)},
       {"cluster", coord_status_json()},
@@ -230,6 +233,7 @@ Result<json::value> Daemon::set_flag(const std::string& flag, bool value) {
       for (auto& name : order_) asio::post(*nodes_.at(name).strand, [this, name] { nodes_.at(name).timer->cancel(); });
     log::event(spdlog::level::info, value ? "monitoring_started" : "monitoring_stopped", {}, 
                std::string("health monitoring ") + (value ? "started" : "stopped"));
+    after_round();  // status shows the new state (and its reason) at once
     return json::value(json::object{{"monitoring", value}});
   }
   auto_failover_ = value;
@@ -271,6 +275,24 @@ void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
                             "wait for the restore to finish (drctl status), then retry"));
   bool reclone = bool_param(params, "reclone");
   bool discard = bool_param(params, "discard");
+  // Rejoin lifts a fence. A node that is not fenced already follows the primary: saying
+  // "rejoined" there would claim work that was not done. --reclone and clone still rebuild
+  // it, and so does rejoin of a copy drd refused to overwrite or cannot apply to (--discard).
+  bool copy_at_risk = false;
+  if (driver_)
+    if (auto reps = driver_->replicas(); reps.count(*node))
+      copy_at_risk = !reps[*node].history_problem.empty() || reps[*node].apply_failing;
+  if (!clone && !reclone && !discard && !copy_at_risk &&
+      std::find(fenced_.begin(), fenced_.end(), *node) == fenced_.end()) {
+    auto it = nodes_.find(*node);
+    bool up = it != nodes_.end() && it->second.health.health == Health::up;
+    return reply(make_error(
+        Errc::refused,
+        *node + " is not fenced: it is already a standby following the primary " + primary_ +
+            (up ? "" : " (it is down now)") + "; nothing done",
+        up ? "rejoin is for a fenced old primary; to copy it afresh anyway: drctl rejoin " + *node + " --reclone"
+           : "start it again (it catches up by itself), or rebuild it: drctl rejoin " + *node + " --reclone"));
+  }
   auto* d = driver_.get();
   std::string name = *node;
   cluster_worker_->post([this, d, name, reclone, discard, clone, reply = std::move(reply)]() mutable {
@@ -289,7 +311,7 @@ void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
       fenced_.erase(std::remove(fenced_.begin(), fenced_.end(), name), fenced_.end());
       failed_promotions_.erase(name);
       log::event(spdlog::level::info, "rejoin", {{"NODE", name}}, name + " rejoined as a standby of " + primary_);
-      reply(json::value(json::object{{"node", name}, {"role", "standby"}}));
+      reply(json::value(json::object{{"node", name}, {"role", "standby"}, {"primary", primary_}}));
     });
   });
 }
@@ -311,13 +333,30 @@ void Daemon::dispatch(const std::string& method, const json::object& params, con
   if (method == "status") return reply(status_json());
   if (method == "primary") {
     const NodeConfig* c = config_.find_node(primary_);
-    return reply(json::value(json::object{{"name", primary_}, {"url", c ? c->safe_url : ""}, {"term", term_}}));
+    return reply(json::value(json::object{{"name", primary_}, {"url", c ? display_url(*c) : ""}, {"term", term_}}));
   }
   if (method == "history") return reply(history_json(params));
   if (method == "health") return reply(health_json(params));
   if (method == "audit") return reply(audit_json(params));
   if (method == "test") {
-    return probe_all_now([reply = std::move(reply)](json::value v) { reply(std::move(v)); });
+    auto node = string_param(params, "node", false);
+    if (!node) return reply(node.error());
+    std::optional<std::string> only;
+    if (!node->empty()) {
+      if (!nodes_.count(*node)) return reply(make_error(Errc::not_found, "no node named '" + *node + "'"));
+      only = *node;
+    }
+    return probe_all_now(
+        [this, reply = std::move(reply)](json::value v) {
+          // Each row says what the node is, as the status panel would after this probe.
+          for (auto& row : v.as_object()["nodes"].as_array()) {
+            auto& r = row.as_object();
+            auto it = nodes_.find(std::string(r["name"].as_string()));
+            if (it != nodes_.end()) r["role"] = node_json(it->second).at("role");
+          }
+          reply(std::move(v));
+        },
+        only);
   }
   if (forward_if_follower(method, params, caller, reply)) return;
   if (method == "monitoring.start") return reply(set_flag("monitoring", true));

@@ -224,29 +224,53 @@ Decision decide_lost_primary(const ClusterView& v) {
 
 }  // namespace
 
+std::string degraded_reason(const ClusterView& v) {
+  std::string out;
+  for (auto& n : v.nodes) {
+    if (n.name == v.primary || (n.healthy && !n.fenced)) continue;
+    std::string what;
+    if (n.fenced)
+      what = n.name + (n.healthy ? " is fenced" : " is down and fenced") + " (old primary: drctl rejoin " + n.name + ")";
+    else if (n.config_problem)
+      what = n.name + " is unreachable for drd because of a configuration problem (" + *n.config_problem + ")";
+    else
+      what = n.name + " is down";
+    out += (out.empty() ? "" : "; ") + what;
+  }
+  return out;
+}
+
 Decision decide(const ClusterView& v) {
   Decision d;
-  bool any_standby_down = false;
-  for (auto& n : v.nodes)
-    if (n.name != v.primary && (!n.healthy || n.fenced)) any_standby_down = true;
+  const std::string standbys_down = degraded_reason(v);
 
   if (v.failover_running) {
     d.state = FailoverState::failing_over;
+    d.reason = "a failover away from " + v.primary + " is running";
     return d;
   }
   if (!v.monitoring) {
     d.state = FailoverState::unknown;
-    d.reason = "monitoring is stopped";
+    d.reason = "monitoring is stopped (drctl start-monitoring)";
     return d;
   }
   if (!v.primary_lost.empty()) return decide_lost_primary(v);
   switch (v.primary_health) {
     case Health::unknown:
       d.state = FailoverState::unknown;
+      d.reason = "primary " + v.primary + " has not been probed yet";
       return d;
     case Health::up:
-      d.state = v.primary_failures > 0 ? FailoverState::failing
-                                       : (any_standby_down ? FailoverState::degraded : FailoverState::normal);
+      if (v.primary_failures > 0) {
+        d.state = FailoverState::failing;
+        d.reason = "primary " + v.primary + " failed its last " +
+                   (v.primary_failures == 1 ? std::string("probe") : std::to_string(v.primary_failures) + " probes");
+      } else if (!standbys_down.empty()) {
+        d.state = FailoverState::degraded;
+        d.reason = standbys_down;
+      } else {
+        d.state = FailoverState::normal;
+      }
       return d;
     case Health::down:
       break;
@@ -256,18 +280,21 @@ Decision decide(const ClusterView& v) {
       // The server answered (or drd refused its certificate): it is most likely up and
       // serving clients, so a failover would make two primaries. Say what to fix.
       d.state = FailoverState::degraded;
+      d.blocked = true;
       d.reason = "primary " + v.primary + " is unreachable for drd because of a configuration problem (" +
                  *n.config_problem + "); no automatic failover: fix the configuration, or run drctl failover";
       return d;
     }
   if (!v.primary_paused.empty()) {
     d.state = FailoverState::disabled;
+    d.blocked = true;
     d.reason = "primary " + v.primary + " is down on purpose (" + v.primary_paused +
                "); automatic failover waits until that is done";
     return d;
   }
   if (!v.auto_failover) {
     d.state = FailoverState::disabled;
+    d.blocked = true;
     d.reason = "primary " + v.primary + " is down and automatic failover is disabled";
     return d;
   }

@@ -126,10 +126,18 @@ struct ClusterView {
 struct Decision {
   enum class Kind { none, failover, no_candidate } kind = Kind::none;
   std::string target;
-  std::string reason;
+  std::string reason;  // set for every state but normal: what is wrong (status shows it)
   FailoverState state = FailoverState::normal;
+  // The primary is down, so a failover is needed, and something stops it (auto-failover
+  // disabled, a restore pausing the primary, a configuration problem, the store). Only then
+  // is `failover_blocked` logged: a stopped monitor or a down standby block nothing.
+  bool blocked = false;
 };
 
 Decision decide(const ClusterView& view);
+
+// Why the cluster is degraded: each standby that is down or fenced, "; "-joined
+// ("secondary2 is down; primary is fenced (old primary: drctl rejoin primary)"). "" when none.
+std::string degraded_reason(const ClusterView& view);
 
 }  // namespace drd

@@ -62,7 +62,11 @@ Result<MasterKey> load_master_key(const std::filesystem::path& key_file) {
   struct stat st {};
   if (::stat(key_file.c_str(), &st) != 0) {
     int e = errno;
-    return errno_error(e == ENOENT ? Errc::not_found : Errc::io, "cannot read backup key file", key_file, e);
+    if (e == ENOENT)
+      return make_error(Errc::not_found, "backup key file " + key_file.string() + " is missing (no such file)",
+                        "create one with: openssl rand -hex 32 > " + key_file.string() + " && chmod 600 " +
+                            key_file.string());
+    return errno_error(Errc::io, "cannot read backup key file", key_file, e);
   }
   if (!S_ISREG(st.st_mode))
     return make_error(Errc::invalid_argument, "backup key file " + key_file.string() + " is not a regular file");
@@ -70,7 +74,8 @@ Result<MasterKey> load_master_key(const std::filesystem::path& key_file) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%03o", st.st_mode & 0777);
     return make_error(Errc::permission_denied,
-                      "backup key file " + key_file.string() + " is accessible by group/others (mode " + mode + ")",
+                      "backup key file " + key_file.string() + " is accessible by group/others (mode " + mode +
+                          "; it must be 600: readable by its owner only)",
                       "run: chmod 600 " + key_file.string());
   }
   std::ifstream in(key_file, std::ios::binary);
@@ -90,15 +95,27 @@ Result<MasterKey> load_master_key(const std::filesystem::path& key_file) {
   }
   std::size_t len = s.size();
   OPENSSL_cleanse(s.data(), s.size());
+  const std::string expected = "expected 32 raw bytes, 64 hex characters or 44 base64 characters";
+  if (!ok && len == 0)
+    return make_error(Errc::invalid_argument, "backup key file " + key_file.string() + " is empty (" + expected + ")",
+                      "create one with: openssl rand -hex 32 > " + key_file.string() + " && chmod 600 " +
+                          key_file.string());
   if (!ok)
     return make_error(Errc::invalid_argument,
-                      "backup key file " + key_file.string() + " does not hold a 32-byte key (" +
-                          std::to_string(len) + " bytes read; expected 32 raw bytes, 64 hex characters or base64)",
+                      "backup key file " + key_file.string() + " does not hold a 32-byte key (wrong length or encoding: " +
+                          std::to_string(len) + " bytes read; " + expected + ", one trailing newline allowed)",
                       "create one with: openssl rand -hex 32 > " + key_file.string() + " && chmod 600 " +
                           key_file.string());
   MasterKey k(key);
   OPENSSL_cleanse(key.data(), key.size());
   return k;
+}
+
+std::optional<std::string> key_file_problem(const std::filesystem::path& key_file) {
+  auto key = load_master_key(key_file);
+  if (key) return std::nullopt;
+  const Error& e = key.error();
+  return e.hint.empty() ? e.message : e.message + " (" + e.hint + ")";
 }
 
 }  // namespace drd::backup

@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "common/result.hpp"
@@ -33,6 +34,11 @@ class MasterKey {
 // Reads and validates a key file. Errors: not_found, permission_denied (mode too open),
 // invalid_argument (wrong length / encoding).
 Result<MasterKey> load_master_key(const std::filesystem::path& key_file);
+
+// Checks a key file the way load_master_key reads it, for config load and reload (so a bad key
+// is found before the next backup): nullopt when it is usable, else the fault (missing, empty,
+// wrong length, mode too open...) naming the file, with the fix. Never contains key bytes.
+std::optional<std::string> key_file_problem(const std::filesystem::path& key_file);
 
 // 16 hex characters identifying a 32-byte key (first 8 bytes of its SHA-256).
 std::string key_id_of(const std::uint8_t* key32);

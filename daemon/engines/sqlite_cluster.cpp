@@ -286,7 +286,7 @@ Status SqliteCluster::tick() {
     if (auto st = repl_->checkpoint(false); !st) spdlog::warn("checkpoint of {}: {}", primary_, st.error().message);
     checkpointed_at_bytes_ = end;
     last_checkpoint_ = now;
-  } else if (end != checkpointed_at_bytes_ && now - last_change_ > kIdleTruncateAfter) {
+  } else if (end != checkpointed_at_bytes_ && now - last_change_ > kIdleTruncateAfter && last_change_ - last_checkpoint_ > std::chrono::seconds(1)) {
     if (auto st = repl_->checkpoint(true); !st) spdlog::warn("checkpoint of {}: {}", primary_, st.error().message);
     checkpointed_at_bytes_ = end;
     last_checkpoint_ = now;

@@ -74,6 +74,17 @@ std::vector<AlertNotification> AlertManager::evaluate(const MetricsSnapshot& sna
   return sent;
 }
 
+std::vector<AlertNotification> AlertManager::on_failover(const FailoverEvent& e, SysTime now) {
+  std::lock_guard lk(mu_);
+  auto sent = failover_notifications(rules_, e, now);
+  for (auto& n : sent) {
+    recent_.push_front(n);
+    if (recent_.size() > kRecent) recent_.pop_back();
+    dispatch(n);
+  }
+  return sent;
+}
+
 void AlertManager::dispatch(const AlertNotification& n) {
   bool any = false;
   for (const auto& name : n.channels) {

@@ -42,6 +42,8 @@ class AlertManager {
   // Evaluates every rule against `snapshot` and sends the resulting notifications.
   // Returns them (for logging/tests).
   std::vector<AlertNotification> evaluate(const MetricsSnapshot& snapshot, SysTime now);
+  // A failover happened: the failover rules notify now, once each (failover_notifications).
+  std::vector<AlertNotification> on_failover(const FailoverEvent& e, SysTime now);
 
   // {"firing": [...], "pending": [...], "recent": [...]} each
   // {"rule","node","severity","state","since","value","message"}; recent adds "time", newest first.

@@ -114,6 +114,34 @@ std::string alert_message(const AlertRuleConfig& r, const std::string& node, dou
   return m + ")";
 }
 
+bool is_event_rule(const AlertRuleConfig& r) { return canonical_metric(r.metric) == "failover"; }
+
+std::vector<AlertNotification> failover_notifications(const std::vector<AlertRuleConfig>& rules,
+                                                      const FailoverEvent& e, SysTime now) {
+  std::vector<AlertNotification> out;
+  const double value = e.in_last_minute;
+  for (const auto& r : rules) {
+    if (!is_event_rule(r) || !compare_op(r.op, value, r.threshold)) continue;
+    AlertNotification n;
+    n.kind = NotificationKind::firing;
+    n.rule = r.name;
+    n.metric = "failover";
+    n.op = r.op;
+    n.severity = r.severity;
+    n.value = value;
+    n.threshold = r.threshold;
+    n.time = now;
+    n.since = now;
+    n.message = "failover " + (e.from.empty() ? std::string("(none)") : e.from) + " -> " + e.to + " (" + e.mode +
+                ", term " + std::to_string(e.term) + "); " + std::to_string(e.in_last_minute) +
+                (e.in_last_minute == 1 ? " failover" : " failovers") + " in the last minute (rule: failover " + r.op +
+                " " + format_value(r.threshold) + ")";
+    n.channels = r.channels;
+    out.push_back(std::move(n));
+  }
+  return out;
+}
+
 namespace {
 
 // Which subjects of the snapshot this rule looks at.
@@ -142,11 +170,13 @@ AlertEvaluation evaluate_alerts(const std::vector<AlertRuleConfig>& rules, const
                                 const MetricsSnapshot& snapshot, SysTime now) {
   AlertEvaluation out;
   std::set<std::string> names;
-  for (const auto& r : rules) names.insert(r.name);
+  for (const auto& r : rules)
+    if (!is_event_rule(r)) names.insert(r.name);
   for (const auto& [key, st] : previous)
     if (names.count(key.rule)) out.states.emplace(key, st);  // kept as is unless re-evaluated below
 
   for (const auto& r : rules) {
+    if (is_event_rule(r)) continue;
     for (const auto& subject : subjects_for(r, snapshot)) {
       const double value = *snapshot.get(subject, r.metric);
       const bool cond = compare_op(r.op, value, r.threshold);

@@ -84,8 +84,27 @@ struct AlertEvaluation {
 };
 
 // States of rules that are not in `rules` any more are dropped without notifications.
+// Event rules (is_event_rule) are skipped here: they notify per event, failover_notifications().
 AlertEvaluation evaluate_alerts(const std::vector<AlertRuleConfig>& rules, const AlertStates& previous,
                                 const MetricsSnapshot& snapshot, SysTime now);
+
+// Rules on `failover` are about events, not states: each failover is checked against them
+// once, when it happens, rather than a "failovers in the last minute" level sampled after
+// probe rounds (which missed failovers between samples and merged a second failover within
+// the minute into an alert already firing, so it notified no one).
+bool is_event_rule(const AlertRuleConfig& r);
+
+struct FailoverEvent {
+  std::string from, to, mode;  // mode: auto | manual | switchover
+  std::int64_t term = 0;
+  int in_last_minute = 1;      // failovers in the last 60 s, this one included: the rule's value
+};
+
+// One "firing" notification for each failover rule whose condition holds for the event's
+// value (`failover > 0` always does), on that rule's channels; for: and repeat: do not
+// apply. Nothing is kept: the next failover is judged on its own.
+std::vector<AlertNotification> failover_notifications(const std::vector<AlertRuleConfig>& rules,
+                                                      const FailoverEvent& e, SysTime now);
 
 // "response_time_ms on primary is 350 (> 200 for 30s)"; node "" is called "cluster".
 std::string alert_message(const AlertRuleConfig& r, const std::string& node, double value, bool resolved);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <ctime>
 
+#include "common/json_text.hpp"
 #include "common/log.hpp"
 
 namespace drd::monitoring {
@@ -177,7 +178,7 @@ bool WebhookChannel::deliver(const AlertNotification& n) {
   HttpRequest req;
   req.method = "POST";
   req.content_type = "application/json";
-  req.body = json::serialize(notification_json(n));
+  req.body = serialize_plain(notification_json(n));
   req.timeout = opts_.timeout;
   Millis backoff = opts_.backoff;
   std::string why;

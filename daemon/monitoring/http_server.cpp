@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 
+#include "common/json_text.hpp"
 #include "daemon/monitoring/status_page.hpp"
 
 namespace drd::monitoring {
@@ -191,9 +192,9 @@ Reply respond(const Request& rq, const Data& d) {
     case Route::page:
       return Reply{200, "text/html; charset=utf-8", render_status_page(d.status, d.alerts, d.chart, d.now)};
     case Route::status_json:
-      return Reply{200, "application/json", json::serialize(d.status) + "\n"};
+      return Reply{200, "application/json", serialize_plain(d.status) + "\n"};
     case Route::alerts_json:
-      return Reply{200, "application/json", json::serialize(d.alerts) + "\n"};
+      return Reply{200, "application/json", serialize_plain(d.alerts) + "\n"};
     case Route::not_found:
       break;
   }

@@ -107,7 +107,12 @@ void Monitoring::stop() {
 void Monitoring::on_probe(const std::string& node, SysTime t, bool ok, double response_ms) {
   recorder_.on_probe(node, t, ok, response_ms);
 }
-void Monitoring::on_failover(SysTime t) { recorder_.on_failover(t); }
+void Monitoring::on_failover(SysTime t, const std::string& from, const std::string& to, const std::string& mode,
+                             std::int64_t term) {
+  recorder_.on_failover(t);
+  FailoverEvent e{from, to, mode, term, recorder_.failovers_since(t - std::chrono::minutes(1))};
+  alerts_.on_failover(e, t);
+}
 void Monitoring::on_backup(SysTime t, bool ok, std::uint64_t size_bytes) { recorder_.on_backup(t, ok, size_bytes); }
 
 MetricsSnapshot Monitoring::alert_snapshot(const json::value& status, SysTime now) const {

@@ -47,7 +47,9 @@ class Monitoring {
   void stop();     // closes the listener, stops channel workers (queued notifications dropped, logged)
 
   void on_probe(const std::string& node, SysTime t, bool ok, double response_ms);
-  void on_failover(SysTime t);
+  // Records the failover and notifies the `failover` alert rules at once (once per failover).
+  void on_failover(SysTime t, const std::string& from, const std::string& to, const std::string& mode,
+                   std::int64_t term);
   void on_backup(SysTime t, bool ok, std::uint64_t size_bytes);
 
   // Builds the metric snapshot (status JSON + disks + memory + backups + failovers) and runs

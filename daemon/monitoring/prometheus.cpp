@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/json_text.hpp"
+
 namespace drd::monitoring {
 
 std::string escape_label(const std::string& v) {
@@ -27,10 +29,8 @@ namespace {
 std::string num(double v) {
   if (std::isnan(v)) return "NaN";
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  char buf[40];
-  if (v == std::floor(v) && std::fabs(v) < 1e15) std::snprintf(buf, sizeof buf, "%.0f", v);
-  else std::snprintf(buf, sizeof buf, "%.9g", v);
-  return buf;
+  // Plain decimals, exact: "%.9g" wrote a timestamp as 1.79662755e+09, 10-second resolution.
+  return plain_decimal(v);
 }
 
 class Writer {

@@ -97,3 +97,10 @@ TEST_CASE("the client reports an unreachable socket as such", "[rpc]") {
   CHECK(std::get<rpc::CallError>(r).unreachable);
   CHECK_THAT(std::get<rpc::CallError>(r).message, Catch::Contains("/nonexistent/drd.sock"));
 }
+
+TEST_CASE("replies and notifications write doubles as plain decimals", "[rpc][json-text]") {
+  auto ok = rpc::result_line(json::value(1), json::object{{"response_time_ms", 0.292075}, {"t", 1796627550.5}});
+  CHECK(ok == R"({"jsonrpc":"2.0","id":1,"result":{"response_time_ms":0.292075,"t":1796627550.5}})" "\n");
+  auto note = rpc::notification_line("progress", json::object{{"done", 0.25}});
+  CHECK(note == R"({"jsonrpc":"2.0","method":"progress","params":{"done":0.25}})" "\n");
+}

@@ -1,5 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <limits>
+
+#include "common/json_text.hpp"
 #include "common/units.hpp"
 
 using namespace drd;
@@ -37,4 +41,44 @@ TEST_CASE("sizes parse in powers of 1024", "[units]") {
   CHECK(parse_size("100") == 100u);
   CHECK_FALSE(parse_size("12 parsecs"));
   CHECK_FALSE(parse_size("MB"));
+}
+
+TEST_CASE("plain_decimal writes the shortest exact decimal, never an exponent", "[json-text]") {
+  struct Row {
+    double v;
+    const char* text;
+  };
+  const Row rows[] = {{0.292075, "0.292075"},
+                      {1796627550.123, "1796627550.123"},
+                      {1796627550.0, "1796627550"},
+                      {5.0, "5"},
+                      {-0.0, "0"},
+                      {0.0, "0"},
+                      {-2.5, "-2.5"},
+                      {0.000001, "0.000001"},
+                      {123456789012345678901.0, "123456789012345683968"},  // the double's exact value
+                      {1e-7, "1e-07"},  // beyond JavaScript's bounds: the exponent form stays
+                      {1e21, "1e+21"},
+                      {1.7e308, "1.7e+308"},
+                      {0.1 + 0.2, "0.30000000000000004"}};
+  for (auto r : rows) {
+    INFO(r.text);
+    CHECK(plain_decimal(r.v) == r.text);
+  }
+  CHECK(plain_decimal(std::numeric_limits<double>::infinity()) == "null");
+  CHECK(plain_decimal(std::nan("")) == "null");
+}
+
+TEST_CASE("serialize_plain is json::serialize with plain-decimal doubles", "[json-text]") {
+  namespace json = boost::json;
+  json::value v = json::object{{"a", 0.292075},
+                               {"b", json::array{1, -2, 3.5, 1.79662755e9, nullptr, true}},
+                               {"s \"q\"", "x\ny"},
+                               {"u", std::uint64_t(18446744073709551615ull)},
+                               {"nested", json::object{{"t", 1796627550.123}}}};
+  const std::string text = serialize_plain(v);
+  CHECK(text ==
+        R"({"a":0.292075,"b":[1,-2,3.5,1796627550,null,true],"s \"q\"":"x\ny","u":18446744073709551615,)"
+        R"("nested":{"t":1796627550.123}})");
+  CHECK(json::serialize(v).find('E') != std::string::npos);  // what Boost.JSON alone writes
 }

@@ -4,6 +4,7 @@
 
 #include "common/config.hpp"
 #include "common/config_detail.hpp"
+#include "common/node_url.hpp"
 
 using namespace drd;
 using namespace drd::config_detail;
@@ -167,4 +168,29 @@ TEST_CASE("http listen addresses need a host and a valid port", "[config][listen
     INFO(bad);
     CHECK(check_listen(bad));
   }
+}
+
+TEST_CASE("display_url shows an SQLite node's file as an absolute path", "[config][url]") {
+  auto loaded = load_config_text(R"(disaster_recovery:
+  databases:
+    primary: { type: primary, url: "sqlite:///data/a.db" }
+    abs: { type: secondary, url: "sqlite:////var/lib/app/b.db" }
+)",
+                                 "/cfg/dir/drd.yaml", "/cfg/dir");
+  for (auto& p : loaded.problems) INFO(p.to_string());
+  REQUIRE(loaded.config);
+  const auto& n = loaded.config->nodes;
+  REQUIRE(n.size() == 2);
+  CHECK(n[0].safe_url == "sqlite:///data/a.db");  // as written
+  CHECK(display_url(n[0]) == "sqlite:////cfg/dir/data/a.db");
+  CHECK(display_url(n[1]) == "sqlite:////var/lib/app/b.db");
+
+  auto pg = load_config_text(R"(disaster_recovery:
+  databases:
+    primary: { type: primary, url: "postgresql://u:secret@h:5432/db" }
+    standby: { type: secondary, url: "postgresql://u:secret@h2:5432/db" }
+)",
+                             "/cfg/dir/drd.yaml", "/cfg/dir");
+  REQUIRE(pg.config);
+  CHECK(display_url(pg.config->nodes[0]) == "postgresql://u:***@h:5432/db");
 }

@@ -309,3 +309,65 @@ TEST_CASE("decide: a primary paused for a restore is not failed over, whatever e
     }
   }
 }
+
+TEST_CASE("decide: every state but normal names its reason", "[policy][reason]") {
+  auto fenced = [](std::string name, bool healthy) {
+    NodeView n = node(std::move(name), 0, healthy);
+    n.fenced = true;
+    return n;
+  };
+  struct Row {
+    const char* what;
+    std::vector<NodeView> nodes;
+    Health health;
+    int failures;
+    bool monitoring, auto_failover, running;
+    FailoverState state;
+    std::vector<std::string> says;
+    bool blocked;
+  };
+  const std::vector<Row> rows = {
+      {"all healthy", {node("p", 0, true), node("s1", 1, true)}, Health::up, 0, true, true, false,
+       FailoverState::normal, {}, false},
+      {"after a failover: the old primary is fenced", {fenced("old", true), node("p", 1, true), node("s2", 2, true)},
+       Health::up, 0, true, true, false, FailoverState::degraded,
+       {"old is fenced", "drctl rejoin old"}, false},
+      {"old primary fenced and down", {fenced("old", false), node("p", 1, true)}, Health::up, 0, true, true, false,
+       FailoverState::degraded, {"old is down and fenced"}, false},
+      {"a standby is down", {node("p", 0, true), node("s1", 1, true), node("s2", 2, false)}, Health::up, 0, true,
+       true, false, FailoverState::degraded, {"s2 is down"}, false},
+      {"two standbys down", {node("p", 0, true), node("s1", 1, false), node("s2", 2, false)}, Health::up, 0, true,
+       true, false, FailoverState::degraded, {"s1 is down; s2 is down"}, false},
+      {"primary failing", {node("p", 0, true), node("s1", 1, true)}, Health::up, 2, true, true, false,
+       FailoverState::failing, {"primary p failed its last 2 probes"}, false},
+      {"primary not probed yet", {node("p", 0, false), node("s1", 1, true)}, Health::unknown, 0, true, true, false,
+       FailoverState::unknown, {"p has not been probed yet"}, false},
+      {"monitoring stopped", {node("p", 0, true), node("s1", 1, true)}, Health::up, 0, false, true, false,
+       FailoverState::unknown, {"monitoring is stopped"}, false},
+      {"failover running", {node("p", 0, false), node("s1", 1, true)}, Health::down, 3, true, true, true,
+       FailoverState::failing_over, {"a failover away from p is running"}, false},
+      {"auto-failover disabled", {node("p", 0, false), node("s1", 1, true)}, Health::down, 3, true, false, false,
+       FailoverState::disabled, {"p is down and automatic failover is disabled"}, true},
+      {"no candidate", {node("p", 0, false), node("s1", 1, false)}, Health::down, 3, true, true, false,
+       FailoverState::no_candidate, {"s1 not healthy"}, false},
+      {"failover needed", {node("p", 0, false), node("s1", 1, true)}, Health::down, 3, true, true, false,
+       FailoverState::failing_over, {"primary p down after 3 failed probes"}, false},
+  };
+  for (const auto& r : rows) {
+    INFO(r.what);
+    ClusterView v;
+    v.primary = "p";
+    v.nodes = r.nodes;
+    v.primary_health = r.health;
+    v.primary_failures = r.failures;
+    v.monitoring = r.monitoring;
+    v.auto_failover = r.auto_failover;
+    v.failover_running = r.running;
+    auto d = decide(v);
+    CHECK(d.state == r.state);
+    CHECK(d.blocked == r.blocked);
+    if (r.state == FailoverState::normal) CHECK(d.reason.empty());
+    else CHECK_FALSE(d.reason.empty());
+    for (auto& s : r.says) CHECK_THAT(d.reason, Catch::Contains(s));
+  }
+}

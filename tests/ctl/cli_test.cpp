@@ -69,12 +69,17 @@ TEST_CASE("verify and restore send an existing file as its absolute path", "[cli
   std::filesystem::current_path(dir.path());
   auto v = parsed({"verify", "b.drbk"});
   auto r = parsed({"restore", "./b.drbk", "--target", "out/new.db"});
-  auto missing = parsed({"verify", "nope.drbk"});
+  auto id_like = parsed({"verify", "20261124T052920Z-primary-1a2b.seg-3"});
+  auto missing = parse_command_line({"verify", "nope.drbk"});
   std::filesystem::current_path(prev);
   CHECK(json::value(v.params) == json::value{{"path", (dir.path() / "b.drbk").string()}});
   CHECK(r.params.at("path").as_string() == (dir.path() / "b.drbk").string());
   CHECK(r.params.at("target").as_string() == (dir.path() / "out/new.db").string());
-  CHECK(json::value(missing.params) == json::value{{"id", "nope.drbk"}});
+  CHECK(json::value(id_like.params) == json::value{{"id", "20261124T052920Z-primary-1a2b.seg-3"}});
+  // Written like a file, but there is no such file: not sent to drd as an id.
+  CHECK_FALSE(missing.invocation);
+  CHECK(missing.exit_code == 2);
+  CHECK_THAT(missing.err, Catch::Contains("'nope.drbk': no such file, and not a backup id"));
 }
 
 TEST_CASE("global options work before or after the command", "[cli]") {
@@ -96,7 +101,7 @@ TEST_CASE("timeouts: 30s by default, 1h for long operations, --timeout wins", "[
   using namespace std::chrono_literals;
   CHECK(parsed({"status"}).timeout == 30s);
   CHECK(parsed({"failover", "s1"}).timeout == 30s);
-  for (auto cmd : {std::vector<std::string>{"backup"}, {"restore", "b"}, {"verify", "b"}, {"switchover", "s"},
+  for (auto cmd : {std::vector<std::string>{"backup"}, {"restore", "b", "--node", "s"}, {"verify", "b"}, {"switchover", "s"},
                    {"rejoin", "p"}, {"clone", "p"}}) {
     INFO(cmd.front());
     CHECK(parsed(cmd).timeout == 1h);
@@ -112,7 +117,7 @@ TEST_CASE("timeouts: 30s by default, 1h for long operations, --timeout wins", "[
 
 TEST_CASE("only backup may ask for progress notifications", "[cli]") {
   CHECK(parsed({"backup"}).progress);
-  CHECK_FALSE(parsed({"restore", "b"}).progress);
+  CHECK_FALSE(parsed({"restore", "b", "--target", "/t"}).progress);
   CHECK_FALSE(parsed({"status"}).progress);
 }
 
@@ -134,6 +139,9 @@ TEST_CASE("usage errors exit 2 with a message naming the problem", "[cli]") {
       {{"status", "--timeout", "forever"}, "not a timeout"},
       {{"status", "--bogus"}, "--bogus"},
       {{"status", "extra"}, "extra"},
+      {{"restore", "backup.sql"}, "BACKUP 'backup.sql': no such file, and not a backup id; expected a backup id"},
+      {{"restore", "b1"}, "restore needs a destination: --node NODE"},
+      {{"--json", "failover"}, "NODE is required"},
   };
   for (const auto& r : rows) {
     auto out = parse_command_line(r.args);
@@ -143,6 +151,31 @@ TEST_CASE("usage errors exit 2 with a message naming the problem", "[cli]") {
     CHECK(out.err.rfind("drctl: ", 0) == 0);
     CHECK(out.err.find(r.says) != std::string::npos);
   }
+}
+
+TEST_CASE("a usage error says what the command expects, and prints JSON with --json", "[cli]") {
+  auto fo = parse_command_line({"failover"});
+  CHECK(fo.exit_code == 2);
+  CHECK(fo.out.empty());
+  CHECK_THAT(fo.err, Catch::Contains("usage: drctl failover NODE [--force]"));
+
+  auto js = parse_command_line({"--json", "failover"});
+  CHECK(js.exit_code == 2);
+  INFO(js.out);
+  auto doc = json::parse(js.out);
+  CHECK_THAT(std::string(doc.at("error").at("message").as_string()), Catch::Contains("NODE is required"));
+  CHECK(doc.at("error").at("usage_error").as_bool());
+  CHECK(doc.at("error").at("usage").as_string() == "drctl failover NODE [--force]");
+
+  auto restore = parse_command_line({"restore", "backup.sql", "--json"});
+  CHECK(restore.exit_code == 2);
+  auto rdoc = json::parse(restore.out);
+  CHECK_THAT(std::string(rdoc.at("error").at("message").as_string()), Catch::Contains("backup.sql"));
+  CHECK_THAT(std::string(rdoc.at("error").at("usage").as_string()), Catch::Contains("drctl restore BACKUP [--node NODE]"));
+
+  auto unknown = parse_command_line({"--json", "frobnicate"});
+  CHECK(unknown.exit_code == 2);
+  CHECK(json::parse(unknown.out).at("error").at("message").as_string() == "unknown command 'frobnicate'");
 }
 
 TEST_CASE("help and version flags print and exit 0", "[cli]") {

@@ -215,6 +215,10 @@ TEST_CASE("confirmations say what happened", "[render]") {
   CHECK(render_transition(json::parse("{}"), "switchover", "s2", en) == "switchover to s2 done\n");
   CHECK(render_rejoin(json::parse(R"({"node": "primary", "role": "standby"})"), "rejoin", "primary", en) ==
         "primary rejoined as standby\n");
+  CHECK(render_rejoin(json::parse(R"({"node": "primary", "role": "standby", "primary": "secondary1"})"), "rejoin",
+                      "primary", en) == "primary rejoined as a standby of secondary1\n");
+  CHECK(render_rejoin(json::parse(R"({"node": "s3", "role": "standby", "primary": "secondary1"})"), "clone", "s3",
+                      en) == "s3 cloned from secondary1, now a standby of it\n");
   CHECK(render_confirmation(json::parse(R"({"monitoring": true})"), "monitoring.start", en) == "health monitoring started\n");
   CHECK(render_confirmation(json::parse(R"({"auto_failover": false})"), "auto_failover.disable", en) ==
         "auto failover disabled\n");

@@ -184,3 +184,43 @@ TEST_CASE("a second drd on the same socket is refused", "[e2e]") {
   CHECK_THAT(r.err, Catch::Contains("another drd is already serving"));
   CHECK(f.call("ping").at("pong").as_bool());
 }
+
+TEST_CASE("test --node probes only that node, and --json rows carry each node's role", "[e2e][test-cmd]") {
+  DrdFixture f;
+  f.start();
+  auto one = f.drctl({"test", "--node", "secondary1"});
+  INFO(one.out << one.err);
+  CHECK(one.exit_code == 0);
+  CHECK_THAT(one.out, Catch::Contains("secondary1"));
+  CHECK(one.out.find("primary") == std::string::npos);
+  CHECK(one.out.find("secondary2") == std::string::npos);
+
+  auto js = f.drctl({"--json", "test", "--node", "secondary1"});
+  INFO(js.out << js.err);
+  REQUIRE(js.exit_code == 0);
+  auto rows = json::parse(js.out).at("nodes").as_array();
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].at("name").as_string() == "secondary1");
+  CHECK(rows[0].at("role").as_string() == "standby");
+
+  auto all = f.drctl({"--json", "test"});
+  REQUIRE(all.exit_code == 0);
+  auto all_rows = json::parse(all.out).at("nodes").as_array();
+  REQUIRE(all_rows.size() == 3);
+  CHECK(all_rows[0].at("role").as_string() == "primary");
+  CHECK(all_rows[1].at("role").as_string() == "standby");
+
+  auto bad = f.drctl({"test", "--node", "nosuchnode"});
+  CHECK(bad.exit_code == 1);
+  CHECK_THAT(bad.err, Catch::Contains("nosuchnode"));
+}
+
+TEST_CASE("primary --url prints an SQLite primary's absolute path", "[e2e][primary-url]") {
+  DrdFixture f;  // the config says sqlite:///data/primary.db, relative to its folder
+  f.start();
+  auto r = f.drctl({"primary", "--url"});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out == "sqlite:///" + f.db("primary").string() + "\n");
+  CHECK(f.node_status("secondary1").at("url").as_string() == "sqlite:///" + f.db("secondary1").string());
+}

@@ -224,9 +224,27 @@ TEST_CASE("a returning old primary stays fenced until rejoin, then follows", "[e
   auto r = f.drctl({"rejoin", "primary"});
   INFO(r.out << r.err);
   CHECK(r.exit_code == 0);
+  CHECK(r.out == "primary rejoined as a standby of secondary1\n");
   CHECK(eventually([&] { return f.node_status("primary").at("role").as_string() == "standby"; }));
   CHECK(eventually([&] { return ids_in(f.db("primary")) == ids_in(f.db("secondary1")); }));
   CHECK(ids_in(f.db("primary")).count(7019));
+}
+
+TEST_CASE("rejoin of a standby that is not fenced is refused and changes nothing", "[e2e][sqlite-ha]") {
+  DrdFixture f;
+  f.start();
+  CHECK(eventually([&] { return f.node_status("secondary1").at("healthy").as_bool(); }));
+  auto r = f.drctl({"rejoin", "secondary1"});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 1);
+  CHECK(r.out.empty());
+  CHECK_THAT(r.err, Catch::Contains("secondary1 is not fenced: it is already a standby following the primary primary"));
+  CHECK_THAT(r.err, Catch::Contains("nothing done"));
+  CHECK_THAT(r.err, Catch::Contains("drctl rejoin secondary1 --reclone"));
+  CHECK(f.node_status("secondary1").at("role").as_string() == "standby");
+  CHECK(f.call("primary").at("name").as_string() == "primary");
+  // No rejoin was recorded.
+  CHECK(f.log().find("event=rejoin") == std::string::npos);
 }
 
 TEST_CASE("automatic failover disabled: the primary's loss is reported, not acted on", "[e2e][sqlite-ha]") {

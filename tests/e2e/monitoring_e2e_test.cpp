@@ -5,6 +5,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <thread>
+
 #include "tests/e2e/drd_fixture.hpp"
 
 using namespace drd::test;
@@ -95,4 +98,66 @@ TEST_CASE("alerts reach a webhook, /primary follows failover, /metrics and / ans
   std::filesystem::rename(f.db("primary"), f.dir() / "away.db");
   CHECK(eventually([&] { return http_get(http_port, "/primary/secondary1").rfind("200", 0) == 0; }));
   CHECK_THAT(http_get(http_port, "/primary/primary"), Catch::StartsWith("503"));
+}
+
+TEST_CASE("every failover, automatic or manual, fires failover_happened once on each of its channels",
+          "[e2e][monitoring][failover-alert]") {
+  const int port_a = free_port(), port_b = free_port();
+  DrdFixture f;
+  f.opts.extra_yaml =
+      "  alerts:\n"
+      "    channels:\n"
+      "      hook_a: { type: webhook, url: \"http://127.0.0.1:" + std::to_string(port_a) + "/a\" }\n"
+      "      hook_b: { type: webhook, url: \"http://127.0.0.1:" + std::to_string(port_b) + "/b\" }\n"
+      "    rules:\n"
+      "      - name: failover_happened\n"
+      "        metric: failover\n"
+      "        severity: critical\n"
+      "        channels: [hook_a, hook_b]\n";
+  f.write_config();
+  const std::string receiver =
+      "import sys,http.server\n"
+      "class H(http.server.BaseHTTPRequestHandler):\n"
+      "  def do_POST(self):\n"
+      "    body=self.rfile.read(int(self.headers['Content-Length']))\n"
+      "    open(sys.argv[2],'ab').write(body+b'\\n')\n"
+      "    self.send_response(200); self.end_headers()\n"
+      "  def log_message(self,*a): pass\n"
+      "http.server.HTTPServer(('127.0.0.1',int(sys.argv[1])),H).serve_forever()";
+  Background a({"python3", "-c", receiver, std::to_string(port_a), (f.dir() / "a.jsonl").string()}, f.dir() / "a.log");
+  Background b({"python3", "-c", receiver, std::to_string(port_b), (f.dir() / "b.jsonl").string()}, f.dir() / "b.log");
+  f.start();
+  auto fired = [&](const char* file) {
+    std::size_t n = 0;
+    const std::string text = read_file(f.dir() / file);
+    for (auto p = text.find("\"rule\":\"failover_happened\""); p != std::string::npos;
+         p = text.find("\"rule\":\"failover_happened\"", p + 1))
+      ++n;
+    return n;
+  };
+
+  // 1. Automatic: the primary's file disappears.
+  std::filesystem::rename(f.db("primary"), f.dir() / "away.db");
+  REQUIRE(eventually([&] { return f.call("status").at("primary").as_string() == "secondary1"; }));
+  CHECK(eventually([&] { return fired("a.jsonl") == 1 && fired("b.jsonl") == 1; }, std::chrono::seconds(15)));
+
+  // 2. Manual, a few seconds later (well within the same minute).
+  auto r = f.drctl({"failover", "secondary2"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(eventually([&] { return fired("a.jsonl") == 2 && fired("b.jsonl") == 2; }, std::chrono::seconds(15)));
+
+  // Exactly once each: nothing more arrives, and never a "resolved".
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  INFO(read_file(f.dir() / "a.jsonl"));
+  CHECK(fired("a.jsonl") == 2);
+  CHECK(fired("b.jsonl") == 2);
+  CHECK(read_file(f.dir() / "a.jsonl").find("\"resolved\"") == std::string::npos);
+  CHECK_THAT(read_file(f.dir() / "a.jsonl"), Catch::Contains("primary -> secondary1 (auto"));
+  CHECK_THAT(read_file(f.dir() / "a.jsonl"), Catch::Contains("secondary1 -> secondary2 (manual"));
+  auto recent = f.call("alerts").at("recent").as_array();
+  std::size_t in_recent = 0;
+  for (auto& n : recent)
+    if (n.at("rule").as_string() == "failover_happened") ++in_recent;
+  CHECK(in_recent == 2);
 }

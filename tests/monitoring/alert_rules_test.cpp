@@ -165,7 +165,7 @@ TEST_CASE("the nodes filter and cluster-wide metrics", "[alerts]") {
   std::vector<Row> rows = {
       {rule("disk", "disk_free_pct", "<", 10, 0s), {"", "primary", "secondary1", "secondary2"}},
       {with_nodes(rule("disk", "disk_free_pct", "<", 10, 0s), {"secondary2"}), {"secondary2"}},
-      {with_nodes(rule("fo", "failover", ">", 0, 0s), {"primary"}), {""}},  // cluster metric ignores nodes:
+      {with_nodes(rule("fo", "failover", ">", 0, 0s), {"primary"}), {}},  // an event rule: failover_notifications()
       {rule("mem", "memory_rss_bytes", ">", 5e8, 0s), {""}},
       {rule("mem", "memory_rss_bytes", ">", 5e9, 0s), {}},
   };
@@ -306,4 +306,51 @@ TEST_CASE("a copy at risk (not overwritten, cannot apply, primary lost) alerts b
   cfg.alerts.rules = {rule("mine", "copy_problem", ">", 0, 0ms)};
   REQUIRE(effective_alerts(cfg).rules.size() == 1);
   CHECK(effective_alerts(cfg).rules[0].name == "mine");
+}
+
+TEST_CASE("failover rules notify once per failover, on the rule's channels, whatever the last minute held",
+          "[alerts][failover]") {
+  auto happened = rule("failover_happened", "failover", ">", 0, 0s);
+  happened.channels = {"hook", "mail"};
+  auto flapping = rule("flapping", "failover", ">=", 2, 0s);
+  auto other = rule("slow", "response_time_ms", ">", 10, 0s);
+  const std::vector<AlertRuleConfig> rules = {happened, flapping, other};
+  struct Row {
+    const char* what;
+    FailoverEvent e;
+    std::vector<std::string> fired;
+  };
+  const std::vector<Row> rows = {
+      {"an automatic failover", {"primary", "secondary1", "auto", 2, 1}, {"failover_happened"}},
+      {"a manual failover", {"secondary1", "secondary2", "manual", 3, 1}, {"failover_happened"}},
+      {"a switchover", {"primary", "secondary1", "switchover", 4, 1}, {"failover_happened"}},
+      {"a second failover within the minute", {"secondary1", "primary", "auto", 5, 2}, {"failover_happened", "flapping"}},
+      {"a third", {"primary", "secondary2", "manual", 6, 3}, {"failover_happened", "flapping"}},
+  };
+  for (const auto& r : rows) {
+    INFO(r.what);
+    auto sent = failover_notifications(rules, r.e, T0);
+    std::vector<std::string> got;
+    for (const auto& n : sent) {
+      got.push_back(n.rule);
+      CHECK(n.kind == NotificationKind::firing);
+      CHECK(n.value == r.e.in_last_minute);
+      CHECK_THAT(n.message, Catch::Contains(r.e.from + " -> " + r.e.to));
+      CHECK_THAT(n.message, Catch::Contains(r.e.mode));
+      if (n.rule == "failover_happened") CHECK(n.channels == std::vector<std::string>{"hook", "mail"});
+    }
+    CHECK(got == r.fired);
+  }
+  // Each failover is judged alone: the same event twice notifies twice (two failovers),
+  // and there is never a "resolved" for an event.
+  auto a = failover_notifications(rules, {"p", "s", "auto", 2, 1}, T0);
+  auto b = failover_notifications(rules, {"s", "p", "auto", 3, 1}, T0 + 30s);
+  CHECK(a.size() == 1);
+  CHECK(b.size() == 1);
+  // The state machine leaves failover rules alone (no duplicate, no resolved later).
+  MetricsSnapshot snap;
+  snap.set("", "failover", 1);
+  CHECK(evaluate_alerts(rules, {}, snap, T0).notifications.empty());
+  snap.set("", "failover", 0);
+  CHECK(evaluate_alerts(rules, {}, snap, T0 + 90s).notifications.empty());
 }

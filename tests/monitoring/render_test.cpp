@@ -272,3 +272,23 @@ TEST_CASE("the status page renders an empty or odd status without throwing", "[p
   auto html = render_status_page(json::parse(R"({"nodes": [1, "x", {"name": 5}]})"), json::object{}, {}, T0);
   CHECK(html.find("critical") != std::string::npos);  // no primary
 }
+
+TEST_CASE("/metrics writes plain decimals: timestamps to the millisecond, no exponent", "[metrics]") {
+  PrometheusSnapshot s;
+  s.last_backup = BackupRecord{1'796'627'550'123, true, 5};
+  s.last_good_backup = BackupRecord{1'796'627'550'000, true, 5};
+  NodeMetrics p;
+  p.name = "primary";
+  p.role = "primary";
+  p.engine = "sqlite";
+  p.up = true;
+  p.response_ms = 0.292075;
+  s.nodes = {p};
+  const std::string text = render_prometheus(s);
+  INFO(text);
+  CHECK_THAT(text, Catch::Contains("drd_last_backup_timestamp_seconds 1796627550.123\n"));
+  CHECK_THAT(text, Catch::Contains("drd_last_successful_backup_timestamp_seconds 1796627550\n"));
+  CHECK_THAT(text, Catch::Contains("drd_node_response_time_seconds{node=\"primary\"} 0.000292075\n"));
+  CHECK(text.find("e+") == std::string::npos);
+  CHECK(text.find("e-") == std::string::npos);
+}
