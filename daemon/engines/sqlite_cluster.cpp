@@ -84,10 +84,20 @@ Status SqliteCluster::attach(const std::string& primary, const std::vector<std::
     if (auto st = replication::finalize_standby_for_promotion(path); !st)
       spdlog::warn("finishing the promotion of {}: {}", primary_, st.error().message);
   }
-  if (auto st = repoint_link(primary_); !st) return st;
+  // Replication starts first: it checks that the primary is the most advanced copy. The
+  // link moves only to a primary that is (never to a stale file that a lost state folder or
+  // the configuration named: applications would write there).
   needs_start_ = true;
   next_start_attempt_ = {};
-  return start_replicator();
+  Status started = start_replicator();
+  if (!primary_problem().empty()) {
+    // Not the most advanced copy: hold its write lock now, before the failover that follows,
+    // so an application still connected to it cannot commit there meanwhile.
+    hold_fence_by_path(primary_);
+    return started;
+  }
+  if (auto st = repoint_link(primary_); !st) return st;
+  return started;
 }
 
 Status SqliteCluster::start_replicator() {
@@ -269,7 +279,12 @@ Status SqliteCluster::tick() {
     return step.error();
   }
   log_report(*step);
-  if (!repl_->primary_lost().empty()) note_primary_problem(repl_->primary_lost());
+  if (!repl_->primary_lost().empty() && primary_problem().empty()) {
+    note_primary_problem(repl_->primary_lost());
+    // Whatever now stands at the primary's path is not the database: hold its write lock at
+    // once, so an application that reopened the path cannot go on committing into it.
+    hold_fence_by_path(primary_);
+  }
   if (!discard_.empty()) {  // an overwrite the operator allowed is done once the copy follows
     auto st = repl_->standbys();
     for (std::size_t i = 0; i < st.size() && i < repl_standbys_.size(); ++i)
@@ -477,8 +492,11 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
   }
   out.lag_bytes = target_lag;
   // 4. Make the target a clean primary, begin its term in its own history, and point
-  //    applications at it.
-  if (auto st = replication::finalize_standby_for_promotion(target->sqlite_path); !st) return st.error();
+  //    applications at it. A target that already is the primary of its own term (drd
+  //    lost its state after promoting it: no position file, its history's last term begun
+  //    by itself) is live, with applications connected: it is not a standby to finalize.
+  if (!already_primary(req.target))
+    if (auto st = replication::finalize_standby_for_promotion(target->sqlite_path); !st) return st.error();
   if (req.term > 0) term_ = req.term;
   if (auto st = begin_primary_term(req.target); !st) return st.error();
   {
@@ -500,6 +518,14 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
   next_start_attempt_ = {};
   publish();
   return out;
+}
+
+bool SqliteCluster::already_primary(const std::string& name) const {
+  const NodeConfig* n = node(name);
+  std::error_code ec;
+  if (!n || std::filesystem::exists(replication::position_path(n->sqlite_path), ec)) return false;
+  auto h = replication::read_history_file(n->sqlite_path);
+  return h && h->stamped && h->last_node == name;
 }
 
 Status SqliteCluster::begin_primary_term(const std::string& name) {

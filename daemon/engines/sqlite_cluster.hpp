@@ -57,6 +57,7 @@ class SqliteCluster : public ClusterDriver {
   void note_primary_problem(const std::string& why);
   void log_report(const replication::StepReport& rep);
   Status begin_primary_term(const std::string& name);
+  bool already_primary(const std::string& name) const;
   void fence_removed_primary(const std::string& name, PromoteOutcome& out);
 
   std::vector<NodeConfig> nodes_;

@@ -19,9 +19,9 @@ from chaos_common import (Drd, Violations, check_catalog, check_store, now_ms, o
 
 NODES = ["primary", "secondary1", "secondary2"]
 SCENARIOS = ["file-lost", "disk-vanish", "writer-kill9", "drd-sigstop", "drd-kill-failover", "drd-kill-backup",
-             "clock-step"]
+             "clock-step", "primary-replaced", "standby-replaced", "state-lost"]
 FAILOVER_TARGET_MS = 1000  # docs/benchmarks.md: p99 <= 1 s at interval 100ms x threshold 3
-FAILOVER_SCENARIOS = {"file-lost", "disk-vanish", "clock-step"}
+FAILOVER_SCENARIOS = {"file-lost", "disk-vanish", "clock-step", "primary-replaced", "standby-replaced"}
 PAGE = 4096
 
 
@@ -127,7 +127,9 @@ class SqliteObserver(threading.Thread):
                     self.t.v.add("split-brain", f"{time.strftime('%H:%M:%S')} writable: {', '.join(w)}")
                 else:
                     self.down_instants += 1
-            if self.samples % 20 == 0 and self.t.drd.pid:
+            if self.t.state_lost:  # the scenario deleted drd's state on purpose: a new store, a new term count
+                self.store_prev = None
+            elif self.samples % 20 == 0 and self.t.drd.pid:
                 self.store_prev = check_store(self.t.state_db, NODES, self.t.v, prev=self.store_prev)
             self.stop_ev.wait(max(0.0, self.period - (time.time() - t0)))
 
@@ -175,6 +177,7 @@ class SqliteTrial:
         self.acks = f"{self.dir}/acks.txt"
         self.writer = None
         self.next_id = 1_000_000
+        self.state_lost = False
 
     def path(self, node):
         if node == "primary" and self.mount:
@@ -258,6 +261,60 @@ class SqliteTrial:
             except FileNotFoundError:
                 pass
         res["failover_ms"] = self.wait_failover(t0, "primary")
+        self.wait_acks(len(read_acks(self.acks)) + 100)
+
+    def s_primary_replaced(self, res):
+        """The README's demo: the primary moved away, and an application writing through the now
+        dangling link makes SQLite create a new, empty database at the primary's path. drd must
+        fail over (a lost primary), never re-seed the standbys from the empty file."""
+        t0 = now_ms()
+        os.rename(self.path("primary"), self.path("primary") + ".moved")
+        con = sqlite3.connect(self.link, timeout=1)
+        try:
+            con.execute("CREATE TABLE IF NOT EXISTS images (id INTEGER PRIMARY KEY, url TEXT, sha256 TEXT, "
+                        "size INTEGER, path TEXT, crawled_at TEXT)")
+            con.commit()
+        except sqlite3.Error:
+            pass
+        finally:
+            con.close()
+        res["failover_ms"] = self.wait_failover(t0, "primary")
+        self.wait_acks(len(read_acks(self.acks)) + 100)
+
+    def s_standby_replaced(self, res):
+        """A standby replaced by an older copy of itself, then the primary lost: drd must not
+        promote the stale copy as if it were current (its position file says it is)."""
+        shutil.copyfile(self.path("secondary1"), self.path("secondary1") + ".older")
+        self.wait_acks(len(read_acks(self.acks)) + 150)
+        os.rename(self.path("secondary1") + ".older", self.path("secondary1"))
+        time.sleep(random.uniform(0.0, 0.2))
+        t0 = now_ms()
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(self.path("primary") + suffix)
+            except FileNotFoundError:
+                pass
+        res["failover_ms"] = self.wait_failover(t0, "primary")
+        self.wait_acks(len(read_acks(self.acks)) + 100)
+
+    def s_state_lost(self, res):
+        """After a failover drd's state folder is lost and the old primary's file is back at its
+        path, the configuration still naming it `type: primary`: the most advanced history must
+        win, not the configuration."""
+        t0 = now_ms()
+        os.rename(self.path("primary"), self.path("primary") + ".away")
+        res["failover_ms"] = self.wait_failover(t0, "primary")
+        self.wait_acks(len(read_acks(self.acks)) + 100)
+        self.state_lost = True
+        self.drd.stop()
+        os.rename(self.path("primary") + ".away", self.path("primary"))
+        shutil.rmtree(f"{self.dir}/state", ignore_errors=True)
+        self.drd.start()
+        try:
+            self.wait_settled()
+        except RuntimeError as e:
+            self.v.add("restart", str(e))
+        self.state_lost = False
         self.wait_acks(len(read_acks(self.acks)) + 100)
 
     def s_disk_vanish(self, res):
