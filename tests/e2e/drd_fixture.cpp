@@ -75,9 +75,9 @@ void DrdFixture::write_config() {
     << opts.extra_yaml;
 }
 
-void DrdFixture::start() {
+void DrdFixture::start(const std::map<std::string, std::string>& env) {
   drd_ = std::make_unique<Background>(
-      std::vector<std::string>{bin("drd"), "--config", config_path().string(), "--foreground"}, dir_ / "drd.log");
+      std::vector<std::string>{bin("drd"), "--config", config_path().string(), "--foreground"}, dir_ / "drd.log", env);
   bool up = eventually([&] {
     if (!drd_->running()) return true;
     rpc::Client c(socket().string(), std::chrono::milliseconds(500));
