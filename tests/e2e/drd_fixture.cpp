@@ -27,6 +27,7 @@ long long count_rows(const std::filesystem::path& file) {
   sqlite3* db = nullptr;
   long long n = -1;
   if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 2000);  // like an application: drd may be opening it right now
     sqlite3_stmt* st = nullptr;
     if (sqlite3_prepare_v2(db, "SELECT count(*) FROM images", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
       n = sqlite3_column_int64(st, 0);
