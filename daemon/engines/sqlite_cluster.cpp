@@ -151,6 +151,9 @@ Status SqliteCluster::attach(const std::string& primary, const std::vector<std::
       spdlog::warn("finishing the promotion of {}: {}", primary_, st.error().message);
   }
   if (auto st = repoint_link(primary_); !st) return st;
+  // Applications may write to it from now on: a position file a failed finalize left
+  // would make the next start apply the former primary's frames over their commits.
+  if (interrupted) (void)replication::remove_if_exists(replication::position_path(path));
   (void)replication::remove_if_exists(promoting_marker(path));
   needs_start_ = true;
   next_start_attempt_ = {};
