@@ -427,7 +427,8 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
   crash_point("sqlite_shipped");
   // 4. Make the target a clean primary and point applications at it. The marker keeps
   //    its position until the link moved (attach() finishes a promotion killed in between).
-  if (auto st = keep_promotion_marker(target->sqlite_path); !st) return st.error();
+  if (auto st = keep_promotion_marker(target->sqlite_path); !st)  // only a kill in the next ms would need it
+    out.notes.push_back("cannot keep the promotion marker: " + st.error().message);
   if (auto st = replication::finalize_standby_for_promotion(target->sqlite_path); !st) return st.error();
   crash_point("sqlite_finalized");
   primary_ = req.target;
