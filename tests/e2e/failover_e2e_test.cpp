@@ -75,10 +75,12 @@ void write_rows(const std::filesystem::path& db_file, int first, int count) {
            ", 'u', 's', 1, 'p', 'now');";
   sql += "COMMIT;";
   // Like an application: reopen and retry when the attempt fails (docs/applications.md).
+  // Never create the file: through a link that still names a primary renamed away, that
+  // would make an empty database at the old path ("no such table: images").
   std::string last;
   for (int attempt = 0; attempt < 20; ++attempt) {
     sqlite3* db = nullptr;
-    int rc = sqlite3_open(db_file.c_str(), &db);
+    int rc = sqlite3_open_v2(db_file.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
     if (rc == SQLITE_OK) {
       sqlite3_busy_timeout(db, 2000);
       rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
@@ -227,6 +229,8 @@ TEST_CASE("a returning old primary stays fenced until rejoin, then follows", "[e
   f.start();
   std::filesystem::rename(f.db("primary"), f.dir() / "away.db");
   CHECK(eventually([&] { return f.call("status").at("primary").as_string() == "secondary1"; }));
+  // The store names the new primary when the failover starts; the link moves at its end.
+  REQUIRE(eventually([&] { return std::filesystem::read_symlink(f.dir() / "data/current.db") == f.db("secondary1"); }));
   write_rows(f.dir() / "data/current.db", 7000, 20);
   std::filesystem::rename(f.dir() / "away.db", f.db("primary"));
   CHECK(eventually([&] { return f.node_status("primary").at("healthy").as_bool(); }));
