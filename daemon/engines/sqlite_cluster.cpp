@@ -6,10 +6,14 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
+#include "common/crash_point.hpp"
 #include "daemon/replication/history_table.hpp"
 #include "daemon/replication/position_file.hpp"
+#include "daemon/replication/sqlite_util.hpp"
 #include "daemon/replication/standby_ops.hpp"
 
 namespace drd {
@@ -28,6 +32,51 @@ Status fsync_dir(const std::filesystem::path& dir) {
   ::close(fd);
   if (rc != 0) return make_error(Errc::io, "cannot fsync " + dir.string() + ": " + std::strerror(errno));
   return ok_status();
+}
+
+// `<target>.drd-promoting`: a copy of the promotion target's standby position, kept from
+// just before finalize_standby_for_promotion() (which removes the position file) until
+// current_link names the target. A drd killed in that window leaves no position file, yet
+// the link still sends applications to the former primary, which nothing fences while drd
+// is down: the marker lets the next start see the promotion as unfinished and ship what
+// they committed there (attach()).
+std::filesystem::path promoting_marker(const std::filesystem::path& target) {
+  return target.string() + ".drd-promoting";
+}
+
+// Copies `from` to `to` atomically (tmp file, fsync, rename, folder fsync).
+Status copy_atomically(const std::filesystem::path& from, const std::filesystem::path& to) {
+  std::ifstream in(from, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in) return make_error(Errc::io, "cannot read " + from.string());
+  const auto tmp = to.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text.str();
+    out.flush();
+    if (!out) return make_error(Errc::io, "cannot write " + tmp);
+  }
+  if (auto st = replication::fsync_path(tmp); !st) return st;
+  if (::rename(tmp.c_str(), to.c_str()) != 0)
+    return make_error(Errc::io, "cannot rename " + tmp + " to " + to.string() + ": " + std::strerror(errno));
+  return fsync_dir(to.parent_path().empty() ? std::filesystem::path(".") : to.parent_path());
+}
+
+// current_link points at `db` (always true without a link: nothing sends applications elsewhere).
+bool link_names(const std::optional<std::filesystem::path>& link, const std::filesystem::path& db) {
+  if (!link) return true;
+  std::error_code ec;
+  auto current = std::filesystem::read_symlink(*link, ec);
+  return !ec && current == db;
+}
+
+// Before finalizing `target`: keep its position as the marker (no position file: nothing to keep).
+Status keep_promotion_marker(const std::filesystem::path& target) {
+  const auto pos = replication::position_path(target);
+  std::error_code ec;
+  if (!std::filesystem::exists(pos, ec)) return ok_status();
+  return copy_atomically(pos, promoting_marker(target));
 }
 
 }  // namespace
@@ -68,11 +117,27 @@ Status SqliteCluster::attach(const std::string& primary, const std::vector<std::
   fenced_.erase(primary_);
   if (!node(primary_)) return make_error(Errc::not_found, "no node named '" + primary_ + "'");
   // A promotion interrupted by a crash leaves the target's standby position file
-  // behind (finalize removes it last): finish the promotion. Never touch a live
-  // primary's -wal/-shm otherwise: applications have it open.
+  // behind (finalize removes it), or, killed after finalize but before current_link
+  // moved, the promotion marker: finish the promotion. Never touch a live primary's
+  // -wal/-shm otherwise: applications have it open.
   const auto& path = node(primary_)->sqlite_path;
   std::error_code ec;
-  const bool interrupted = std::filesystem::exists(path.string() + ".drd-pos", ec);
+  bool interrupted = std::filesystem::exists(replication::position_path(path), ec);
+  if (!interrupted && std::filesystem::exists(promoting_marker(path), ec)) {
+    if (link_names(link_, path)) {
+      // The link moved: applications may have written to the target since, so the
+      // former primary's frames must never be applied over it. The promotion is done.
+      (void)replication::remove_if_exists(promoting_marker(path));
+    } else if (auto st = copy_atomically(promoting_marker(path), replication::position_path(path)); st) {
+      // Finalized, but applications still reach the former primary through the link:
+      // the target is still exactly at the kept position (nothing writes to it).
+      spdlog::warn("the promotion of {} stopped after finalizing it and before current_link moved; finishing it",
+                   primary_);
+      interrupted = true;
+    } else {
+      spdlog::error("finishing the promotion of {}: {}", primary_, st.error().message);
+    }
+  }
   if (interrupted) salvage_interrupted_promotion(path);
   // Fences are locks held by this process, so a restart begins without them: take
   // them again before the link or anything else, to keep the window in which an
@@ -81,6 +146,8 @@ Status SqliteCluster::attach(const std::string& primary, const std::vector<std::
   fence_reappeared();
   next_fence_attempt_ = Clock::now() + kRetryEvery;
   if (interrupted) {
+    if (auto st = keep_promotion_marker(path); !st)
+      spdlog::warn("finishing the promotion of {}: {}", primary_, st.error().message);
     if (auto st = replication::finalize_standby_for_promotion(path); !st)
       spdlog::warn("finishing the promotion of {}: {}", primary_, st.error().message);
   }
@@ -97,6 +164,10 @@ Status SqliteCluster::attach(const std::string& primary, const std::vector<std::
     return started;
   }
   if (auto st = repoint_link(primary_); !st) return st;
+  // Applications may write to it from now on: a position file a failed finalize left
+  // would make the next start apply the former primary's frames over their commits.
+  if (interrupted) (void)replication::remove_if_exists(replication::position_path(path));
+  (void)replication::remove_if_exists(promoting_marker(path));
   return started;
 }
 
@@ -438,6 +509,8 @@ void SqliteCluster::fence_removed_primary(const std::string& name, PromoteOutcom
   spdlog::warn("{} is no longer in the configuration and no standby's position names its file: nothing to fence", name);
 }
 
+// crash_point(): test-only (common/crash_point.hpp). The e2e tests set DRD_TEST_CRASH_AT to
+// one of the sqlite_* names below to kill drd at that step of a promotion.
 Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
   PromoteOutcome out;
   const NodeConfig* target = node(req.target);
@@ -461,6 +534,7 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
     } else {
       out.notes.push_back("holding the write lock of " + req.old_primary);
     }
+    crash_point("sqlite_fenced");
     // 2. Ship what is left: every committed frame when fenced, else whatever can still be read.
     auto before = replicas();
     auto step = repl_->step();
@@ -491,19 +565,18 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
     if (fenced && !replaced_at_path) held_by_retired_.insert(was);
   }
   out.lag_bytes = target_lag;
-  // 4. Make the target a clean primary, begin its term in its own history, and point
-  //    applications at it. A target that already is the primary of its own term (drd
-  //    lost its state after promoting it: no position file, its history's last term begun
-  //    by itself) is live, with applications connected: it is not a standby to finalize.
-  if (!already_primary(req.target))
+  crash_point("sqlite_shipped");
+  // 4. Make the target a clean primary and point applications at it. The marker keeps
+  //    its position until the link moved (attach() finishes a promotion killed in between).
+  //    A target that already is the primary of its own term (drd lost its state after
+  //    promoting it: no position file, its history's last term begun by itself) is live,
+  //    with applications connected: it is not a standby to finalize.
+  if (!already_primary(req.target)) {
+    if (auto st = keep_promotion_marker(target->sqlite_path); !st)  // only a kill in the next ms would need it
+      out.notes.push_back("cannot keep the promotion marker: " + st.error().message);
     if (auto st = replication::finalize_standby_for_promotion(target->sqlite_path); !st) return st.error();
-  if (req.term > 0) term_ = req.term;
-  if (auto st = begin_primary_term(req.target); !st) return st.error();
-  {
-    std::lock_guard g(mu_);
-    if (!primary_problem_.empty()) out.notes.push_back("the former primary was lost: " + primary_problem_);
-    primary_problem_.clear();
   }
+  crash_point("sqlite_finalized");
   primary_ = req.target;
   if (!req.switchover) {
     fenced_.insert(req.old_primary);
@@ -512,6 +585,20 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
   else fenced_.erase(req.old_primary);
   fenced_.erase(primary_);
   if (auto st = repoint_link(primary_); !st) return st.error();
+  crash_point("sqlite_link_moved");
+  (void)replication::remove_if_exists(promoting_marker(target->sqlite_path));
+  // Its own history begins a term only now: before the link moved, a restart may still ship
+  // the former primary's frames into it (attach()), which must land on the file as it was.
+  // If this fails, the replicator's start begins the term (the last term is not its own).
+  if (req.term > 0) term_ = req.term;
+  if (auto st = begin_primary_term(req.target); !st)
+    out.notes.push_back("recording term " + std::to_string(term_) + " in " + req.target + "'s history: " +
+                        st.error().message + " (retried when replication starts)");
+  {
+    std::lock_guard g(mu_);
+    if (!primary_problem_.empty()) out.notes.push_back("the former primary was lost: " + primary_problem_);
+    primary_problem_.clear();
+  }
   out.notes.push_back(link_ ? "current_link now points at " + target->sqlite_path.string() : "no current_link configured");
   // 5. Replication from the new primary starts on the next tick (it may seed standbys: not on the failover path).
   needs_start_ = true;

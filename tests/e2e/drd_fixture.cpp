@@ -27,6 +27,7 @@ long long count_rows(const std::filesystem::path& file) {
   sqlite3* db = nullptr;
   long long n = -1;
   if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 2000);  // like an application: drd may be opening it right now
     sqlite3_stmt* st = nullptr;
     if (sqlite3_prepare_v2(db, "SELECT count(*) FROM images", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
       n = sqlite3_column_int64(st, 0);
@@ -76,9 +77,9 @@ void DrdFixture::write_config() {
     << opts.extra_yaml;
 }
 
-void DrdFixture::start() {
+void DrdFixture::start(const std::map<std::string, std::string>& env) {
   drd_ = std::make_unique<Background>(
-      std::vector<std::string>{bin("drd"), "--config", config_path().string(), "--foreground"}, dir_ / "drd.log");
+      std::vector<std::string>{bin("drd"), "--config", config_path().string(), "--foreground"}, dir_ / "drd.log", env);
   bool up = eventually([&] {
     if (!drd_->running()) return true;
     rpc::Client c(socket().string(), std::chrono::milliseconds(500));

@@ -1,6 +1,7 @@
 #pragma once
 // A real drd process on real SQLite files in a temporary folder.
 #include <boost/json.hpp>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -26,7 +27,9 @@ class DrdFixture {
   ~DrdFixture();
 
   void write_config();  // from opts_ (call after changing opts_ for a reload)
-  void start();         // starts drd and waits until it answers ping
+  // Starts drd (with `env` added to its environment, e.g. DRD_TEST_CRASH_AT) and waits
+  // until it answers ping.
+  void start(const std::map<std::string, std::string>& env = {});
   int stop(int sig = 15);  // signal, wait, return exit code
   boost::json::value call(const std::string& method, boost::json::object params = {});
   rpc::CallError call_error(const std::string& method, boost::json::object params = {});
