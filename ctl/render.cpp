@@ -262,7 +262,26 @@ std::string render_status(const json::value& s, const RenderOptions& o) {
     const std::string err = jv::str(n, "last_error");
     if (!err.empty() && !jv::boolean(n, "healthy").value_or(false))
       line(tr(o, "    Last error: ", "    最近错误: ") + err);
+    if (auto h = n.is_object() ? n.as_object().if_contains("history") : nullptr; h && h->is_object())
+      line(tr(o, "    History: term ", "    历史: 任期 ") + num_text(jv::num(*h, "term")) + tr(o, ", epoch ", ", 纪元 ") +
+           num_text(jv::num(*h, "epoch")));
+    if (auto cp = jv::str(n, "copy_problem"); !cp.empty())
+      line(paint(o, Tone::bad, tr(o, "    Copy at risk: ", "    副本风险: ") + cp));
   }
+  // Which copy holds the most of the database's history, when some copy is at risk.
+  std::string best;
+  double best_term = -1, best_epoch = -1;
+  bool at_risk = false;
+  for (const auto& n : jv::arr(s, "nodes")) {
+    if (!jv::str(n, "copy_problem").empty()) at_risk = true;
+    auto h = n.is_object() ? n.as_object().if_contains("history") : nullptr;
+    if (!h || !h->is_object()) continue;
+    const double t = jv::num(*h, "term").value_or(0), e = jv::num(*h, "epoch").value_or(0);
+    if (t > best_term || (t == best_term && e > best_epoch)) best = jv::str(n, "name"), best_term = t, best_epoch = e;
+  }
+  if (at_risk && !best.empty())
+    line(tr(o, "  Most advanced standby copy: ", "  最新的备库副本: ") + best + " (term " + num_text(best_term) +
+         ", epoch " + num_text(best_epoch) + ")");
 
   line("");
   line(tr(o, "--- Health ---", "--- 健康状态 ---"));

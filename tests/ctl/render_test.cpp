@@ -171,6 +171,20 @@ TEST_CASE("status says when the primary is paused for a restore", "[render][stat
             "Primary paused: backup b1 is being restored onto it (automatic failover waits)\n") != std::string::npos);
 }
 
+TEST_CASE("status shows each SQLite copy's history and which copy is at risk", "[render][status]") {
+  auto s = canned_status();
+  auto& nodes = s.as_object()["nodes"].as_array();
+  nodes[1].as_object()["history"] = json::object{{"term", 2}, {"epoch", 41}};
+  std::string out = render_status(s, RenderOptions{});
+  CHECK(out.find("    History: term 2, epoch 41\n") != std::string::npos);
+  CHECK(out.find("Most advanced") == std::string::npos);  // nothing at risk: no verdict
+  nodes[2].as_object()["history"] = json::object{{"term", 2}, {"epoch", 30}};
+  nodes[2].as_object()["copy_problem"] = "not overwritten: it holds a longer history than the source";
+  out = render_status(s, RenderOptions{});
+  CHECK(out.find("    Copy at risk: not overwritten: it holds a longer history than the source\n") != std::string::npos);
+  CHECK(out.find("  Most advanced standby copy: secondary1 (term 2, epoch 41)\n") != std::string::npos);
+}
+
 TEST_CASE("overall health follows the primary and the standbys", "[render][status]") {
   auto s = canned_status();
   CHECK(overall_health(s) == "degraded");

@@ -66,7 +66,7 @@ TEST_CASE("one drd leads, and killing it hands the lead over within the TTL and 
     CHECK(e.at("ok").as_bool());
     CHECK_FALSE(e.at("member_id").as_string().empty());
     CHECK(e.at("leader_id") == per[0].at("leader_id"));
-    CHECK(e.at("round_trip_ms").as_double() >= 0);
+    CHECK(e.at("round_trip_ms").to_number<double>() >= 0);  // a whole number of ms prints as an integer
     raft_leaders += e.at("is_leader").as_bool() ? 1 : 0;
   }
   CHECK(raft_leaders == 1);
