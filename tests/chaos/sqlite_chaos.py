@@ -253,13 +253,16 @@ class SqliteTrial:
 
     # --- scenarios -------------------------------------------------------------------------
 
-    def s_file_lost(self, res):
-        t0 = now_ms()
+    def unlink_primary(self):
         for suffix in ("", "-wal", "-shm"):
             try:
                 os.unlink(self.path("primary") + suffix)
             except FileNotFoundError:
                 pass
+
+    def s_file_lost(self, res):
+        t0 = now_ms()
+        self.unlink_primary()
         res["failover_ms"] = self.wait_failover(t0, "primary")
         self.wait_acks(len(read_acks(self.acks)) + 100)
 
@@ -289,11 +292,7 @@ class SqliteTrial:
         os.rename(self.path("secondary1") + ".older", self.path("secondary1"))
         time.sleep(random.uniform(0.0, 0.2))
         t0 = now_ms()
-        for suffix in ("", "-wal", "-shm"):
-            try:
-                os.unlink(self.path("primary") + suffix)
-            except FileNotFoundError:
-                pass
+        self.unlink_primary()
         res["failover_ms"] = self.wait_failover(t0, "primary")
         self.wait_acks(len(read_acks(self.acks)) + 100)
 

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <thread>
 
 namespace drd::test {
 
@@ -35,6 +36,26 @@ long long count_rows(const std::filesystem::path& file) {
   }
   sqlite3_close(db);
   return n;
+}
+
+void app_exec(const std::filesystem::path& file, const std::string& sql) {
+  std::string last;
+  for (int attempt = 0; attempt < 40; ++attempt) {
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
+    if (rc == SQLITE_OK) {
+      sqlite3_busy_timeout(db, 2000);
+      rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+    }
+    if (rc == SQLITE_OK) {
+      sqlite3_close(db);
+      return;
+    }
+    last += "\n  attempt " + std::to_string(attempt + 1) + ": " + (db ? sqlite3_errmsg(db) : "cannot open");
+    sqlite3_close(db);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  FAIL("cannot run SQL on " << file << ":" << last);
 }
 
 DrdFixture::DrdFixture(DrdOptions o) : opts(std::move(o)) {

@@ -53,5 +53,10 @@ class DrdFixture {
 void make_sqlite_db(const std::filesystem::path& file, int rows);
 // Rows in images, or -1 when the file cannot be read.
 long long count_rows(const std::filesystem::path& file);
+// Runs `sql` on `file` like an application: reopen and retry while it fails (busy, being
+// switched), for about two seconds, then FAIL with every attempt's error. Never creates the
+// file: through a link that still names a primary renamed away, that would make an empty
+// database there.
+void app_exec(const std::filesystem::path& file, const std::string& sql);
 
 }  // namespace drd::test

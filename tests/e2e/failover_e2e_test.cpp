@@ -75,22 +75,7 @@ void write_rows(const std::filesystem::path& db_file, int first, int count) {
            ", 'u', 's', 1, 'p', 'now');";
   sql += "COMMIT;";
   // Like an application: reopen and retry when the attempt fails (docs/applications.md).
-  // Never create the file: through a link that still names a primary renamed away, that
-  // would make an empty database at the old path ("no such table: images").
-  std::string last;
-  for (int attempt = 0; attempt < 20; ++attempt) {
-    sqlite3* db = nullptr;
-    int rc = sqlite3_open_v2(db_file.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
-    if (rc == SQLITE_OK) {
-      sqlite3_busy_timeout(db, 2000);
-      rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
-    }
-    last = db ? sqlite3_errmsg(db) : "cannot open";
-    sqlite3_close(db);
-    if (rc == SQLITE_OK) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  FAIL("cannot write rows through " << db_file << ": " << last);
+  app_exec(db_file, sql);
 }
 
 std::unique_ptr<Background> start_writer(DrdFixture& f, double seconds, int rate = 300) {
