@@ -43,9 +43,11 @@ json::object parse_reply(const std::string& line) {
 // correctly rounded for every input (e.g. -4.5e300), so parse(serialize(d)) may differ from d
 // by an ulp. That is a known library limitation (exact parsing arrived in later Boost) and
 // harmless for drd, whose numeric parameters are integers; anything else must match exactly.
+// JSON has one number type: drd writes a whole-valued double as a plain integer ("-1500",
+// not "-1.5E3"), which reads back as an integer of the same value; that is the same number.
 bool same(const json::value& a, const json::value& b) {
-  if (a.is_double() && b.is_double()) {
-    const double x = a.get_double(), y = b.get_double();
+  if (a.is_number() && b.is_number() && (a.is_double() || b.is_double())) {
+    const double x = a.to_number<double>(), y = b.to_number<double>();
     return x == y || std::fabs(x - y) <= 4 * std::numeric_limits<double>::epsilon() * std::fabs(x);
   }
   if (a.kind() != b.kind()) return a == b;
