@@ -157,7 +157,10 @@ class PostgresFollower:
                 with self.engine.connect() as conn:
                     with conn.begin():
                         result = fn(conn)
-                    server = conn.connection.dbapi_connection.get_dsn_parameters().get("port")
+                    # Which server libpq picked from the list: only counted, for logs and tests.
+                    # (conn.info: PQhost/PQport, the server in use; not the URI's whole list).
+                    info = conn.connection.dbapi_connection.info
+                    server = f"{info.host}:{info.port}"
                     if server != self.server:
                         if self.server is not None:
                             self.switches += 1
