@@ -11,7 +11,7 @@ DEB_PACKAGES := build-essential cmake ninja-build pkg-config git \
   libspdlog-dev libfmt-dev libsystemd-dev catch2 libzstd-dev libssl-dev libcli11-dev \
   postgresql-15 postgresql-client-15 sqlite3 zstd iproute2 procps util-linux python3 \
   systemd man-db groff-base file dpkg-dev chromium haproxy clang libclang-rt-14-dev strace libfaketime \
-  etcd-server etcd-client
+  etcd-server etcd-client python3-sqlalchemy python3-psycopg2
 
 .PHONY: all deps build run test test-build test-unit test-etcd test-integration asan tsan bench package clean chaos fuzz fuzz-short fuzz-build
 
