@@ -691,6 +691,7 @@ Status SqliteCluster::rejoin(const std::string& name, bool reclone) {
     return make_error(lifted.error().code, "cannot lift the fence of " + name + ": " + lifted.error().message,
                       "fix or remove " + sqlite_fence::record_path(path).string() + " (it records the file's original mode)");
   if (*lifted) spdlog::info("lifted the on-disk fence of {} (fenced since {})", name, (*lifted)->since);
+  const bool was_fenced = fenced_.count(name) > 0 || lifted->has_value();
   // Any lock we hold by path on this file is released by the reseed's rename
   // making it an orphan inode; keep holding the old inode (see the header).
   fenced_.erase(name);
@@ -698,13 +699,15 @@ Status SqliteCluster::rejoin(const std::string& name, bool reclone) {
   needs_start_ = true;
   next_start_attempt_ = {};
   if (auto st = start_replicator(); !st) {
-    fenced_.insert(name);
-    persist_fence(name, "rejoin failed");  // the store still names it fenced
+    fenced_.insert(name);  // as before: the store still names it fenced
+    if (was_fenced) persist_fence(name, "rejoin failed");
     return st;
   }
   auto st = repl_->standbys();
   for (std::size_t i = 0; i < st.size() && i < repl_standbys_.size(); ++i) {
     if (repl_standbys_[i] != name || st[i].seeded) continue;
+    // Not rejoined: a fenced node stays fenced in the store, so its file stays fenced on disk too.
+    if (was_fenced) persist_fence(name, "rejoin did not re-seed it");
     if (!st[i].refused.empty())
       return make_error(Errc::refused, "rejoin of " + name + " refused: " + st[i].refused,
                         "both files are kept; `drctl rejoin " + name + " --discard` overwrites " + name +
