@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <set>
+#include <thread>
 
 #include "daemon/engines/sqlite_fence.hpp"
 #include "tests/e2e/drd_fixture.hpp"
@@ -244,4 +245,37 @@ TEST_CASE("a fence outlives drd: killed, an ordinary user's application cannot c
            "INSERT INTO images (id, url, sha256, size, path, crawled_at) VALUES (900010, 'u', 's', 1, 'p', 'now')");
   CHECK(eventually([&] { return ids_in(f.db("primary")).count(900010) == 1; }));
   CHECK(ids_in(f.db("primary")) == ids_in(f.db("secondary1")));
+}
+
+TEST_CASE("a file carrying a fence record is never shipped to, even when the store does not name it fenced",
+          "[e2e][sqlite-ha][fence]") {
+  DrdFixture f;
+  REQUIRE(::chmod(f.db("secondary2").c_str(), 0664) == 0);
+  // As if fenced by a drd whose state folder was lost since: only the record tells.
+  REQUIRE(sqlite_fence::apply(f.db("secondary2"), "secondary2: fenced by an earlier drd").ok());
+  f.start();
+  app_exec(f.dir() / "data/current.db",
+           "INSERT INTO images (id, url, sha256, size, path, crawled_at) VALUES (910001, 'u', 's', 1, 'p', 'now')");
+  REQUIRE(eventually([&] { return ids_in(f.db("secondary1")).count(910001) == 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // a few more ticks in which drd could ship
+  CHECK(ids_in(f.db("secondary2")).count(910001) == 0);
+  CHECK(sqlite_fence::fenced_on_disk(f.db("secondary2")));
+  CHECK(mode_of(f.db("secondary2")) == 0444);
+  CHECK_THAT(f.log(), Catch::Contains("secondary2 carries a fence record"));
+
+  // A rejoin that does not re-seed it (refused: drd never gave this copy a history) keeps it
+  // fenced on disk.
+  auto refused = f.drctl({"rejoin", "secondary2", "--reclone"});
+  INFO(refused.out << refused.err);
+  CHECK(refused.exit_code == 1);
+  CHECK_THAT(refused.err, Catch::Contains("refused"));
+  CHECK(sqlite_fence::fenced_on_disk(f.db("secondary2")));
+  CHECK(mode_of(f.db("secondary2")) == 0444);
+  // The operator's --discard: the fence is lifted and the copy re-seeded, in its original mode.
+  auto r = f.drctl({"rejoin", "secondary2", "--discard"});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(!sqlite_fence::fenced_on_disk(f.db("secondary2")));
+  CHECK(mode_of(f.db("secondary2")) == 0664);
+  CHECK(eventually([&] { return ids_in(f.db("secondary2")).count(910001) == 1; }));
 }
