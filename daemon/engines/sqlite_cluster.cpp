@@ -609,17 +609,19 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
   }
   out.lag_bytes = target_lag;
   crash_point("sqlite_shipped");
+  // The node promoted is not fenced any more (a forced promotion of a fenced node). A record
+  // drd cannot read does not stop the failover; the note tells the operator to fix the mode.
+  if (sqlite_fence::fenced_on_disk(target->sqlite_path)) {
+    auto lifted = sqlite_fence::lift(target->sqlite_path);
+    out.notes.push_back(lifted ? "lifted the on-disk fence of " + req.target
+                               : "cannot lift the on-disk fence of " + req.target + " (it stays read-only): " +
+                                     lifted.error().message);
+  }
   // 4. Make the target a clean primary and point applications at it. The marker keeps
   //    its position until the link moved (attach() finishes a promotion killed in between).
   //    A target that already is the primary of its own term (drd lost its state after
   //    promoting it: no position file, its history's last term begun by itself) is live,
   //    with applications connected: it is not a standby to finalize.
-  // The node promoted is not fenced any more (a forced promotion of a fenced node).
-  if (sqlite_fence::fenced_on_disk(target->sqlite_path)) {
-    if (auto lifted = sqlite_fence::lift(target->sqlite_path); !lifted)
-      return make_error(lifted.error().code, "cannot lift the fence of " + req.target + ": " + lifted.error().message);
-    out.notes.push_back("lifted the on-disk fence of " + req.target);
-  }
   if (!already_primary(req.target)) {
     if (auto st = keep_promotion_marker(target->sqlite_path); !st)  // only a kill in the next ms would need it
       out.notes.push_back("cannot keep the promotion marker: " + st.error().message);
@@ -717,8 +719,8 @@ Status SqliteCluster::rejoin(const std::string& name, bool reclone) {
   discard_.erase(name);  // it holds the primary's history now
   // The re-seed made a new file: give it the mode it had before it was fenced.
   if (*lifted)
-    if (auto st = sqlite_fence::restore_modes(path, **lifted); !st)
-      spdlog::warn("rejoin of {}: {}", name, st.error().message);
+    if (auto restored = sqlite_fence::restore_modes(path, **lifted); !restored)
+      spdlog::warn("rejoin of {}: {}", name, restored.error().message);
   return ok_status();
 }
 
