@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "common/crash_point.hpp"
+#include "daemon/engines/sqlite_fence.hpp"
 #include "daemon/replication/history_table.hpp"
 #include "daemon/replication/position_file.hpp"
 #include "daemon/replication/sqlite_util.hpp"
@@ -181,6 +182,14 @@ Status SqliteCluster::start_replicator() {
   repl_standbys_.clear();
   for (auto& n : nodes_) {
     if (n.name == primary_ || fenced_.count(n.name)) continue;
+    if (sqlite_fence::fenced_on_disk(n.sqlite_path)) {
+      // Fenced by a drd whose record of it was lost (state folder): still a fenced copy,
+      // never a standby to ship to, until `drctl rejoin` lifts it.
+      spdlog::warn("{} carries a fence record ({}); treating it as fenced until it is rejoined", n.name,
+                   sqlite_fence::record_path(n.sqlite_path).string());
+      fenced_.insert(n.name);
+      continue;
+    }
     paths.push_back(n.sqlite_path);
     repl_standbys_.push_back(n.name);
   }
@@ -401,14 +410,20 @@ void SqliteCluster::hold_fence_by_path(const std::string& name) {
   if (!n || path_fences_.count(name) || held_by_retired_.count(name)) return;
   std::error_code ec;
   if (!std::filesystem::exists(n->sqlite_path, ec)) return;
+  // A file fenced on disk is read-only: a drd not running as root needs its owner's write
+  // bit back for the moment it opens its lock connection (persist_fence() clears it again).
+  const bool on_disk = sqlite_fence::fenced_on_disk(n->sqlite_path);
+  if (on_disk && ::access(n->sqlite_path.c_str(), W_OK) != 0) sqlite_fence::allow_owner_write(n->sqlite_path);
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(n->sqlite_path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
-    sqlite3_close(db);
-    return;
+  bool locked = sqlite3_open_v2(n->sqlite_path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK;
+  if (locked) {
+    sqlite3_busy_timeout(db, 100);
+    // Fails when a writer holds it right now: try again next second.
+    locked = sqlite3_exec(db, "PRAGMA wal_autocheckpoint=0; BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK;
   }
-  sqlite3_busy_timeout(db, 100);
-  if (sqlite3_exec(db, "PRAGMA wal_autocheckpoint=0; BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    sqlite3_close(db);  // a writer holds it right now; try again next second
+  if (on_disk) persist_fence(name, "fenced");
+  if (!locked) {
+    sqlite3_close(db);
     return;
   }
   spdlog::warn("fenced node {} is reachable again at {}; drd holds its write lock", name, n->sqlite_path.string());
@@ -476,7 +491,33 @@ void SqliteCluster::salvage_interrupted_promotion(const std::filesystem::path& t
 }
 
 void SqliteCluster::fence_reappeared() {
-  for (auto& f : fenced_) hold_fence_by_path(f);
+  for (auto& f : fenced_) {
+    hold_fence_by_path(f);
+    // On disk too (again every second: a -wal created since, a chmod by hand). At start
+    // this re-applies the fence of every node the store names as fenced.
+    persist_fence(f, "fenced node");
+  }
+}
+
+void SqliteCluster::persist_fence(const std::string& name, const std::string& reason) {
+  if (const NodeConfig* n = node(name)) persist_fence_at(n->sqlite_path, name + ": " + reason);
+}
+
+void SqliteCluster::persist_fence_at(const std::filesystem::path& file, const std::string& reason) {
+  const bool was_on_disk = sqlite_fence::fenced_on_disk(file);
+  auto st = sqlite_fence::apply(file, reason);
+  std::string& logged = fence_errors_logged_[file.string()];
+  if (!st) {
+    if (st.error().message != logged)
+      spdlog::error("cannot make the fence of {} persistent (it holds only while drd runs): {}", file.string(),
+                    st.error().message);
+    logged = st.error().message;
+    return;
+  }
+  logged.clear();
+  if (!was_on_disk && sqlite_fence::fenced_on_disk(file))
+    spdlog::warn("{} is fenced on disk: read-only, original modes in {} ({})", file.string(),
+                 sqlite_fence::record_path(file).string(), reason);
 }
 
 // A primary removed from the configuration is still a file applications may have open:
@@ -498,6 +539,8 @@ void SqliteCluster::fence_removed_primary(const std::string& name, PromoteOutcom
         path_fences_[name] = db;
         spdlog::warn("{} is no longer in the configuration; drd holds the write lock of its file {} (named by {}'s "
                      "position)", name, path, n.name);
+        // Not a node any more: no rejoin lifts it; its record says how (docs/sqlite-replication.md).
+        persist_fence_at(path, name + ": removed from the configuration");
         out.notes.push_back("fenced " + path + ", the file of the removed node " + name);
         return;
       }
@@ -566,6 +609,14 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
   }
   out.lag_bytes = target_lag;
   crash_point("sqlite_shipped");
+  // The node promoted is not fenced any more (a forced promotion of a fenced node). A record
+  // drd cannot read does not stop the failover; the note tells the operator to fix the mode.
+  if (sqlite_fence::fenced_on_disk(target->sqlite_path)) {
+    auto lifted = sqlite_fence::lift(target->sqlite_path);
+    out.notes.push_back(lifted ? "lifted the on-disk fence of " + req.target
+                               : "cannot lift the on-disk fence of " + req.target + " (it stays read-only): " +
+                                     lifted.error().message);
+  }
   // 4. Make the target a clean primary and point applications at it. The marker keeps
   //    its position until the link moved (attach() finishes a promotion killed in between).
   //    A target that already is the primary of its own term (drd lost its state after
@@ -581,6 +632,10 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
   if (!req.switchover) {
     fenced_.insert(req.old_primary);
     if (!was.empty() && node(was)) fenced_.insert(was);
+    // The lock dies with drd: make the fence persistent before applications are sent away.
+    const std::string why = "failover to " + req.target + (req.term > 0 ? " (term " + std::to_string(req.term) + ")" : "");
+    persist_fence(req.old_primary, why);
+    if (was != req.old_primary && node(was)) persist_fence(was, why);
   }
   else fenced_.erase(req.old_primary);
   fenced_.erase(primary_);
@@ -630,6 +685,15 @@ Status SqliteCluster::begin_primary_term(const std::string& name) {
 Status SqliteCluster::rejoin(const std::string& name, bool reclone) {
   (void)reclone;  // every SQLite rejoin is a reseed from the current primary
   if (!node(name)) return make_error(Errc::not_found, "no node named '" + name + "'");
+  const auto& path = node(name)->sqlite_path;
+  // The on-disk fence goes first: the re-seed must not leave read-only -wal/-shm behind,
+  // and a file carrying a fence record is never shipped to.
+  auto lifted = sqlite_fence::lift(path);
+  if (!lifted)
+    return make_error(lifted.error().code, "cannot lift the fence of " + name + ": " + lifted.error().message,
+                      "fix or remove " + sqlite_fence::record_path(path).string() + " (it records the file's original mode)");
+  if (*lifted) spdlog::info("lifted the on-disk fence of {} (fenced since {})", name, (*lifted)->since);
+  const bool was_fenced = fenced_.count(name) > 0 || lifted->has_value();
   // Any lock we hold by path on this file is released by the reseed's rename
   // making it an orphan inode; keep holding the old inode (see the header).
   fenced_.erase(name);
@@ -637,12 +701,15 @@ Status SqliteCluster::rejoin(const std::string& name, bool reclone) {
   needs_start_ = true;
   next_start_attempt_ = {};
   if (auto st = start_replicator(); !st) {
-    fenced_.insert(name);
+    fenced_.insert(name);  // as before: the store still names it fenced
+    if (was_fenced) persist_fence(name, "rejoin failed");
     return st;
   }
   auto st = repl_->standbys();
   for (std::size_t i = 0; i < st.size() && i < repl_standbys_.size(); ++i) {
     if (repl_standbys_[i] != name || st[i].seeded) continue;
+    // Not rejoined: a fenced node stays fenced in the store, so its file stays fenced on disk too.
+    if (was_fenced) persist_fence(name, "rejoin did not re-seed it");
     if (!st[i].refused.empty())
       return make_error(Errc::refused, "rejoin of " + name + " refused: " + st[i].refused,
                         "both files are kept; `drctl rejoin " + name + " --discard` overwrites " + name +
@@ -650,6 +717,10 @@ Status SqliteCluster::rejoin(const std::string& name, bool reclone) {
     return make_error(Errc::io, "rejoin of " + name + " could not seed it: " + st[i].last_error);
   }
   discard_.erase(name);  // it holds the primary's history now
+  // The re-seed made a new file: give it the mode it had before it was fenced.
+  if (*lifted)
+    if (auto restored = sqlite_fence::restore_modes(path, **lifted); !restored)
+      spdlog::warn("rejoin of {}: {}", name, restored.error().message);
   return ok_status();
 }
 

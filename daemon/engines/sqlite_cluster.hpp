@@ -13,6 +13,9 @@
 //   file that reappears at its path is locked through a new connection.
 //   Holders are kept until drd stops: releasing the lock on an inode that
 //   applications may still have open would let their writes land there.
+// - Persistent fence (daemon/engines/sqlite_fence.hpp): every fenced file is also made
+//   read-only on disk with a `<db>.drd-fenced` record, so the fence holds while drd is
+//   down; only rejoin/clone (or a promotion of that node) lifts it.
 // Threading: as ClusterDriver (one worker thread); replicas() is locked.
 #include <sqlite3.h>
 
@@ -52,6 +55,8 @@ class SqliteCluster : public ClusterDriver {
   void publish();  // refreshes the replicas() snapshot
   void fence_reappeared();
   void hold_fence_by_path(const std::string& name);
+  void persist_fence(const std::string& name, const std::string& reason);
+  void persist_fence_at(const std::filesystem::path& file, const std::string& reason);
   void salvage_interrupted_promotion(const std::filesystem::path& target);
   replication::ReplicatorOptions replicator_options() const;
   void note_primary_problem(const std::string& why);
@@ -88,6 +93,7 @@ class SqliteCluster : public ClusterDriver {
   // Fenced nodes whose write lock a retired replicator holds (no second lock by path:
   // it would only wait for ours).
   std::set<std::string> held_by_retired_;
+  std::map<std::string, std::string> fence_errors_logged_;  // per file: the last persistent-fence error logged
 
   mutable std::mutex mu_;
   std::map<std::string, ReplicaInfo> snapshot_;
