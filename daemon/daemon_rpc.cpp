@@ -72,7 +72,17 @@ json::value Daemon::node_json(const NodeRuntime& n) const {
                  {"consecutive_failures", n.health.consecutive_failures},
                  {"last_error", n.last.error},
                  {"fenced", fenced},
-                 {"last_probe", n.last_probe_at ? json::value(iso8601_ms(to_unix_ms(*n.last_probe_at))) : json::value(nullptr)}};
+                 {"last_probe", n.last_probe_at ? json::value(iso8601_ms(to_unix_ms(*n.last_probe_at))) : json::value(nullptr)},
+                 {"last_probe_age_ms", n.last_probe_at ? json::value(std::max<std::int64_t>(
+                                                              0, to_unix_ms(clock_.now()) - to_unix_ms(*n.last_probe_at)))
+                                                        : json::value(nullptr)}};
+  // Monitoring stopped: nothing is checked, so the last verdict is only history. `health`
+  // says so; `healthy` keeps the last probe's verdict because HAProxy checks and the
+  // metrics read it, and stopping the checks must not take a serving primary out of them.
+  if (!monitoring_.load()) {
+    o["health"] = "stale";
+    o["stale"] = true;
+  }
   // Unreachable for drd because of its configuration (TLS, password, pg_hba): no failover on it.
   if (!n.last.ok && n.last.config_problem) o["config_problem"] = *n.last.config_problem;
   if (driver_ && name != primary_) {
