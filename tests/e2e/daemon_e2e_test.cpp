@@ -251,3 +251,22 @@ TEST_CASE("monitoring stopped: status says nothing is checked and how old each v
   CHECK(f.node_status("primary").at("health").as_string() != "stale");
   CHECK_FALSE(f.node_status("primary").contains("stale"));
 }
+
+TEST_CASE("standbys drd seeds at start leave no failed sample in the health history", "[e2e][health]") {
+  DrdFixture f;
+  // First start on a fresh machine: only the primary exists; drd seeds both standbys.
+  std::filesystem::remove(f.db("secondary1"));
+  std::filesystem::remove(f.db("secondary2"));
+  f.start();
+  CHECK(eventually([&] {
+    return f.node_status("secondary1").at("healthy").as_bool() && f.node_status("secondary2").at("healthy").as_bool();
+  }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a few more rounds of samples
+  auto h = f.call("health").as_object();
+  for (auto& n : h.at("nodes").as_array()) {
+    INFO(boost::json::serialize(n));
+    CHECK(n.at("samples").as_int64() > 0);
+    CHECK(n.at("failures").as_int64() == 0);
+    CHECK(n.at("outages").as_array().empty());
+  }
+}
