@@ -433,3 +433,19 @@ TEST_CASE("bash completion offers the ids of drd's backups through its socket", 
   CHECK(complete("restore", id.substr(0, 4)).find(id + "\n") != std::string::npos);
   CHECK(complete("restore " + id, "").find(id + "\n") == std::string::npos);  // only the first word is an id
 }
+
+TEST_CASE("status names the last good backup and the next scheduled one", "[e2e][backup][status]") {
+  BackupFixture f("    schedule: \"every 6h\"\n");
+  f.start();
+  auto b = f.call("status").at("backups").as_object();
+  INFO(json::serialize(b));
+  CHECK(b.at("schedule").as_string() == "every 6h");
+  REQUIRE(b.at("next_scheduled").is_string());
+  CHECK(b.at("next_in_s").as_int64() <= 6 * 3600);
+  const std::string id(f.backup().at("id").as_string());
+  b = f.call("status").at("backups").as_object();
+  INFO(json::serialize(b));
+  REQUIRE(b.at("last_good").is_string());
+  CHECK(b.at("last_good_age_s").as_int64() < 60);
+  CHECK_FALSE(b.at("last_attempt_failed").as_bool());
+}
