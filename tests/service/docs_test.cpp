@@ -207,3 +207,22 @@ TEST_CASE("bash completion offers node names from the config file and backup ids
   auto ids = complete("--socket " + (dir / "nothing.sock").string() + " verify", (dir / "b").string());
   CHECK(ids == std::vector<std::string>{backup_file.string()});
 }
+
+TEST_CASE("README states the failover time per profile with figures docs/benchmarks.md measured", "[service][docs]") {
+  const std::string readme = read_file(source_dir() / "README.md");
+  const std::string bench = read_file(source_dir() / "docs/benchmarks.md");
+  CHECK(readme.find("well under a second") == std::string::npos);
+  CHECK(readme.find("within a second") == std::string::npos);
+  // Every "N.NN s" figure the README gives for failover is a figure of the benchmarks page.
+  std::regex figure("(?:failover|promotes)[^\n]*?([0-9]+\\.[0-9]+) s");
+  int found = 0;
+  for (auto it = std::sregex_iterator(readme.begin(), readme.end(), figure); it != std::sregex_iterator(); ++it) {
+    const std::string value = (*it)[1].str();
+    INFO(value);
+    CHECK(bench.find("| " + value + " s |") != std::string::npos);
+    ++found;
+  }
+  CHECK(found >= 1);
+  CHECK(readme.find("default profile") != std::string::npos);
+  CHECK(readme.find("100 ms") != std::string::npos);
+}
