@@ -130,10 +130,26 @@ bool is_fenced(const json::value& n) {
   return jv::boolean(n, "fenced").value_or(false) || jv::str(n, "role") == "fenced";
 }
 
+// Monitoring stopped: the node's verdict is the last probe's, however old.
+bool is_stale(const json::value& n) { return jv::boolean(n, "stale").value_or(false) || jv::str(n, "health") == "stale"; }
+
+// "12s", "3m05s": how long ago the last probe ran, or "never".
+std::string probe_age_text(const json::value& n) {
+  auto age = jv::num(n, "last_probe_age_ms");
+  if (!age) return "never";
+  auto s = static_cast<long long>(*age / 1000);
+  char buf[48];
+  if (s < 60) std::snprintf(buf, sizeof buf, "%llds ago", s);
+  else if (s < 3600) std::snprintf(buf, sizeof buf, "%lldm%02llds ago", s / 60, s % 60);
+  else std::snprintf(buf, sizeof buf, "%lldh%02lldm ago", s / 3600, (s / 60) % 60);
+  return buf;
+}
+
 std::string marker(const json::value& n, const RenderOptions& o) {
   const std::string conn = connection_of(n);
   const bool healthy = jv::boolean(n, "healthy").value_or(false);
   if (is_fenced(n)) return o.emoji ? "🔴" : paint(o, Tone::bad, "[fenced]");
+  if (is_stale(n)) return o.emoji ? "⚪" : paint(o, Tone::warn, "[stale]");
   if (healthy && jv::str(n, "role") != "down") return o.emoji ? "🟢" : paint(o, Tone::good, "[ok]");
   if (conn == "unknown") return o.emoji ? "⚪" : paint(o, Tone::warn, "[unknown]");
   return o.emoji ? "🔴" : paint(o, Tone::bad, "[down]");
@@ -147,13 +163,14 @@ std::string connection_text(const std::string& conn, const RenderOptions& o) {
 
 std::string health_word(const json::value& n) {
   if (is_fenced(n)) return "fenced";
+  if (is_stale(n)) return "stale";
   if (connection_of(n) == "unknown") return "unknown";
   return jv::boolean(n, "healthy").value_or(false) ? "healthy" : "unhealthy";
 }
 
 Tone tone_of(std::string_view word) {
   if (word == "healthy" || word == "normal" || word == "ok") return Tone::good;
-  if (word == "degraded" || word == "failing" || word == "unknown" || word == "failing_over") return Tone::warn;
+  if (word == "degraded" || word == "failing" || word == "unknown" || word == "stale" || word == "failing_over") return Tone::warn;
   return Tone::bad;
 }
 
@@ -174,6 +191,7 @@ std::string num_text(std::optional<double> v) {
 std::string overall_health(const json::value& s) {
   std::string given = jv::str(s, "overall");
   if (!given.empty()) return given;
+  if (jv::boolean(s, "monitoring") == false) return "unknown";  // nothing is checked: no verdict
   const std::string primary = jv::str(s, "primary");
   bool primary_ok = false, all_ok = true;
   for (const auto& n : jv::arr(s, "nodes")) {
@@ -286,10 +304,18 @@ std::string render_status(const json::value& s, const RenderOptions& o) {
   line("");
   line(tr(o, "--- Health ---", "--- 健康状态 ---"));
   const std::string overall = overall_health(s);
-  line(tr(o, "Overall: ", "整体状态: ") + paint(o, tone_of(overall), overall));
+  const bool stopped = jv::boolean(s, "monitoring") == false;
+  line(tr(o, "Overall: ", "整体状态: ") + paint(o, tone_of(overall), overall) +
+       (stopped ? paint(o, Tone::warn, tr(o, " (monitoring stopped: nothing is checked; drctl start-monitoring)",
+                                          "（健康监控已停止：不再检查任何节点；drctl start-monitoring）"))
+                : ""));
   for (const auto& n : jv::arr(s, "nodes")) {
     const std::string word = health_word(n);
-    line("  " + jv::str(n, "name", "?") + ": " + paint(o, tone_of(word), word));
+    std::string l = "  " + jv::str(n, "name", "?") + ": " + paint(o, tone_of(word), word);
+    if (is_stale(n))
+      l += paint(o, Tone::warn, tr(o, " (monitoring stopped: nothing is checked; last probe ", "（健康监控已停止：不再检查；上次探测 ") +
+                                    probe_age_text(n) + tr(o, ")", "）"));
+    line(l);
     std::string rt = "-";  // a failed probe's time says nothing about the node
     if (auto ms = jv::num(n, "response_time_ms"); ms && jv::boolean(n, "healthy").value_or(false)) {
       char buf[32];

@@ -190,8 +190,13 @@ void Daemon::on_probe_result(const std::string& name, ProbeResult r, bool timed_
   const Health before = n.health.health;
   n.health = next_health(n.health, r.ok, config_.monitoring.failure_threshold, r.definitely_down);
   n.last_probe_at = clock_.now();
-  mon_->on_probe(name, clock_.now(), r.ok, r.response_ms);
-  pending_samples_.push_back({name, to_unix_ms(clock_.now()), r.ok, r.response_ms, r.error});
+  // Until the primary is settled and attached (ready_), a standby may not exist yet: drd is
+  // about to seed it. Its failed probes then say nothing about an outage, so they are not
+  // recorded in the health history nor shown to the alert rules (issue #18, item 4).
+  if (ready_ || r.ok) {
+    mon_->on_probe(name, clock_.now(), r.ok, r.response_ms);
+    pending_samples_.push_back({name, to_unix_ms(clock_.now()), r.ok, r.response_ms, r.error});
+  }
   if (before != n.health.health && n.health.health != Health::unknown) {
     bool up = n.health.health == Health::up;
     log::event(up ? spdlog::level::info : spdlog::level::warn, up ? "node_up" : "node_down",

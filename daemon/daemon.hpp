@@ -149,6 +149,7 @@ class Daemon {
 
   // RPC methods (daemon_rpc.cpp)
   json::value status_json() const;
+  json::value backups_summary_json() const;  // last good and next scheduled backup
   json::value node_json(const NodeRuntime& n) const;
   Result<json::value> history_json(const json::object& params);
   Result<json::value> health_json(const json::object& params);

@@ -8,6 +8,7 @@
 
 #include "common/log.hpp"
 #include "common/node_url.hpp"
+#include "daemon/backup/schedule.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/engines/postgres_identity.hpp"
 #include "daemon/health_report.hpp"
@@ -72,7 +73,17 @@ json::value Daemon::node_json(const NodeRuntime& n) const {
                  {"consecutive_failures", n.health.consecutive_failures},
                  {"last_error", n.last.error},
                  {"fenced", fenced},
-                 {"last_probe", n.last_probe_at ? json::value(iso8601_ms(to_unix_ms(*n.last_probe_at))) : json::value(nullptr)}};
+                 {"last_probe", n.last_probe_at ? json::value(iso8601_ms(to_unix_ms(*n.last_probe_at))) : json::value(nullptr)},
+                 {"last_probe_age_ms", n.last_probe_at ? json::value(std::max<std::int64_t>(
+                                                              0, to_unix_ms(clock_.now()) - to_unix_ms(*n.last_probe_at)))
+                                                        : json::value(nullptr)}};
+  // Monitoring stopped: nothing is checked, so the last verdict is only history. `health`
+  // says so; `healthy` keeps the last probe's verdict because HAProxy checks and the
+  // metrics read it, and stopping the checks must not take a serving primary out of them.
+  if (!monitoring_.load()) {
+    o["health"] = "stale";
+    o["stale"] = true;
+  }
   // Unreachable for drd because of its configuration (TLS, password, pg_hba): no failover on it.
   if (!n.last.ok && n.last.config_problem) o["config_problem"] = *n.last.config_problem;
   if (driver_ && name != primary_) {
@@ -140,7 +151,34 @@ json::value Daemon::status_json() const {
                               {"config", config_.file.string()}}},
   };
   if (!primary_paused_.empty()) out["primary_paused"] = primary_paused_;  // a restore onto it is running
+  out["backups"] = backups_summary_json();
   return out;
+}
+
+// The last good backup and the next scheduled one, for status and the status page. Cheap:
+// the monitoring recorder already knows the newest backup (catalog at start, then every
+// attempt), and the next run is a pure function of the schedule.
+json::value Daemon::backups_summary_json() const {
+  const SysTime now = clock_.now();
+  const std::int64_t now_ms = to_unix_ms(now);
+  json::object b{{"schedule", config_.backup.schedule},
+                 {"last_good", nullptr},
+                 {"last_good_age_s", nullptr},
+                 {"last_attempt_failed", false},
+                 {"next_scheduled", nullptr},
+                 {"next_in_s", nullptr}};
+  if (auto good = mon_->recorder().last_good_backup()) {
+    b["last_good"] = iso8601_ms(good->time_ms);
+    b["last_good_age_s"] = std::max<std::int64_t>(0, (now_ms - good->time_ms) / 1000);
+  }
+  if (auto last = mon_->recorder().last_backup()) b["last_attempt_failed"] = !last->ok;
+  if (config_.backup.enabled && !config_.backup.directory.empty() && !config_.backup.schedule.empty())
+    if (auto sched = backup::parse_schedule(config_.backup.schedule))
+      if (auto next = backup::next_run(*sched, now)) {
+        b["next_scheduled"] = iso8601_ms(to_unix_ms(*next));
+        b["next_in_s"] = std::max<std::int64_t>(0, (to_unix_ms(*next) - now_ms) / 1000);
+      }
+  return b;
 }
 
 Result<json::value> Daemon::history_json(const json::object& params) {

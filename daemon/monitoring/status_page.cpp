@@ -77,6 +77,39 @@ std::string badge(const std::string& word) {
   return "<span class=\"badge " + tone(word) + "\">" + html_escape(word) + "</span>";
 }
 
+// The primary's marker: a crown drawn by the page itself (an emoji shows as a box where the
+// font lacks it). Labelled, so it reads "primary" to a screen reader and on hover.
+const char* kCrown =
+    " <svg class=crown width=\"14\" height=\"12\" viewBox=\"0 0 14 12\" role=\"img\" aria-label=\"primary\">"
+    "<title>primary</title><path d=\"M1 11V3l3.5 3L7 1l2.5 5L13 3v8z\" fill=\"#d4a017\" stroke=\"#8a6a0a\" "
+    "stroke-width=\"0.8\"/></svg>";
+
+// An alert's severity, named once: critical in red, warning in amber, info in green.
+std::string severity_badge(const std::string& severity) {
+  const std::string word = severity.empty() ? "warning" : severity;
+  const std::string t = word == "critical" ? "bad" : word == "info" ? "good" : "warn";
+  return "<span class=\"badge " + t + "\">" + html_escape(word) + "</span>";
+}
+
+// "3h05m ago", "42s ago", "in 2h00m".
+std::string span_text(double seconds) {
+  auto s = static_cast<long long>(std::max(0.0, seconds));
+  char buf[48];
+  if (s < 60) std::snprintf(buf, sizeof buf, "%llds", s);
+  else if (s < 3600) std::snprintf(buf, sizeof buf, "%lldm%02llds", s / 60, s % 60);
+  else if (s < 86400) std::snprintf(buf, sizeof buf, "%lldh%02lldm", s / 3600, (s / 60) % 60);
+  else std::snprintf(buf, sizeof buf, "%lldd%02lldh", s / 86400, (s / 3600) % 24);
+  return buf;
+}
+
+// "2026-11-24 05:29:20 UTC" from the status JSON's ISO-8601 times.
+std::string time_text(const std::string& iso) {
+  if (iso.size() < 19) return html_escape(iso);
+  std::string t = iso.substr(0, 19);
+  t[10] = ' ';
+  return html_escape(t) + " UTC";
+}
+
 std::string size_text(double bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int u = 0;
@@ -109,6 +142,7 @@ th{background:#f0f2f5;font-weight:600}
 .good{color:#146c2e}.warn{color:#7a5300}.bad{color:#9b1c13}.muted{color:#8a939c}
 .charts{display:flex;flex-wrap:wrap;gap:12px}.chart{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:8px}
 .chart h3{font-size:14px;margin:0 0 4px}footer{margin-top:24px;font-size:12px;color:#8a939c}
+svg.crown{vertical-align:-1px}
 )";
 
 }  // namespace
@@ -189,9 +223,29 @@ std::string render_status_page(const json::value& s, const json::value& alerts, 
   h += "<div class=panel><div class=kv>";
   h += "<div>Disaster recovery</div><div>" + on_off(s, "enabled") + "</div>";
   h += "<div>Current primary</div><div><b>" + html_escape(primary.empty() ? "-" : primary) + "</b>" +
-       (primary.empty() ? "" : " &#x1F451;") + "</div>";
+       (primary.empty() ? "" : kCrown) + "</div>";
   if (auto t = number(s, "term")) h += "<div>Term</div><div>" + fmt(*t, "%.0f") + "</div>";
   h += "<div>Auto backup</div><div>" + on_off(s, "auto_backup") + "</div>";
+  if (const auto* b = field(s, "backups"); b && b->is_object()) {
+    const std::string last = str(*b, "last_good");
+    h += "<div>Last good backup</div><div>";
+    if (last.empty()) h += "<span class=warn>none on record</span>";
+    else {
+      h += time_text(last);
+      if (auto age = number(*b, "last_good_age_s")) h += " <span class=muted>(" + span_text(*age) + " ago)</span>";
+    }
+    if (boolean(*b, "last_attempt_failed").value_or(false)) h += " <span class=bad>the last attempt failed</span>";
+    h += "</div>";
+    const std::string next = str(*b, "next_scheduled");
+    h += "<div>Next scheduled backup</div><div>";
+    if (next.empty()) h += "<span class=muted>not scheduled</span>";
+    else {
+      h += time_text(next);
+      if (auto in = number(*b, "next_in_s")) h += " <span class=muted>(in " + span_text(*in) + ")</span>";
+      if (auto sched = str(*b, "schedule"); !sched.empty()) h += " <span class=muted>" + html_escape(sched) + "</span>";
+    }
+    h += "</div>";
+  }
   h += "<div>Health monitoring</div><div>" + on_off(s, "monitoring") + "</div>";
   h += "<div>Auto failover</div><div>" + on_off(s, "auto_failover") + "</div>";
   const std::string fstate = str(s, "failover_state", "-");
@@ -208,7 +262,7 @@ std::string render_status_page(const json::value& s, const json::value& alerts, 
   for (const auto& n : nodes) {
     const std::string name = str(n, "name", "?");
     const std::string role = str(n, "role", "-");
-    h += "<tr><td><b>" + html_escape(name) + "</b>" + (name == primary ? " &#x1F451;" : "") + "</td>";
+    h += "<tr><td><b>" + html_escape(name) + "</b>" + (name == primary ? kCrown : "") + "</td>";
     h += "<td>" + html_escape(str(n, "type", "-")) + "</td><td>" + badge(role) + "</td>";
     h += "<td>" + (number(n, "priority") ? fmt(*number(n, "priority"), "%.0f") : std::string("-")) + "</td>";
     h += "<td>" + html_escape(str(n, "engine", "-")) + "</td>";
@@ -234,8 +288,7 @@ std::string render_status_page(const json::value& s, const json::value& alerts, 
     for (const auto& a : firing) {
       const std::string node = str(a, "node");
       h += "<tr><td>" + html_escape(str(a, "rule")) + "</td><td>" + html_escape(node.empty() ? "(cluster)" : node) +
-           "</td><td>" + badge(str(a, "severity") == "info" ? "ok" : str(a, "severity") == "critical" ? "critical" : "warning") +
-           " " + html_escape(str(a, "severity")) + "</td><td>" + html_escape(str(a, "since")) + "</td><td>" +
+           "</td><td>" + severity_badge(str(a, "severity")) + "</td><td>" + html_escape(str(a, "since")) + "</td><td>" +
            html_escape(str(a, "message")) + "</td></tr>\n";
     }
     h += "</table>\n";

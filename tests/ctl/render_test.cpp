@@ -283,3 +283,20 @@ TEST_CASE("progress line shows a bar when the total is known", "[render][progres
   CHECK(progress_line(2048, std::nullopt, "dump") == "2.0 KiB  dump");
   CHECK(progress_line(50, 0.0, "") == "50 B");
 }
+
+TEST_CASE("monitoring stopped: the panel says nothing is checked and how old each verdict is", "[render][status]") {
+  auto s = canned_status();
+  s.as_object()["monitoring"] = false;
+  for (auto& n : s.as_object()["nodes"].as_array()) {
+    n.as_object()["health"] = "stale";
+    n.as_object()["stale"] = true;
+    n.as_object()["last_probe_age_ms"] = 42'300;
+  }
+  CHECK(overall_health(s) == "unknown");
+  std::string out = render_status(s, RenderOptions{});
+  CHECK(out.find("Overall: unknown (monitoring stopped: nothing is checked; drctl start-monitoring)\n") !=
+        std::string::npos);
+  CHECK(out.find("  primary: stale (monitoring stopped: nothing is checked; last probe 42s ago)\n") != std::string::npos);
+  CHECK(out.find("[stale] primary") != std::string::npos);
+  CHECK(out.find("primary: healthy") == std::string::npos);
+}

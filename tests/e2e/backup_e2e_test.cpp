@@ -412,3 +412,40 @@ TEST_CASE("a plain .sql file restores into a new target", "[e2e][backup]") {
   CHECK(r.exit_code == 0);
   CHECK(count_rows(target) == 2);
 }
+
+TEST_CASE("bash completion offers the ids of drd's backups through its socket", "[e2e][backup][completion]") {
+  BackupFixture f;
+  f.start();
+  const std::string id(f.backup().at("id").as_string());
+  auto complete = [&](const std::string& command, const std::string& current) {
+    std::string script = "source \"$0\" || exit 9\n"
+                         "COMP_WORDS=(\"$1\" --socket \"$2\" " + command + " '" + current + "')\n"
+                         "COMP_CWORD=$((${#COMP_WORDS[@]} - 1))\n"
+                         "_drctl\n"
+                         "if ((${#COMPREPLY[@]})); then printf '%s\\n' \"${COMPREPLY[@]}\"; fi\n";
+    auto r = run({"bash", "--norc", "--noprofile", "-c", script,
+                  (fs::path(DRD_SOURCE_DIR) / "packaging/completion/drctl").string(), bin("drctl"), f.socket().string()});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    return r.out;
+  };
+  CHECK(complete("verify", "") .find(id + "\n") != std::string::npos);
+  CHECK(complete("restore", id.substr(0, 4)).find(id + "\n") != std::string::npos);
+  CHECK(complete("restore " + id, "").find(id + "\n") == std::string::npos);  // only the first word is an id
+}
+
+TEST_CASE("status names the last good backup and the next scheduled one", "[e2e][backup][status]") {
+  BackupFixture f("    schedule: \"every 6h\"\n");
+  f.start();
+  auto b = f.call("status").at("backups").as_object();
+  INFO(json::serialize(b));
+  CHECK(b.at("schedule").as_string() == "every 6h");
+  REQUIRE(b.at("next_scheduled").is_string());
+  CHECK(b.at("next_in_s").as_int64() <= 6 * 3600);
+  const std::string id(f.backup().at("id").as_string());
+  b = f.call("status").at("backups").as_object();
+  INFO(json::serialize(b));
+  REQUIRE(b.at("last_good").is_string());
+  CHECK(b.at("last_good_age_s").as_int64() < 60);
+  CHECK_FALSE(b.at("last_attempt_failed").as_bool());
+}

@@ -2,7 +2,10 @@
 #include <catch2/catch.hpp>
 #include <signal.h>
 
+#include <chrono>
+#include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "tests/e2e/drd_fixture.hpp"
 
@@ -223,4 +226,47 @@ TEST_CASE("primary --url prints an SQLite primary's absolute path", "[e2e][prima
   CHECK(r.exit_code == 0);
   CHECK(r.out == "sqlite:///" + f.db("primary").string() + "\n");
   CHECK(f.node_status("secondary1").at("url").as_string() == "sqlite:///" + f.db("secondary1").string());
+}
+
+TEST_CASE("monitoring stopped: status says nothing is checked and how old each verdict is", "[e2e][status]") {
+  DrdFixture f;
+  f.start();
+  CHECK(f.node_status("primary").at("health").as_string() == "up");
+  CHECK(f.node_status("primary").at("last_probe_age_ms").as_int64() >= 0);
+  CHECK(f.call("monitoring.stop").at("monitoring").as_bool() == false);
+  // The primary goes away while nothing checks it: status must not call it healthy.
+  std::filesystem::rename(f.db("primary"), f.dir() / "lost.db");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  auto p = f.node_status("primary");
+  CHECK(p.at("health").as_string() == "stale");
+  CHECK(p.at("stale").as_bool());
+  CHECK(p.at("last_probe_age_ms").as_int64() >= 1000);
+  auto r = f.drctl({"status"});
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("primary: stale (monitoring stopped: nothing is checked; last probe 1s ago)") ||
+                        Catch::Contains("primary: stale (monitoring stopped: nothing is checked; last probe 2s ago)"));
+  CHECK_THAT(r.out, Catch::Contains("Overall: unknown (monitoring stopped"));
+  CHECK_THAT(r.out, !Catch::Contains("primary: healthy"));
+  CHECK(f.call("monitoring.start").at("monitoring").as_bool());
+  CHECK(f.node_status("primary").at("health").as_string() != "stale");
+  CHECK_FALSE(f.node_status("primary").contains("stale"));
+}
+
+TEST_CASE("standbys drd seeds at start leave no failed sample in the health history", "[e2e][health]") {
+  DrdFixture f;
+  // First start on a fresh machine: only the primary exists; drd seeds both standbys.
+  std::filesystem::remove(f.db("secondary1"));
+  std::filesystem::remove(f.db("secondary2"));
+  f.start();
+  CHECK(eventually([&] {
+    return f.node_status("secondary1").at("healthy").as_bool() && f.node_status("secondary2").at("healthy").as_bool();
+  }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a few more rounds of samples
+  auto h = f.call("health").as_object();
+  for (auto& n : h.at("nodes").as_array()) {
+    INFO(boost::json::serialize(n));
+    CHECK(n.at("samples").as_int64() > 0);
+    CHECK(n.at("failures").as_int64() == 0);
+    CHECK(n.at("outages").as_array().empty());
+  }
 }

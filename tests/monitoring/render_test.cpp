@@ -230,7 +230,14 @@ TEST_CASE("the status page has the panel, escaped values and an svg polyline per
   CHECK(html.rfind("<!DOCTYPE html>", 0) == 0);
   CHECK(html.find("<meta http-equiv=\"refresh\" content=\"5\">") != std::string::npos);
   CHECK(html.find("Current primary") != std::string::npos);
-  CHECK(html.find("&#x1F451;") != std::string::npos);
+  // The primary's crown is drawn by the page (an emoji shows as a box where the font lacks it).
+  CHECK(html.find("&#x1F451;") == std::string::npos);
+  CHECK(html.find("\xF0\x9F\x91\x91") == std::string::npos);
+  CHECK(html.find("<svg class=crown") != std::string::npos);
+  CHECK(html.find("aria-label=\"primary\"") != std::string::npos);
+  // The alert's severity is named once ("critical", not "critical critical").
+  CHECK(html.find("critical</span> critical") == std::string::npos);
+  CHECK(html.find("<td><span class=\"badge bad\">critical</span></td>") != std::string::npos);
   CHECK(html.find("degraded") != std::string::npos);
   CHECK(html.find("secondary1 is down") != std::string::npos);
   CHECK(html.find("<script>") == std::string::npos);  // escaped
@@ -291,4 +298,24 @@ TEST_CASE("/metrics writes plain decimals: timestamps to the millisecond, no exp
   CHECK_THAT(text, Catch::Contains("drd_node_response_time_seconds{node=\"primary\"} 0.000292075\n"));
   CHECK(text.find("e+") == std::string::npos);
   CHECK(text.find("e-") == std::string::npos);
+}
+
+TEST_CASE("the status page shows the last good backup with its age and the next scheduled one", "[page]") {
+  json::value status = json::parse(R"({"primary": "primary", "auto_backup": true,
+    "backups": {"schedule": "every 6h", "last_good": "2023-11-14T22:13:20.000Z", "last_good_age_s": 11100,
+                "last_attempt_failed": false, "next_scheduled": "2023-11-15T06:00:00.000Z", "next_in_s": 17000},
+    "nodes": [{"name": "primary", "role": "primary", "healthy": true}]})");
+  auto html = render_status_page(status, json::object{}, {}, T0);
+  CHECK(html.find("Last good backup</div><div>2023-11-14 22:13:20 UTC <span class=muted>(3h05m ago)</span>") !=
+        std::string::npos);
+  CHECK(html.find("Next scheduled backup</div><div>2023-11-15 06:00:00 UTC <span class=muted>(in 4h43m)</span>") !=
+        std::string::npos);
+  CHECK(html.find("every 6h") != std::string::npos);
+
+  json::value none = json::parse(R"({"primary": "primary", "backups": {"schedule": "", "last_good": null,
+    "last_attempt_failed": true, "next_scheduled": null}, "nodes": []})");
+  html = render_status_page(none, json::object{}, {}, T0);
+  CHECK(html.find("Last good backup</div><div><span class=warn>none on record</span>") != std::string::npos);
+  CHECK(html.find("the last attempt failed") != std::string::npos);
+  CHECK(html.find("Next scheduled backup</div><div><span class=muted>not scheduled</span>") != std::string::npos);
 }

@@ -2,6 +2,8 @@
 // command and configuration key the programs actually have.
 #include <catch2/catch.hpp>
 
+#include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 
@@ -49,7 +51,8 @@ std::set<std::string> long_options(const std::string& help) {
 }
 
 // Runs drctl's completion for `line` (the word being completed is the last, maybe empty).
-std::vector<std::string> complete(const std::string& words_before, const std::string& current) {
+std::vector<std::string> complete(const std::string& words_before, const std::string& current,
+                                  const std::map<std::string, std::string>& env = {}) {
   const fs::path file = source_dir() / "packaging/completion/drctl";
   std::string script = "source \"$0\" || exit 9\n"
                        "complete -p drctl >/dev/null || exit 8\n"
@@ -57,8 +60,8 @@ std::vector<std::string> complete(const std::string& words_before, const std::st
                        "COMP_CWORD=$((${#COMP_WORDS[@]} - 1))\n"
                        "COMP_LINE=\"${COMP_WORDS[*]}\"; COMP_POINT=${#COMP_LINE}\n"
                        "_drctl drctl '" + current + "'\n"
-                       "printf '%s\\n' \"${COMPREPLY[@]}\"\n";
-  auto r = run({"bash", "--norc", "--noprofile", "-c", script, file.string()});
+                       "if ((${#COMPREPLY[@]})); then printf '%s\\n' \"${COMPREPLY[@]}\"; fi\n";
+  auto r = run({"bash", "--norc", "--noprofile", "-c", script, file.string()}, env);
   INFO("completion of '" << words_before << " " << current << "': " << r.err);
   REQUIRE(r.exit_code == 0);
   return lines(r.out);
@@ -167,4 +170,59 @@ TEST_CASE("bash completion offers every drctl command and the options of each", 
   auto lang = complete("status --lang", "");
   CHECK(contains(lang, "en"));
   CHECK(contains(lang, "zh"));
+}
+
+TEST_CASE("bash completion offers node names from the config file and backup ids only when drd answers",
+          "[service][completion]") {
+  TempDir dir;
+  const fs::path cfg = dir / "drd.yaml";
+  std::ofstream(cfg) << "disaster_recovery:\n"
+                        "  enabled: true\n"
+                        "  databases:\n"
+                        "    # the image store\n"
+                        "    primary:    { name: primary, type: primary, priority: 0, url: \"sqlite:///a.db\" }\n"
+                        "    secondary1:\n"
+                        "      name: secondary1\n"
+                        "      type: secondary\n"
+                        "    replica-b: { name: replica-b, type: secondary, priority: 2, url: \"sqlite:///c.db\" }\n"
+                        "  monitoring:\n"
+                        "    interval: 1s\n";
+  const std::string with_cfg = "--config " + cfg.string();
+  auto nodes = complete(with_cfg + " failover", "");
+  CHECK(nodes == std::vector<std::string>{"primary", "secondary1", "replica-b"});  // not name/type/monitoring keys
+  CHECK(complete(with_cfg + " switchover", "sec") == std::vector<std::string>{"secondary1"});
+  CHECK(complete(with_cfg + " rejoin", "re") == std::vector<std::string>{"replica-b"});
+  CHECK(complete(with_cfg + " backup --node", "p") == std::vector<std::string>{"primary"});
+  CHECK(complete(with_cfg + " health --node", "") == std::vector<std::string>{"primary", "secondary1", "replica-b"});
+  // No --config: $DRD_CONFIG names the file.
+  CHECK(complete("clone", "secondary", {{"DRD_CONFIG", cfg.string()}}) == std::vector<std::string>{"secondary1"});
+  // Only the node is completed: nothing after it.
+  CHECK(complete(with_cfg + " failover secondary1", "").empty());
+  // No config file: no names, no error.
+  CHECK(complete("--config " + (dir / "missing.yaml").string() + " failover", "").empty());
+
+  // Backup ids come from drd through its socket; with nothing listening, quietly only files.
+  const fs::path backup_file = dir / "b1.drdbak";
+  std::ofstream(backup_file) << "x";
+  auto ids = complete("--socket " + (dir / "nothing.sock").string() + " verify", (dir / "b").string());
+  CHECK(ids == std::vector<std::string>{backup_file.string()});
+}
+
+TEST_CASE("README states the failover time per profile with figures docs/benchmarks.md measured", "[service][docs]") {
+  const std::string readme = read_file(source_dir() / "README.md");
+  const std::string bench = read_file(source_dir() / "docs/benchmarks.md");
+  CHECK(readme.find("well under a second") == std::string::npos);
+  CHECK(readme.find("within a second") == std::string::npos);
+  // Every "N.NN s" figure the README gives for failover is a figure of the benchmarks page.
+  std::regex figure("(?:failover|promotes)[^\n]*?([0-9]+\\.[0-9]+) s");
+  int found = 0;
+  for (auto it = std::sregex_iterator(readme.begin(), readme.end(), figure); it != std::sregex_iterator(); ++it) {
+    const std::string value = (*it)[1].str();
+    INFO(value);
+    CHECK(bench.find("| " + value + " s |") != std::string::npos);
+    ++found;
+  }
+  CHECK(found >= 1);
+  CHECK(readme.find("default profile") != std::string::npos);
+  CHECK(readme.find("100 ms") != std::string::npos);
 }
