@@ -77,11 +77,11 @@ void wait_for_link(DrdFixture& f, const std::string& node) {
   }));
 }
 
-// 100 rows (ids 1..100) on every file, replicated.
-void hundred_rows_everywhere(DrdFixture& f) {
+// Exactly `n` rows (ids 1..n) on every file, replicated.
+void rows_everywhere(DrdFixture& f, int n) {
   app_exec(f.dir() / "data/current.db", "DELETE FROM images");
-  insert_rows(f.dir() / "data/current.db", 1, 100);
-  REQUIRE(eventually([&] { return count_rows(f.db("secondary1")) == 100 && count_rows(f.db("secondary2")) == 100; }));
+  insert_rows(f.dir() / "data/current.db", 1, n);
+  REQUIRE(eventually([&] { return count_rows(f.db("secondary1")) == n && count_rows(f.db("secondary2")) == n; }));
 }
 
 }  // namespace
@@ -92,7 +92,7 @@ TEST_CASE("the README's demo: an empty file created through a dangling link is a
   f.opts.threshold = 20;  // the application creates the new file long before the path's absence fails the primary
   f.write_config();
   f.start();
-  hundred_rows_everywhere(f);
+  rows_everywhere(f, 100);
   fs::rename(f.db("primary"), f.dir() / "lost.db");
   // The application writes through current_link: SQLite creates a new file at the primary's path.
   // It writes once; whether that write succeeds (drd fences the new file as soon as it sees
@@ -131,9 +131,7 @@ TEST_CASE("an older copy restored by hand at the primary's path while drd is sto
           "[e2e][copies]") {
   DrdFixture f;
   f.start();
-  app_exec(f.dir() / "data/current.db", "DELETE FROM images");
-  insert_rows(f.dir() / "data/current.db", 1, 50);
-  REQUIRE(eventually([&] { return count_rows(f.db("secondary2")) == 50; }));
+  rows_everywhere(f, 50);
   app_exec(f.db("primary"), "VACUUM INTO '" + (f.dir() / "older.db").string() + "'");  // an operator's copy
   insert_rows(f.dir() / "data/current.db", 51, 100);
   REQUIRE(eventually([&] { return count_rows(f.db("secondary1")) == 100 && count_rows(f.db("secondary2")) == 100; }));
@@ -156,9 +154,7 @@ TEST_CASE("an older copy restored by hand at the primary's path while drd is sto
 TEST_CASE("the state folder lost after a failover: the most advanced history wins, not the config", "[e2e][copies]") {
   DrdFixture f;
   f.start();
-  app_exec(f.dir() / "data/current.db", "DELETE FROM images");
-  insert_rows(f.dir() / "data/current.db", 1, 50);
-  REQUIRE(eventually([&] { return count_rows(f.db("secondary1")) == 50 && count_rows(f.db("secondary2")) == 50; }));
+  rows_everywhere(f, 50);
   fs::rename(f.db("primary"), f.dir() / "away.db");  // the primary's disk goes
   REQUIRE(eventually([&] { return primary_of(f) == "secondary1"; }, std::chrono::seconds(15)));
   wait_for_link(f, "secondary1");
@@ -185,9 +181,7 @@ TEST_CASE("the state folder lost after a failover: the most advanced history win
 TEST_CASE("a standby replaced by an older copy is never promoted as current, and no row is lost", "[e2e][copies]") {
   DrdFixture f;
   f.start();
-  app_exec(f.dir() / "data/current.db", "DELETE FROM images");
-  insert_rows(f.dir() / "data/current.db", 1, 50);
-  REQUIRE(eventually([&] { return count_rows(f.db("secondary1")) == 50 && count_rows(f.db("secondary2")) == 50; }));
+  rows_everywhere(f, 50);
   fs::copy_file(f.db("secondary1"), f.dir() / "s1-older.db");
   insert_rows(f.dir() / "data/current.db", 51, 100);
   REQUIRE(eventually([&] { return count_rows(f.db("secondary1")) == 100 && count_rows(f.db("secondary2")) == 100; }));
@@ -250,9 +244,7 @@ TEST_CASE("an older file moved onto the primary's path while drd runs is a lost 
   f.opts.threshold = 20;
   f.write_config();
   f.start();
-  app_exec(f.dir() / "data/current.db", "DELETE FROM images");
-  insert_rows(f.dir() / "data/current.db", 1, 50);
-  REQUIRE(eventually([&] { return count_rows(f.db("secondary2")) == 50; }));
+  rows_everywhere(f, 50);
   app_exec(f.db("primary"), "VACUUM INTO '" + (f.dir() / "older.db").string() + "'");
   insert_rows(f.dir() / "data/current.db", 51, 100);
   REQUIRE(eventually([&] { return count_rows(f.db("secondary1")) == 100 && count_rows(f.db("secondary2")) == 100; }));
@@ -279,9 +271,7 @@ TEST_CASE("an older file moved onto the primary's path while drd runs is a lost 
 TEST_CASE("a primary removed from the configuration is fenced before another node is promoted", "[e2e][copies]") {
   DrdFixture f;
   f.start();
-  app_exec(f.dir() / "data/current.db", "DELETE FROM images");
-  insert_rows(f.dir() / "data/current.db", 1, 20);
-  REQUIRE(eventually([&] { return count_rows(f.db("secondary1")) == 20 && count_rows(f.db("secondary2")) == 20; }));
+  rows_everywhere(f, 20);
   REQUIRE(f.stop() == 0);
   std::string cfg;
   {
@@ -312,9 +302,7 @@ TEST_CASE("a primary removed from the configuration is fenced before another nod
 TEST_CASE("a promotion that fails moves on to the next candidate at once", "[e2e][copies]") {
   DrdFixture f;
   f.start();
-  app_exec(f.dir() / "data/current.db", "DELETE FROM images");
-  insert_rows(f.dir() / "data/current.db", 1, 30);
-  REQUIRE(eventually([&] { return count_rows(f.db("secondary1")) == 30 && count_rows(f.db("secondary2")) == 30; }));
+  rows_everywhere(f, 30);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // idle: nothing left to apply
   corrupt_table_page(f.db("secondary1"), "images");  // its probes pass, its quick_check does not
   fs::rename(f.db("primary"), f.dir() / "away.db");
