@@ -118,6 +118,14 @@ def check_reads(r, stale):
     return 0
 
 
+def switchover(bin_dir, t, node):
+    """A planned switchover through drctl, as an operator runs it."""
+    out = subprocess.run([f"{bin_dir}/drctl", "--socket", t.drd.socket, "switchover", node],
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError(f"drctl switchover failed ({out.returncode}): {out.stdout}{out.stderr}")
+
+
 def run_sqlite(bin_dir, root):
     t = SqliteTrial(bin_dir, "python-client", root)
     r = Run(t, f"sqlite:///{t.link}")
@@ -128,10 +136,7 @@ def run_sqlite(bin_dir, root):
         r.wait_switch(0, more=150)
 
         # (b) switchover: planned, nothing may be lost.
-        out = subprocess.run([f"{bin_dir}/drctl", "--socket", t.drd.socket, "switchover", "secondary1"],
-                             capture_output=True, text=True, timeout=60)
-        if out.returncode != 0:
-            raise RuntimeError(f"drctl switchover failed ({out.returncode}): {out.stdout}{out.stderr}")
+        switchover(bin_dir, t, "secondary1")
         r.wait_switch(1)
         gap_sw, first_sw = r.gap_ms(1)
         acked = {i for i, _, _ in read_acks(t.acks)}
@@ -202,10 +207,7 @@ def run_pg(bin_dir, root):
         r.start_clients(45)
         r.wait_switch(0, more=150)
 
-        out = subprocess.run([f"{bin_dir}/drctl", "--socket", t.drd.socket, "switchover", "node1"],
-                             capture_output=True, text=True, timeout=60)
-        if out.returncode != 0:
-            raise RuntimeError(f"drctl switchover failed ({out.returncode}): {out.stdout}{out.stderr}")
+        switchover(bin_dir, t, "node1")
         r.wait_switch(1)
         gap_sw, first_sw = r.gap_ms(1)
         acked = {i for i, _, _ in read_acks(t.acks)}

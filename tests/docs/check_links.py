@@ -23,15 +23,20 @@ MENTION = re.compile(r"(?<![\w/.:-])((?:\.\./|\./)*[\w.-]+(?:/[\w.-]+)*\.md)\b")
 OUTSIDE = re.compile(r"(?<![\w/.:-])(\.\./[^\s`'\")\]]*)")
 
 
-def mentions(text):
-    """Unlinked page names (*.md) and ../ paths, in text or inline code."""
+def prose_lines(text):
+    """(line number, line) of every line outside fenced code blocks."""
     in_fence = False
     for number, line in enumerate(text.splitlines(), 1):
         if re.match(r"^\s*(```|~~~)", line):
             in_fence = not in_fence
             continue
-        if in_fence:
-            continue
+        if not in_fence:
+            yield number, line
+
+
+def mentions(text):
+    """Unlinked page names (*.md) and ../ paths, in text or inline code."""
+    for number, line in prose_lines(text):
         no_links = INLINE.sub("", line)
         for m in MENTION.finditer(no_links):
             yield number, m.group(1)
@@ -41,13 +46,7 @@ def mentions(text):
 
 
 def links(text):
-    in_fence = False
-    for number, line in enumerate(text.splitlines(), 1):
-        if re.match(r"^\s*(```|~~~)", line):
-            in_fence = not in_fence
-            continue
-        if in_fence:
-            continue
+    for number, line in prose_lines(text):
         code_free = re.sub(r"`[^`]*`", "", line)
         for m in INLINE.finditer(code_free):
             yield number, m.group(1)

@@ -58,7 +58,11 @@ void PgDrdFixture::kill_drd() {
   drd_->wait(std::chrono::seconds(10));
 }
 
-void PgDrdFixture::start(const std::map<std::string, std::string>& env) {
+void PgDrdFixture::start(const std::map<std::string, std::string>& env) { launch(env, /*settled=*/true); }
+
+void PgDrdFixture::start_unsettled(const std::map<std::string, std::string>& env) { launch(env, /*settled=*/false); }
+
+void PgDrdFixture::launch(const std::map<std::string, std::string>& env, bool settled) {
   drd_.reset();  // a previous process has ended (or is killed here); the log file is appended to
   drd_ = std::make_unique<Background>(
       std::vector<std::string>{bin("drd"), "--config", (dir_ / "drd.yaml").string(), "--foreground"}, dir_ / "drd.log",
@@ -69,25 +73,7 @@ void PgDrdFixture::start(const std::map<std::string, std::string>& env) {
         rpc::Client c(socket().string(), std::chrono::milliseconds(500));
         auto r = c.call("status");
         auto* v = std::get_if<boost::json::value>(&r);
-        return v && v->as_object().at("primary").as_string() != "";
-      },
-      std::chrono::seconds(20));
-  INFO(log());
-  REQUIRE(up);
-  REQUIRE(drd_->running());
-}
-
-void PgDrdFixture::start_unsettled(const std::map<std::string, std::string>& env) {
-  drd_.reset();
-  drd_ = std::make_unique<Background>(
-      std::vector<std::string>{bin("drd"), "--config", (dir_ / "drd.yaml").string(), "--foreground"}, dir_ / "drd.log",
-      env);
-  bool up = eventually(
-      [&] {
-        if (!drd_->running()) return true;
-        rpc::Client c(socket().string(), std::chrono::milliseconds(500));
-        auto r = c.call("status");
-        return std::get_if<boost::json::value>(&r) != nullptr;
+        return v && (!settled || v->as_object().at("primary").as_string() != "");
       },
       std::chrono::seconds(20));
   INFO(log());

@@ -74,6 +74,7 @@ class PgDrdFixture {
   void write_config();
 
  private:
+  void launch(const std::map<std::string, std::string>& env, bool settled);
   TempDir dir_;
   std::unique_ptr<PgCluster> pg_;
   std::unique_ptr<Background> drd_;
