@@ -1,3 +1,4 @@
+#include "drd_version.hpp"
 #include "ctl/cli.hpp"
 
 #include <cstdlib>
@@ -132,7 +133,7 @@ ParseOutcome parse_command_line(const std::vector<std::string>& args) {
   CLI::App app("drctl: administer drd, the disaster-recovery daemon for SQLite and PostgreSQL", "drctl");
   app.fallthrough();  // global options may follow the subcommand; set before adding subcommands
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("drctl ") + DRD_VERSION);
+  app.set_version_flag("--version", std::string("drctl ") + drd::kVersion);
   app.footer("Exit codes: 0 done, 1 refused or failed, 2 usage error, 3 drd unreachable.\n"
              "Reference: docs/drctl.md");
   Globals g;

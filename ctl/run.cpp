@@ -1,3 +1,4 @@
+#include "drd_version.hpp"
 #include "ctl/run.hpp"
 
 #include <unistd.h>
@@ -75,9 +76,9 @@ int run_version(const Invocation& inv, const std::string& socket, const RenderOp
   if (auto* v = std::get_if<json::value>(&reply)) drd_version = json::value(jv::str(*v, "version", "unknown"));
   else problem = std::get<rpc::CallError>(reply).message;
   if (inv.globals.json) {
-    print_json(json::object{{"drctl", DRD_VERSION}, {"drd", drd_version}, {"socket", socket}});
+    print_json(json::object{{"drctl", drd::kVersion}, {"drd", drd_version}, {"socket", socket}});
   } else {
-    std::cout << "drctl " << DRD_VERSION << "\n";
+    std::cout << "drctl " << drd::kVersion << "\n";
     if (drd_version.is_string()) std::cout << "drd " << drd_version.as_string().c_str() << " at " << socket << "\n";
     else std::cout << "drd: not reachable (" << problem << ")\n";
   }

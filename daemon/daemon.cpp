@@ -1,3 +1,4 @@
+#include "drd_version.hpp"
 #include "daemon/daemon.hpp"
 
 #include <spdlog/spdlog.h>
@@ -25,7 +26,7 @@ Daemon::Daemon(asio::io_context& io, Config config, std::unique_ptr<SqliteStateS
         return clock_.steady() - last_round_at_ <
                2 * (config_.monitoring.interval + config_.monitoring.timeout) + std::chrono::seconds(5);
       }};
-  mon_ = std::make_unique<monitoring::Monitoring>(io_, control_, config_, runner_, std::move(hooks), "0.1.0");
+  mon_ = std::make_unique<monitoring::Monitoring>(io_, control_, config_, runner_, std::move(hooks), drd::kVersion);
 }
 
 Status Daemon::start_http() { return mon_->start(); }

@@ -1,5 +1,6 @@
 // The control-socket methods (docs/rpc.md): turning daemon state into the
 // documented JSON shapes and routing state changes to the failover code.
+#include "drd_version.hpp"
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -146,7 +147,7 @@ json::value Daemon::status_json() const {
       {"nodes", std::move(nodes)},
       {"cluster", coord_status_json()},
       {"daemon", json::object{{"pid", static_cast<std::int64_t>(::getpid())},
-                              {"version", "0.1.0"},
+                              {"version", drd::kVersion},
                               {"uptime_s", uptime},
                               {"config", config_.file.string()}}},
   };
@@ -367,7 +368,7 @@ void Daemon::dispatch(const std::string& method, const json::object& params, con
     });
     return;
   }
-  if (method == "ping") return reply(json::value(json::object{{"pong", true}, {"version", "0.1.0"}}));
+  if (method == "ping") return reply(json::value(json::object{{"pong", true}, {"version", drd::kVersion}}));
   if (method == "status") return reply(status_json());
   if (method == "primary") {
     const NodeConfig* c = config_.find_node(primary_);

@@ -1,4 +1,5 @@
 // drd: the disaster-recovery daemon. Never forks; systemd (or the shell) supervises it.
+#include "drd_version.hpp"
 #include <fmt/ranges.h>
 #include <malloc.h>
 #include <systemd/sd-daemon.h>
@@ -44,7 +45,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (version) {
-    std::puts("drd 0.1.0");
+    std::printf("drd %s\n", drd::kVersion);
     return 0;
   }
 
@@ -72,7 +73,7 @@ int main(int argc, char** argv) {
   drd::Config config = std::move(*loaded.config);
 
   drd::log::init(drd::log::detect_target(foreground), spdlog::level::from_str(level));
-  spdlog::info("drd 0.1.0 starting with {} ({} databases)", config.file.string(), config.nodes.size());
+  spdlog::info("drd {} starting with {} ({} databases)", drd::kVersion, config.file.string(), config.nodes.size());
   if (key_problem)
     drd::log::event(spdlog::level::err, "backup_key_invalid", {}, *key_problem + "; backups will fail until it is fixed");
 

@@ -49,6 +49,8 @@ TEST_CASE("cpack builds drd_VERSION_ARCH.deb with the programs, units, conffile,
   std::smatch vm;
   REQUIRE(std::regex_search(version.out, vm, std::regex("drd ([0-9][0-9.]*)")));
   const std::string ver = vm[1];
+  // One version everywhere: CMake's project(VERSION) is the only place it is written.
+  CHECK(ver == DRD_PROJECT_VERSION);
   auto arch = run({"dpkg", "--print-architecture"});
   REQUIRE(arch.exit_code == 0);
   const fs::path deb = out / ("drd_" + ver + "_" + lines(arch.out).at(0) + ".deb");
