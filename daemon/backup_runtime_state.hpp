@@ -217,7 +217,7 @@ struct Daemon::BackupRuntime {
           done(std::move(m));
         };
         self->run_backup(cfg, db, std::move(info), backup_rpc::forward_progress(progress, self->strand), after, {});
-      });
+      }, req.require_archive);
       return;
     }
     // A standby: copy it between replication steps, then stream the copy like a primary.

@@ -189,7 +189,10 @@ class Daemon {
   struct ArchiveRuntime;
   void archive_start();
   void archive_stop();
-  void archive_arm(const std::string& node, std::function<void(std::shared_ptr<backup::WalArchiver>)> go);
+  // `required`: the backup is not taken without archiving (a new base), so not being able to
+  // attach yet is not worth a warning (it is retried).
+  void archive_arm(const std::string& node, std::function<void(std::shared_ptr<backup::WalArchiver>)> go,
+                   bool required = false);
   void archive_full_done(const std::shared_ptr<backup::WalArchiver>& arch, const Result<backup::Manifest>& m);
   json::array backups_json(const std::vector<backup::CatalogEntry>& list, bool segments) const;
   // Point-in-time coverage (backup/pitr_coverage.hpp): after each probe round a new base

@@ -33,6 +33,12 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::chrono::seconds kVerifyRecheck{30};
+// A new base backup that cannot even start for this long (replication from the new primary
+// not running) no longer counts as "starting": the gap is reported as stopped and alerts.
+constexpr std::chrono::seconds kRebaseGrace{60};
+// Status is asked for up to five times a second (alert rules): the chain windows are read
+// from the catalog at most this often, and at once after a segment or a chain's end.
+constexpr std::chrono::seconds kWindowsCacheFor{2};
 
 std::string text_param(const json::object& p, const char* key) {
   auto* v = p.if_contains(key);
@@ -100,7 +106,9 @@ struct Daemon::ArchiveRuntime {
   std::string ended_why;
   bool rebase_due = false, rebase_running = false;
   std::string rebase_why;
-  SteadyTime rebase_retry_at{};
+  SteadyTime rebase_retry_at{}, rebase_due_since{};
+  std::optional<std::vector<backup::ChainWindow>> windows_cache;  // live flags unset
+  SteadyTime windows_at{};
   // Scheduled verification (control strand).
   std::string verify_text;
   std::optional<backup::Schedule> verify_schedule;
@@ -188,6 +196,7 @@ struct Daemon::ArchiveRuntime {
       auto lk = d.store_->lock();
       st = backup::catalog_insert(d.store_->raw(), *m, d.config_.backup.directory / seg.full_id);
     }
+    windows_cache.reset();
     if (!st && st.error().code != Errc::conflict)
       spdlog::error("WAL segment {} written but not entered in the catalog: {}", m->id, st.error().message);
     spdlog::debug("WAL segment {}: {} frames, {} (up to {})", m->id, seg.frames, backup::human_bytes(m->size_bytes),
@@ -202,6 +211,7 @@ struct Daemon::ArchiveRuntime {
     }
     chains.erase(token);
     if (active == token) active.clear();
+    windows_cache.reset();
     if (full_id.empty() || why.empty()) return;
     if (superseded) {
       spdlog::info("WAL archiving after backup {} ended: {}", full_id, why);
@@ -243,7 +253,10 @@ struct Daemon::ArchiveRuntime {
     if (!cfg.incremental || cfg.directory.empty() || d.config_.nodes.empty() ||
         d.config_.nodes.front().engine != Engine::sqlite)
       return;
-    if (!rebase_due) rebase_retry_at = {};
+    if (!rebase_due) {
+      rebase_retry_at = {};
+      rebase_due_since = d.clock_.steady();
+    }
     rebase_due = true;
     rebase_why = why;
   }
@@ -412,7 +425,8 @@ void Daemon::archive_stop() {
   archive_->worker.reset();  // waits for a segment being written
 }
 
-void Daemon::archive_arm(const std::string& node, std::function<void(std::shared_ptr<backup::WalArchiver>)> go) {
+void Daemon::archive_arm(const std::string& node, std::function<void(std::shared_ptr<backup::WalArchiver>)> go,
+                         bool required) {
   if (!archive_) archive_ = std::make_shared<ArchiveRuntime>(*this);
   const BackupConfig& cfg = config_.backup;
   const NodeConfig* nc = config_.find_node(node);
@@ -443,12 +457,13 @@ void Daemon::archive_arm(const std::string& node, std::function<void(std::shared
           });
       });
   auto* driver = driver_.get();
-  bool posted = cluster_worker_->post([self, driver, chain, token, go]() mutable {
+  bool posted = cluster_worker_->post([self, driver, chain, token, go, required]() mutable {
     Status st = driver->add_wal_tap(chain->archiver);
-    self->post_result([self, st, chain, token, go]() mutable {
+    self->post_result([self, st, chain, token, go, required]() mutable {
       if (self->stopped) return;
       if (!st) {
-        spdlog::warn("this backup will have no WAL segments: {}", st.error().message);
+        if (required) spdlog::debug("WAL archiving cannot start yet: {}", st.error().message);
+        else spdlog::warn("this backup will have no WAL segments: {}", st.error().message);
         return go(nullptr);
       }
       self->chains[token] = chain;
@@ -540,16 +555,30 @@ json::array Daemon::backups_json(const std::vector<backup::CatalogEntry>& list, 
 json::value Daemon::pitr_json() const {
   if (config_.backup.directory.empty() || config_.nodes.empty() || config_.nodes.front().engine != Engine::sqlite)
     return nullptr;
-  std::vector<backup::CatalogEntry> list;
-  {
-    auto lk = store_->lock();
-    if (auto l = backup::catalog_list(store_->raw()); l) list = std::move(*l);
+  const SteadyTime steady = clock_.steady();
+  std::vector<backup::ChainWindow> windows;
+  if (archive_ && archive_->windows_cache && steady - archive_->windows_at < kWindowsCacheFor) {
+    windows = *archive_->windows_cache;
+  } else {
+    std::vector<backup::CatalogEntry> list;
+    {
+      auto lk = store_->lock();
+      if (auto l = backup::catalog_list(store_->raw()); l) list = std::move(*l);
+    }
+    windows = backup::sqlite_chain_windows(list, {});
+    if (archive_) {
+      archive_->windows_cache = windows;
+      archive_->windows_at = steady;
+    }
   }
-  auto cov = pitr_coverage(list);
+  const auto live = archiving_live();
+  for (auto& w : windows) w.live = live.count(w.full_id) > 0;
+  auto cov = backup::pitr_coverage(std::move(windows), pitr_expected());
   const SysTime now = clock_.now();
   std::string state = "off";
+  const bool rebase_pending = archive_ && archive_->rebase_due && steady - archive_->rebase_due_since < kRebaseGrace;
   if (cov.live) state = "live";
-  else if (archive_ && (archive_->rebase_due || archive_->rebase_running || archive_->chain_starting())) state = "starting";
+  else if (archive_ && (rebase_pending || archive_->rebase_running || archive_->chain_starting())) state = "starting";
   else if (pitr_expected()) state = cov.from ? "stopped" : "not_started";
   auto t = [](const std::optional<SysTime>& x) { return x ? json::value(backup::format_time_utc(*x)) : json::value(nullptr); };
   json::array gaps;
