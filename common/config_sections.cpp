@@ -106,7 +106,7 @@ namespace {
 const std::vector<std::string> kMetrics = {"up",           "response_time_ms", "lag_bytes",    "lag_ms",
                                            "backup_age",   "backup_age_s",     "backup_failed", "failover",
                                            "disk_free_pct", "memory_rss_bytes", "sync_degraded",
-                                           "copy_problem"};
+                                           "copy_problem", "pitr_gap"};
 const std::vector<std::string> kOps = {">", ">=", "<", "<=", "==", "!="};
 
 // Metrics that are events (0 or a count): a rule on them may leave out op and threshold,

@@ -337,6 +337,22 @@ std::string render_status(const json::value& s, const RenderOptions& o) {
   if (state != "normal" && !reason.empty()) line(tr(o, "Reason: ", "原因: ") + reason);
   if (auto paused = jv::str(s, "primary_paused"); !paused.empty())  // a restore onto the primary runs
     line(tr(o, "Primary paused: ", "主库暂停: ") + paused + tr(o, " (automatic failover waits)", "（自动故障转移等待中）"));
+  if (auto* p = s.is_object() ? s.as_object().if_contains("pitr") : nullptr; p && p->is_object()) {
+    line("");
+    line(tr(o, "--- Point-in-time restore ---", "--- 时间点恢复 ---"));
+    const std::string arch = jv::str(*p, "archiving", "-");
+    const Tone tone = arch == "live" ? Tone::good : arch == "stopped" ? Tone::bad : Tone::warn;
+    line(tr(o, "WAL archiving: ", "WAL 归档: ") + paint(o, tone, arch));
+    if (auto from = jv::str(*p, "restorable_from"); !from.empty())
+      line(tr(o, "Restorable: ", "可恢复: ") + format_time(from) + " .. " + format_time(jv::str(*p, "restorable_to")) +
+           (arch == "live" ? tr(o, " (live)", "（持续）") : ""));
+    for (const auto& g : jv::arr(*p, "gaps")) {
+      const std::string to = jv::str(g, "to");
+      line(paint(o, Tone::bad, tr(o, "GAP: nothing can be restored to from ", "缺口: 无法恢复到 ") + format_time(jv::str(g, "from")) +
+                                   (to.empty() ? tr(o, " until now", " 至今") : tr(o, " to ", " 至 ") + format_time(to))));
+    }
+    if (auto why = jv::str(*p, "reason"); !why.empty()) line(tr(o, "Reason: ", "原因: ") + why);
+  }
   render_cluster(s, o, line);
   return out;
 }

@@ -107,7 +107,26 @@ std::string render_backups(const json::value& backups, const RenderOptions& o) {
                                 tr(o, "KIND", "类型"), tr(o, "TIME (UTC)", "时间 (UTC)"), tr(o, "SIZE", "大小"),
                                 tr(o, "RATIO", "压缩比"), tr(o, "ENCRYPTED", "加密"), tr(o, "VERIFIED", "已校验")};
   if (any_window) head.push_back(tr(o, "RESTORABLE (--to-time)", "可恢复时间段 (--to-time)"));
-  return render_table(head, rows, o);
+  std::string out = render_table(head, rows, o);
+  // Gaps in SQLite point-in-time coverage, oldest first (the listing is newest first).
+  std::vector<std::string> gaps;
+  for (const auto& b : a) {
+    if (!b.is_object() || !b.as_object().contains("restorable") || !b.as_object().at("restorable").is_object()) continue;
+    const auto& r = b.as_object().at("restorable").as_object();
+    auto* g = r.if_contains("gap_after");
+    if (!g || !g->is_object()) continue;
+    const std::string to = jv::str(*g, "to");
+    std::string l = tr(o, "GAP in point-in-time coverage: nothing can be restored to from ", "时间点恢复覆盖缺口: 无法恢复到 ") +
+                    format_time(jv::str(*g, "from"));
+    if (to.empty())
+      l += tr(o, " until now (WAL archiving after " + jv::str(b, "id") + " ended; the next full backup starts a new chain)",
+              " 至今（" + jv::str(b, "id") + " 之后的 WAL 归档已结束）");
+    else
+      l += tr(o, " to ", " 至 ") + format_time(to) + " (" + jv::str(b, "id") + " .. " + jv::str(*g, "before") + ")";
+    gaps.insert(gaps.begin(), paint(o, Tone::bad, l));
+  }
+  for (auto& l : gaps) out += l + "\n";
+  return out;
 }
 
 std::string render_backup_created(const json::value& b, const RenderOptions& o) {

@@ -111,6 +111,7 @@ struct Daemon::BackupRuntime {
   struct Request {
     std::string name, node, kind;
     bool scheduled = false;
+    bool require_archive = false;  // a new base for point-in-time coverage: nothing without WAL archiving
   };
 
   // ---- control strand ----------------------------------------------------
@@ -203,15 +204,20 @@ struct Daemon::BackupRuntime {
     if (!standby) {
       // WAL archiving (point-in-time restore) starts before the snapshot does.
       auto self = d.backup_;
-      d.archive_arm(*node, [self, cfg, db = nc->sqlite_path, info = std::move(info), progress, done](
-                               std::shared_ptr<backup::WalArchiver> arch) mutable {
+      d.archive_arm(*node, [self, cfg, db = nc->sqlite_path, info = std::move(info), progress, done,
+                            require = req.require_archive, node = *node,
+                            reply](std::shared_ptr<backup::WalArchiver> arch) mutable {
         if (self->stopped) return;
+        if (!arch && require) {  // not a failed backup: retried once replication runs
+          self->running.erase(node);
+          return reply(make_error(Errc::unavailable, "WAL archiving cannot start on " + node + " yet"));
+        }
         auto after = [self, arch, done](Result<backup::Manifest> m) {
           self->d.archive_full_done(arch, m);
           done(std::move(m));
         };
         self->run_backup(cfg, db, std::move(info), backup_rpc::forward_progress(progress, self->strand), after, {});
-      });
+      }, req.require_archive);
       return;
     }
     // A standby: copy it between replication steps, then stream the copy like a primary.

@@ -286,6 +286,7 @@ void Daemon::after_round() {
     return;
   }
   if (!started_ || primary_.empty() || refreshing_) return;
+  archive_round();  // a new base backup due for point-in-time coverage
   learn_system_identifier();
   Decision d = decide(cluster_view());
   if (d.kind == Decision::Kind::failover && coord_) {

@@ -15,12 +15,14 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "common/clock.hpp"
 #include "common/config.hpp"
 #include "common/process.hpp"
+#include "daemon/backup/pitr_coverage.hpp"
 #include "daemon/blocking_worker.hpp"
 #include "daemon/cluster_driver.hpp"
 #include "daemon/monitoring/monitoring.hpp"
@@ -187,9 +189,22 @@ class Daemon {
   struct ArchiveRuntime;
   void archive_start();
   void archive_stop();
-  void archive_arm(const std::string& node, std::function<void(std::shared_ptr<backup::WalArchiver>)> go);
+  // `required`: the backup is not taken without archiving (a new base), so not being able to
+  // attach yet is not worth a warning (it is retried).
+  void archive_arm(const std::string& node, std::function<void(std::shared_ptr<backup::WalArchiver>)> go,
+                   bool required = false);
   void archive_full_done(const std::shared_ptr<backup::WalArchiver>& arch, const Result<backup::Manifest>& m);
   json::array backups_json(const std::vector<backup::CatalogEntry>& list, bool segments) const;
+  // Point-in-time coverage (backup/pitr_coverage.hpp): after each probe round a new base
+  // backup is started when one is due; a promotion makes one due where coverage was kept.
+  void archive_round();
+  void archive_promoted(const std::string& from, const std::string& to, const std::string& mode);
+  bool pitr_expected() const;
+  std::set<std::string> archiving_live() const;
+  backup::Coverage pitr_coverage(const std::vector<backup::CatalogEntry>& list) const;
+  json::value pitr_json() const;           // status "pitr"; null without SQLite backups
+  Status pitr_check_time(SysTime to_time) const;  // refused inside a coverage gap
+  void pitr_rebase(const std::string& node, Reply reply);  // daemon_backup.cpp
   void restore_onto_primary(const json::object& params, Reply reply);
   std::shared_ptr<ArchiveRuntime> archive_;
 

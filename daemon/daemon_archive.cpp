@@ -19,6 +19,7 @@
 #include "daemon/backup/catalog.hpp"
 #include "daemon/backup/catalog_json.hpp"
 #include "daemon/backup/incremental.hpp"
+#include "daemon/backup/pitr_coverage.hpp"
 #include "daemon/backup/schedule.hpp"
 #include "daemon/backup/util.hpp"
 #include "daemon/backup/wal_archive.hpp"
@@ -32,6 +33,12 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::chrono::seconds kVerifyRecheck{30};
+// A new base backup that cannot even start for this long (replication from the new primary
+// not running) no longer counts as "starting": the gap is reported as stopped and alerts.
+constexpr std::chrono::seconds kRebaseGrace{60};
+// Status is asked for up to five times a second (alert rules): the chain windows are read
+// from the catalog at most this often, and at once after a segment or a chain's end.
+constexpr std::chrono::seconds kWindowsCacheFor{2};
 
 std::string text_param(const json::object& p, const char* key) {
   auto* v = p.if_contains(key);
@@ -80,6 +87,9 @@ struct Daemon::ArchiveRuntime {
     std::string full_id;  // set once the full backup is complete
     std::string key_id;   // the key its segments are written with ("" = unencrypted)
     std::shared_ptr<std::atomic<bool>> broken = std::make_shared<std::atomic<bool>>(false);
+    bool failed = false;      // a segment could not be written: ended by drd, not by the primary changing
+    bool superseded = false;  // a newer chain took over (its base segment is written)
+    std::string supersede;    // the older chain this one stops once its base segment is written
   };
 
   Daemon& d;
@@ -90,6 +100,15 @@ struct Daemon::ArchiveRuntime {
   std::map<std::string, std::shared_ptr<Chain>> chains;  // by token; the newest complete one is `active`
   std::string active;
   bool restore_running = false;
+  // Point-in-time coverage (control strand): why the last chain ended, and a new base backup
+  // due because a chain ended without anything taking over (switchover, failover, replication
+  // restarted). rebase_running: that backup is under way (it arms its own chain first).
+  std::string ended_why;
+  bool rebase_due = false, rebase_running = false;
+  std::string rebase_why;
+  SteadyTime rebase_retry_at{}, rebase_due_since{};
+  std::optional<std::vector<backup::ChainWindow>> windows_cache;  // live flags unset
+  SteadyTime windows_at{};
   // Scheduled verification (control strand).
   std::string verify_text;
   std::optional<backup::Schedule> verify_schedule;
@@ -158,14 +177,26 @@ struct Daemon::ArchiveRuntime {
       log::event(spdlog::level::err, "backup_wal", {{"BACKUP_ID", seg.full_id}},
                  "WAL segment " + std::to_string(seg.n) + " of backup " + seg.full_id + " could not be written: " +
                      m.error().message + "; point-in-time restore of it ends at the previous segment");
-      stop_chain(token, "segment " + std::to_string(seg.n) + " could not be written");
+      if (auto it = chains.find(token); it != chains.end()) it->second->failed = true;
+      stop_chain(token, "segment " + std::to_string(seg.n) + " could not be written: " + m.error().message);
       return;
     }
+    // The newer chain's window starts here: the one it replaces ends after it, leaving no gap.
+    if (seg.base)
+      if (auto it = chains.find(token); it != chains.end() && !it->second->supersede.empty()) {
+        const std::string older = it->second->supersede;
+        it->second->supersede.clear();
+        if (auto o = chains.find(older); o != chains.end()) {
+          o->second->superseded = true;
+          stop_chain(older, "a newer full backup (" + seg.full_id + ") started its own chain");
+        }
+      }
     Status st = ok_status();
     {
       auto lk = d.store_->lock();
       st = backup::catalog_insert(d.store_->raw(), *m, d.config_.backup.directory / seg.full_id);
     }
+    windows_cache.reset();
     if (!st && st.error().code != Errc::conflict)
       spdlog::error("WAL segment {} written but not entered in the catalog: {}", m->id, st.error().message);
     spdlog::debug("WAL segment {}: {} frames, {} (up to {})", m->id, seg.frames, backup::human_bytes(m->size_bytes),
@@ -173,12 +204,99 @@ struct Daemon::ArchiveRuntime {
   }
 
   void chain_ended(const std::string& token, const std::string& full_id, const std::string& why) {
+    bool failed = false, superseded = false;
+    if (auto it = chains.find(token); it != chains.end()) {
+      failed = it->second->failed;
+      superseded = it->second->superseded;
+    }
     chains.erase(token);
     if (active == token) active.clear();
+    windows_cache.reset();
     if (full_id.empty() || why.empty()) return;
+    if (superseded) {
+      spdlog::info("WAL archiving after backup {} ended: {}", full_id, why);
+      return;
+    }
+    ended_why = "WAL archiving after backup " + full_id + " ended: " + why;
+    // A chain that ended because the primary changed or replication restarted is followed at
+    // once by a new base backup; one drd could not write is not (the same failure would
+    // follow): the gap stays open, shows in status and fires the pitr_gap alert.
+    const bool rebase = !failed && !stopped && live_full_id().empty();
+    if (rebase) want_rebase(why);
     log::event(spdlog::level::warn, "backup_wal", {{"BACKUP_ID", full_id}},
                "WAL archiving after backup " + full_id + " ended: " + why +
-                   "; it stays restorable up to its last segment, and the next full backup starts a new chain");
+                   "; it stays restorable up to its last segment" +
+                   (rebase ? std::string(", and a new full backup is taken now to continue point-in-time coverage")
+                           : std::string(live_full_id().empty()
+                                             ? "; nothing after it can be restored to until the next full backup"
+                                             : "")));
+  }
+
+  // The full backup of the chain being extended now ("" when none).
+  std::string live_full_id() const {
+    std::string id;
+    for (auto& [t, c] : chains)
+      if (!c->full_id.empty() && !c->superseded && c->node == d.primary_ && c->full_id > id) id = c->full_id;
+    return id;
+  }
+  bool chain_starting() const {
+    for (auto& [t, c] : chains)
+      if (c->full_id.empty()) return true;
+    return false;
+  }
+
+  // Point-in-time coverage needs a new base backup (a chain ended, or the primary changed).
+  // Only where coverage was kept: incremental archiving configured for SQLite and a chain
+  // with segments in the catalog.
+  void want_rebase(const std::string& why) {
+    const BackupConfig& cfg = d.config_.backup;
+    if (!cfg.incremental || cfg.directory.empty() || d.config_.nodes.empty() ||
+        d.config_.nodes.front().engine != Engine::sqlite)
+      return;
+    if (!rebase_due) {
+      rebase_retry_at = {};
+      rebase_due_since = d.clock_.steady();
+    }
+    rebase_due = true;
+    rebase_why = why;
+  }
+
+  // After each probe round: start the due base backup on the primary once it can be archived.
+  void round() {
+    if (stopped || !rebase_due || rebase_running) return;
+    if (!live_full_id().empty()) {  // a backup taken meanwhile continues coverage already
+      rebase_due = false;
+      return;
+    }
+    if (chain_starting() || restore_running || d.failover_running_ || !d.acts() || d.primary_.empty()) return;
+    if (d.clock_.steady() < rebase_retry_at) return;
+    auto n = d.nodes_.find(d.primary_);
+    if (n == d.nodes_.end() || n->second.health.health != Health::up) return;
+    rebase_running = true;
+    const std::string node = d.primary_, why = rebase_why;
+    auto self = d.archive_;
+    d.pitr_rebase(node, [self, node, why](Result<json::value> r) {
+      self->rebase_running = false;
+      if (self->stopped) return;
+      if (r) {
+        self->rebase_due = false;
+        const std::string id = r->is_object() && r->as_object().contains("id") ? std::string(r->at("id").as_string()) : "";
+        log::event(spdlog::level::warn, "backup_wal", {{"NODE", node}, {"BACKUP_ID", id}},
+                   "new base backup " + id + " of " + node + " continues point-in-time coverage (" + why + ")");
+        return;
+      }
+      if (r.error().code == Errc::unavailable || r.error().code == Errc::conflict) {
+        // Replication from the new primary is not running yet, or another backup runs: retry.
+        self->rebase_retry_at = self->d.clock_.steady() + std::chrono::milliseconds(200);
+        spdlog::debug("new base backup of {} for point-in-time coverage not started yet: {}", node, r.error().message);
+        return;
+      }
+      self->rebase_due = false;
+      log::event(spdlog::level::err, "backup_wal", {{"NODE", node}},
+                 "the new base backup of " + node + " that would continue point-in-time coverage failed: " +
+                     r.error().message + "; nothing after the last archived segment can be restored to until a full "
+                     "backup succeeds");
+    });
   }
 
   void stop_chain(const std::string& token, const std::string& why) {
@@ -307,7 +425,8 @@ void Daemon::archive_stop() {
   archive_->worker.reset();  // waits for a segment being written
 }
 
-void Daemon::archive_arm(const std::string& node, std::function<void(std::shared_ptr<backup::WalArchiver>)> go) {
+void Daemon::archive_arm(const std::string& node, std::function<void(std::shared_ptr<backup::WalArchiver>)> go,
+                         bool required) {
   if (!archive_) archive_ = std::make_shared<ArchiveRuntime>(*this);
   const BackupConfig& cfg = config_.backup;
   const NodeConfig* nc = config_.find_node(node);
@@ -338,12 +457,13 @@ void Daemon::archive_arm(const std::string& node, std::function<void(std::shared
           });
       });
   auto* driver = driver_.get();
-  bool posted = cluster_worker_->post([self, driver, chain, token, go]() mutable {
+  bool posted = cluster_worker_->post([self, driver, chain, token, go, required]() mutable {
     Status st = driver->add_wal_tap(chain->archiver);
-    self->post_result([self, st, chain, token, go]() mutable {
+    self->post_result([self, st, chain, token, go, required]() mutable {
       if (self->stopped) return;
       if (!st) {
-        spdlog::warn("this backup will have no WAL segments: {}", st.error().message);
+        if (required) spdlog::debug("WAL archiving cannot start yet: {}", st.error().message);
+        else spdlog::warn("this backup will have no WAL segments: {}", st.error().message);
         return go(nullptr);
       }
       self->chains[token] = chain;
@@ -368,26 +488,133 @@ void Daemon::archive_full_done(const std::shared_ptr<backup::WalArchiver>& arch,
     cluster_worker_->post([arch] { arch->abandon("the key file changed while the full backup was taken"); });
     return;
   }
-  // One chain at a time: the previous one ends where this one's base segment begins.
-  std::shared_ptr<backup::WalArchiver> previous;
-  if (!archive_->active.empty() && archive_->active != token && archive_->chains.count(archive_->active))
-    previous = archive_->chains[archive_->active]->archiver;
+  // One chain at a time: the previous one ends once this one's base segment is written
+  // (segment_written), so their windows overlap and no time between them is left uncovered.
+  if (auto it = archive_->chains.find(token); it != archive_->chains.end()) {
+    if (!archive_->active.empty() && archive_->active != token && archive_->chains.count(archive_->active))
+      it->second->supersede = archive_->active;
+    it->second->full_id = m->id;
+  }
   archive_->active = token;
-  if (archive_->chains.count(token)) archive_->chains[token]->full_id = m->id;
+  archive_->rebase_due = false;  // coverage continues from this backup
   const std::string id = m->id;
-  cluster_worker_->post([arch, previous, id] {
-    arch->full_done(id);
-    if (previous) previous->stop("a newer full backup (" + id + ") started its own chain");
-  });
+  cluster_worker_->post([arch, id] { arch->full_done(id); });
+}
+
+void Daemon::archive_round() {
+  if (archive_) archive_->round();
+}
+
+void Daemon::archive_promoted(const std::string& from, const std::string& to, const std::string& mode) {
+  if (!archive_) return;
+  // The old primary's chain ends with its replication (chain_ended); whether or not that
+  // has arrived yet, coverage continues with a new base backup of `to`.
+  bool had_chain = archive_->rebase_due;
+  for (auto& [t, c] : archive_->chains)
+    if (!c->full_id.empty() && c->node != to) had_chain = true;
+  if (had_chain) archive_->want_rebase((mode == "switchover" ? "switchover " : "failover ") + from + " -> " + to);
+}
+
+bool Daemon::pitr_expected() const {
+  const BackupConfig& cfg = config_.backup;
+  return cfg.incremental && !cfg.directory.empty() && !config_.nodes.empty() &&
+         config_.nodes.front().engine == Engine::sqlite;
+}
+
+std::set<std::string> Daemon::archiving_live() const {
+  std::set<std::string> live;
+  if (archive_)
+    if (auto id = archive_->live_full_id(); !id.empty()) live.insert(id);
+  return live;
+}
+
+backup::Coverage Daemon::pitr_coverage(const std::vector<backup::CatalogEntry>& list) const {
+  return backup::pitr_coverage(backup::sqlite_chain_windows(list, archiving_live()), pitr_expected());
 }
 
 json::array Daemon::backups_json(const std::vector<backup::CatalogEntry>& list, bool segments) const {
-  std::set<std::string> live;
-  if (archive_)
-    for (auto& [token, c] : archive_->chains)
-      if (!c->full_id.empty()) live.insert(c->full_id);
+  std::set<std::string> live = archiving_live();
   if (pg_archive_live()) live.insert(backup::kPgArchivingLive);
-  return backup::catalog_json(list, live, segments);
+  json::array out = backup::catalog_json(list, live, segments);
+  // Each gap in point-in-time coverage on the full backup whose window it follows.
+  auto cov = pitr_coverage(list);
+  for (auto& g : cov.gaps)
+    for (auto& v : out) {
+      auto& o = v.as_object();
+      if (o.at("id").as_string() != g.after_id) continue;
+      auto* r = o.if_contains("restorable");
+      if (!r || !r->is_object()) continue;
+      r->as_object()["gap_after"] = json::object{
+          {"from", backup::format_time_utc(g.from)},
+          {"to", g.to ? json::value(backup::format_time_utc(*g.to)) : json::value(nullptr)},
+          {"before", g.before_id.empty() ? json::value(nullptr) : json::value(g.before_id)}};
+    }
+  return out;
+}
+
+json::value Daemon::pitr_json() const {
+  if (config_.backup.directory.empty() || config_.nodes.empty() || config_.nodes.front().engine != Engine::sqlite)
+    return nullptr;
+  const SteadyTime steady = clock_.steady();
+  std::vector<backup::ChainWindow> windows;
+  if (archive_ && archive_->windows_cache && steady - archive_->windows_at < kWindowsCacheFor) {
+    windows = *archive_->windows_cache;
+  } else {
+    std::vector<backup::CatalogEntry> list;
+    {
+      auto lk = store_->lock();
+      if (auto l = backup::catalog_list(store_->raw()); l) list = std::move(*l);
+    }
+    windows = backup::sqlite_chain_windows(list, {});
+    if (archive_) {
+      archive_->windows_cache = windows;
+      archive_->windows_at = steady;
+    }
+  }
+  const auto live = archiving_live();
+  for (auto& w : windows) w.live = live.count(w.full_id) > 0;
+  auto cov = backup::pitr_coverage(std::move(windows), pitr_expected());
+  const SysTime now = clock_.now();
+  std::string state = "off";
+  const bool rebase_pending = archive_ && archive_->rebase_due && steady - archive_->rebase_due_since < kRebaseGrace;
+  if (cov.live) state = "live";
+  else if (archive_ && (rebase_pending || archive_->rebase_running || archive_->chain_starting())) state = "starting";
+  else if (pitr_expected()) state = cov.from ? "stopped" : "not_started";
+  auto t = [](const std::optional<SysTime>& x) { return x ? json::value(backup::format_time_utc(*x)) : json::value(nullptr); };
+  json::array gaps;
+  for (auto& g : cov.gaps)
+    gaps.push_back(json::object{{"from", backup::format_time_utc(g.from)},
+                                {"to", t(g.to)},
+                                {"after", g.after_id},
+                                {"before", g.before_id.empty() ? json::value(nullptr) : json::value(g.before_id)}});
+  json::object o{{"archiving", state},
+                 {"restorable_from", t(cov.from)},
+                 {"restorable_to", t(cov.to)},
+                 {"gaps", std::move(gaps)},
+                 {"open_gap_s", nullptr}};
+  if (auto* g = cov.open_gap())
+    o["open_gap_s"] = std::max(0.001, std::chrono::duration<double>(now - g->from).count());
+  if (archive_ && !cov.live && !archive_->ended_why.empty()) o["reason"] = archive_->ended_why;
+  return o;
+}
+
+Status Daemon::pitr_check_time(SysTime to_time) const {
+  std::vector<backup::CatalogEntry> list;
+  {
+    auto lk = store_->lock();
+    if (auto l = backup::catalog_list(store_->raw()); l) list = std::move(*l);
+  }
+  auto cov = pitr_coverage(list);
+  auto g = backup::gap_at(cov, to_time);
+  if (!g) return ok_status();
+  std::string hint = "restore to " + backup::format_time_utc(g->from) + " or earlier with backup " + g->after_id;
+  if (g->to) hint += ", or to " + backup::format_time_utc(*g->to) + " or later with backup " + g->before_id;
+  else hint += "; take a full backup (drctl backup) to start point-in-time coverage again";
+  return make_error(Errc::refused,
+                    "nothing can be restored to " + backup::format_time_utc(to_time) +
+                        ": it falls in a gap in point-in-time coverage " + backup::describe_gap(*g) +
+                        ", when no WAL was archived",
+                    hint);
 }
 
 void Daemon::restore_onto_primary(const json::object& params, Reply reply) {
@@ -404,6 +631,7 @@ void Daemon::restore_onto_primary(const json::object& params, Reply reply) {
     auto p = bkrt::parse_restore_time(t);
     if (!p) return reply(p.error());
     to_time = *p;
+    if (auto st = pitr_check_time(*to_time); !st) return reply(st.error());
   }
   const std::string path = text_param(params, "path");
   std::optional<backup::CatalogEntry> entry;

@@ -97,6 +97,16 @@ void Daemon::backup_create(const json::object& params, Reply reply, ProgressSink
   backup_->launch(std::move(req), std::move(reply), std::move(progress));
 }
 
+void Daemon::pitr_rebase(const std::string& node, Reply reply) {
+  if (stopped_) return reply(make_error(Errc::unavailable, "drd is stopping"));
+  if (!backup_) backup_ = std::make_shared<BackupRuntime>(*this);
+  BackupRuntime::Request req;
+  req.name = "pitr-base";
+  req.node = node;
+  req.require_archive = true;
+  backup_->launch(std::move(req), std::move(reply), {});
+}
+
 // WAL segment rows only with {"segments": true}: each full backup sums them up in "restorable".
 Result<json::value> Daemon::backup_list(const json::object& params) {
   auto segments = bool_param(params, "segments");

@@ -340,6 +340,7 @@ void Daemon::finish_failover(const std::string& from, const std::string& to, con
   FailoverRecord rec{to_unix_ms(clock_.now()), from, to, mode, reason, ms, outcome->lag_bytes, term};
   if (auto st = cluster_store().append_history(rec); !st) spdlog::error("cannot record failover history: {}", st.error().message);
   mon_->on_failover(clock_.now(), from, to, mode, term);
+  archive_promoted(from, to, mode);  // SQLite point-in-time coverage continues on `to`
   if (mode == "switchover") {
     // The old primary stays a standby, not fenced.
     if (auto st = cluster_store().set_fenced(from, false); !st) spdlog::error("{}", st.error().message);

@@ -122,6 +122,8 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
     if (!t) return reply(t.error());
     to_time = *t;
   }
+  if (to_time && !rp->id.empty())  // SQLite: a time nothing was archived for is refused, naming the gap
+    if (auto st = pitr_check_time(*to_time); !st) return reply(st.error());
   std::optional<backup::CatalogEntry> entry;
   if (!rp->id.empty()) {
     auto e = catalog_entry(*store_, rp->id);

@@ -153,6 +153,7 @@ json::value Daemon::status_json() const {
   };
   if (!primary_paused_.empty()) out["primary_paused"] = primary_paused_;  // a restore onto it is running
   out["backups"] = backups_summary_json();
+  if (auto p = pitr_json(); !p.is_null()) out["pitr"] = std::move(p);  // SQLite point-in-time coverage
   return out;
 }
 

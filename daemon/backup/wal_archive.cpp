@@ -1,5 +1,7 @@
 #include "daemon/backup/wal_archive.hpp"
 
+#include <algorithm>
+
 #include <unistd.h>
 
 #include <cerrno>
@@ -74,7 +76,9 @@ void WalArchiver::end_batch() {
 }
 
 void WalArchiver::after_step(SysTime now) {
-  if (finished_ || full_id_.empty()) return;
+  if (finished_) return;
+  last_step_ = std::max(last_step_, now);
+  if (full_id_.empty()) return;
   if (base_due_) {
     base_due_ = false;
     base_cut_ = true;
@@ -127,10 +131,16 @@ void WalArchiver::end(const std::string& why, bool keep) {
   if (finished_) return;
   // What is spooled after the base segment is whole transactions: keep it. Before the base
   // segment exists nothing can be replayed, so it goes.
+  // Nothing spooled but steps read after the last cut: an empty final segment at the last
+  // step says no commit was missed up to then, so the window reaches the end of archiving
+  // (not the last commit) and the next chain's window meets it (pitr_coverage.hpp).
   std::string why_all = why;
-  if (keep && base_cut_ && frames_ > 0 && spool_) {
+  const bool idle_since_cut = frames_ == 0 && last_step_ > last_time_;
+  if (keep && base_cut_ && ((frames_ > 0 && spool_) || idle_since_cut)) {
     finished_ = true;  // cut() failing must not come back here
-    if (auto err = cut(last_time_, false); !err.empty()) why_all += "; the last " + std::to_string(frames_) + " frames are lost: " + err;
+    const std::uint64_t frames = frames_;
+    if (auto err = cut(std::max(last_time_, last_step_), false); !err.empty() && frames > 0)
+      why_all += "; the last " + std::to_string(frames) + " frames are lost: " + err;
   }
   finished_ = true;
   if (spool_) {

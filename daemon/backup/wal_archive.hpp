@@ -76,6 +76,7 @@ class WalArchiver : public replication::WalTap {
   std::uint32_t page_size_ = 0;
   std::uint64_t frames_ = 0, bytes_ = 0, batch_frames_ = 0;
   SysTime batch_time_{}, first_time_{}, last_time_{};
+  SysTime last_step_{};  // the last replication step seen (every commit up to it was read)
   bool in_batch_ = false, batch_failed_ = false;
   std::string batch_error_;
 };

@@ -26,7 +26,7 @@ std::string canonical_metric(const std::string& metric) {
 bool is_cluster_metric(const std::string& metric) {
   const std::string m = canonical_metric(metric);
   return m == "failover" || m == "memory_rss_bytes" || m == "backup_age_s" || m == "backup_failed" ||
-         m == "sync_degraded";
+         m == "sync_degraded" || m == "pitr_gap";
 }
 
 namespace {
@@ -51,6 +51,10 @@ AlertsConfig effective_alerts(const Config& cfg) {
   AlertsConfig out = cfg.alerts;
   // Always: a copy at risk (never overwritten, cannot apply, primary lost) needs an operator.
   add_builtin(out, "copy_at_risk", "copy_problem");
+  // With SQLite backups archiving WAL: point-in-time coverage stopped (no chain archived,
+  // no new base backup under way), so nothing after some time can be restored to.
+  if (cfg.backup.incremental && !cfg.backup.directory.empty())
+    add_builtin(out, "pitr_gap", "pitr_gap");
   if (!cfg.failover.synchronous) return out;
   for (const auto& r : out.rules)
     if (canonical_metric(r.metric) == "sync_degraded") return out;  // the operator's own rule wins

@@ -148,6 +148,15 @@ MetricsSnapshot Monitoring::alert_snapshot(const json::value& status, SysTime no
   // Synchronous mode: "degraded" while commits no longer wait for a standby. No data when off.
   if (const std::string sync = jstr(status, "synchronous"); sync == "degraded" || sync == "on")
     snap.set("", "sync_degraded", sync == "degraded" ? 1 : 0);
+  // SQLite point-in-time coverage: seconds since nothing can be restored to, while no chain
+  // is archived and no new base backup is under way (docs/monitoring.md, pitr_gap).
+  if (auto* pitr = status.is_object() ? status.as_object().if_contains("pitr") : nullptr; pitr && pitr->is_object()) {
+    const auto& p = pitr->as_object();
+    double gap = 0;
+    if (auto* a = p.if_contains("archiving"); a && a->is_string() && a->as_string() == "stopped")
+      if (auto* g = p.if_contains("open_gap_s"); g && g->is_number()) gap = g->to_number<double>();
+    snap.set("", "pitr_gap", gap);
+  }
   if (auto p = read_process_stats()) snap.set("", "memory_rss_bytes", static_cast<double>(p->rss_bytes));
   if (cfg.backup.enabled) {
     const auto good = recorder_.last_good_backup();

@@ -291,3 +291,39 @@ TEST_CASE("backups JSON shows each full's restorable window from its contiguous 
   CHECK(out[1].at("last_commit_at").as_string() == "2026-11-24T01:02:00.000Z");
   CHECK(out[1].at("parent").as_string() == "F");
 }
+
+TEST_CASE("a chain ended after idle steps cuts an empty final segment at the last step it read", "[wal_archive]") {
+  SECTION("stop after idle steps: the window reaches the last step, not the last commit") {
+    Harness h;
+    h.arch->full_done("F");
+    h.txn(at("2026-11-24T01:00:00Z"), 1);
+    h.arch->after_step(at("2026-11-24T01:00:01Z"));  // base
+    h.txn(at("2026-11-24T01:00:02Z"), 1);
+    h.arch->after_step(at("2026-11-24T01:01:10Z"));  // cut by age (60 s)
+    const std::size_t before = h.cut.size();
+    h.arch->after_step(at("2026-11-24T01:05:00Z"));  // idle
+    h.arch->stop("a newer full backup (G) started its own chain");
+    REQUIRE(h.cut.size() == before + 1);
+    CHECK(h.cut.back().frames == 0);
+    CHECK(h.cut.back().time == at("2026-11-24T01:05:00Z"));
+    CHECK_FALSE(h.cut.back().base);
+  }
+  SECTION("gap right after a cut with no step since: nothing more to say") {
+    Harness h;
+    h.arch->full_done("F");
+    h.arch->after_step(at("2026-11-24T01:00:01Z"));  // base
+    h.arch->gap("replication restarted");
+    CHECK(h.cut.size() == 1);
+  }
+  SECTION("spooled commits: cut at the later of the last commit and the last step") {
+    Harness h;
+    h.arch->full_done("F");
+    h.arch->after_step(at("2026-11-24T01:00:01Z"));  // base
+    h.txn(at("2026-11-24T01:00:02Z"), 1);
+    h.arch->after_step(at("2026-11-24T01:00:03Z"));
+    h.arch->gap("the primary changed");
+    REQUIRE(h.cut.size() == 2);
+    CHECK(h.cut[1].frames == 1);
+    CHECK(h.cut[1].time == at("2026-11-24T01:00:03Z"));
+  }
+}

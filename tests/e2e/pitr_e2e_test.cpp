@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "tests/e2e/drd_fixture.hpp"
@@ -261,4 +262,181 @@ TEST_CASE("restore --force onto the primary takes a safety backup, restores and 
   CHECK(eventually([&] { return rows_of(f.db("secondary1")) == after; }));
   auto st = f.node_status("secondary1");
   CHECK(st.at("healthy").as_bool());
+}
+
+namespace {
+
+// The newest full backup of `node` with a restorable window, not in `seen` ("" if none).
+std::string base_of(PitrFixture& f, const std::string& node, const std::set<std::string>& seen) {
+  for (auto& b : f.backups()) {
+    const auto& o = b.as_object();
+    if (o.at("kind").as_string() != "full" || o.at("node").as_string() != node) continue;
+    const std::string id(o.at("id").as_string());
+    auto* w = o.if_contains("restorable");
+    if (!seen.count(id) && w && w->is_object()) return id;
+  }
+  return "";
+}
+
+json::object pitr_status(PitrFixture& f) {
+  auto st = f.call("status").as_object();
+  REQUIRE(st.contains("pitr"));
+  return st.at("pitr").as_object();
+}
+
+bool alert_firing(PitrFixture& f, const std::string& rule) {
+  auto alerts = f.call("alerts");
+  for (auto& a : alerts.at("firing").as_array())
+    if (a.at("rule").as_string() == rule) return true;
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("after a switchover and an automatic failover point-in-time restore reaches writes on the new primary "
+          "without a manual full backup",
+          "[e2e][backup][pitr][pitr-coverage]") {
+  PitrFixture f;
+  f.start();
+  churn(f.db("primary"), 1);
+  const std::string id0 = f.full_backup();
+  REQUIRE(f.window_reaches(id0, ""));
+  churn(f.db("primary"), 2);
+  std::set<std::string> seen{id0};
+
+  // Switchover: a new base backup of the new primary continues coverage by itself.
+  auto sw = f.drctl({"switchover", "secondary1"});
+  INFO(sw.out << sw.err);
+  REQUIRE(sw.exit_code == 0);
+  std::string id1;
+  REQUIRE(eventually([&] { return !(id1 = base_of(f, "secondary1", seen)).empty(); }, std::chrono::seconds(30)));
+  seen.insert(id1);
+  churn(f.db("secondary1"), 3);
+  churn(f.db("secondary1"), 4);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // commits are stamped when drd reads them
+  const Rows at_t1 = rows_of(f.db("secondary1"));
+  const std::string t1 = iso_now();
+  churn(f.db("secondary1"), 40);  // a later write: segments are cut only after commits
+  REQUIRE(f.window_reaches(id1, t1));
+  const fs::path r1 = f.dir() / "after-switchover.db";
+  auto out1 = parse_out(f.drctl({"restore", id1, "--target", r1.string(), "--to-time", t1, "--json"})).as_object();
+  CHECK(out1.at("integrity").as_string() == "ok");
+  CHECK(rows_of(r1) == at_t1);
+  CHECK(eventually([&] { return pitr_status(f).at("archiving").as_string() == "live"; }));
+  CHECK(pitr_status(f).at("open_gap_s").is_null());
+  CHECK_FALSE(alert_firing(f, "pitr_gap"));
+
+  // Automatic failover: the primary's file is lost.
+  fs::rename(f.db("secondary1"), f.dir() / "lost-disk.db");
+  std::string now_primary;
+  REQUIRE(eventually(
+      [&] {
+        now_primary = std::string(f.call("status").at("primary").as_string());
+        return now_primary != "secondary1";
+      },
+      std::chrono::seconds(30)));
+  std::string id2;
+  REQUIRE(eventually([&] { return !(id2 = base_of(f, now_primary, seen)).empty(); }, std::chrono::seconds(30)));
+  churn(f.db(now_primary), 5);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // commits are stamped when drd reads them
+  const Rows at_t2 = rows_of(f.db(now_primary));
+  const std::string t2 = iso_now();
+  churn(f.db(now_primary), 50);
+  REQUIRE(f.window_reaches(id2, t2));
+  const fs::path r2 = f.dir() / "after-failover.db";
+  CHECK(f.drctl({"restore", id2, "--target", r2.string(), "--to-time", t2}).exit_code == 0);
+  CHECK(rows_of(r2) == at_t2);
+  CHECK(eventually([&] { return pitr_status(f).at("archiving").as_string() == "live"; }));
+  // The short stretches while each new base was taken are listed, closed, never open.
+  auto final_pitr = pitr_status(f);
+  for (auto& g : final_pitr.at("gaps").as_array()) CHECK_FALSE(g.at("to").is_null());
+  CHECK_THAT(f.log(), Catch::Contains("continues point-in-time coverage"));
+}
+
+TEST_CASE("a gap in WAL archiving shows in backups and status, fires pitr_gap, and a restore into it is refused",
+          "[e2e][backup][pitr][pitr-coverage]") {
+  PitrFixture f;
+  f.start();
+  const fs::path primary = f.db("primary");
+  churn(primary, 1);
+  const std::string id0 = f.full_backup();
+  REQUIRE(f.window_reaches(id0, ""));
+  churn(primary, 2);
+  const std::string t0 = iso_now();
+  REQUIRE(f.window_reaches(id0, t0));
+  CHECK(pitr_status(f).at("archiving").as_string() == "live");
+  CHECK(pitr_status(f).at("gaps").as_array().empty());
+
+  // Archiving fails: the folder its segments go to is replaced by a file.
+  const fs::path segdir = f.dir() / "backups" / id0;
+  fs::rename(segdir, f.dir() / "segdir.aside");
+  std::ofstream(segdir) << "not a folder";
+  churn(primary, 3);
+  REQUIRE(eventually([&] { return pitr_status(f).at("archiving").as_string() == "stopped"; }, std::chrono::seconds(15)));
+  auto p = pitr_status(f);
+  INFO(json::serialize(p));
+  REQUIRE(p.at("gaps").as_array().size() == 1);
+  auto open = p.at("gaps").as_array()[0].as_object();
+  CHECK(open.at("to").is_null());
+  CHECK(open.at("after").as_string() == id0);
+  CHECK(p.at("open_gap_s").to_number<double>() > 0);
+  CHECK_THAT(std::string(p.at("reason").as_string()), Catch::Contains("could not be written"));
+  const std::string gap_from(open.at("from").as_string());
+  CHECK(f.find(id0).at("restorable").at("to").as_string() == gap_from);
+  CHECK(f.find(id0).at("restorable").at("gap_after").at("to").is_null());
+  CHECK_THAT(f.drctl({"status"}).out, Catch::Contains("GAP: nothing can be restored to from"));
+  CHECK_THAT(f.drctl({"backups"}).out, Catch::Contains("GAP in point-in-time coverage") && Catch::Contains("until now"));
+  CHECK(eventually([&] { return alert_firing(f, "pitr_gap"); }, std::chrono::seconds(10)));
+  // Not papered over: drd does not retry a chain it could not write by itself.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(pitr_status(f).at("archiving").as_string() == "stopped");
+
+  // Inside the open gap: refused, naming it.
+  const std::string t_gap = iso_now();
+  const fs::path in_gap = f.dir() / "in-gap.db";
+  auto refused_open = f.drctl({"restore", id0, "--target", in_gap.string(), "--to-time", t_gap});
+  CHECK(refused_open.exit_code == 1);
+  CHECK_THAT(refused_open.err, Catch::Contains("gap in point-in-time coverage") && Catch::Contains("until now"));
+  CHECK_FALSE(fs::exists(in_gap));
+
+  // The folder is back and a full backup starts a new chain: the gap closes, the alert resolves.
+  fs::remove(segdir);
+  fs::rename(f.dir() / "segdir.aside", segdir);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // commits are stamped when drd reads them
+  const std::string id1 = f.full_backup();
+  REQUIRE(f.window_reaches(id1, ""));
+  churn(primary, 4);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // commits are stamped when drd reads them
+  const Rows at_t4 = rows_of(primary);
+  const std::string t4 = iso_now();
+  churn(primary, 5);
+  REQUIRE(f.window_reaches(id1, t4));
+  p = pitr_status(f);
+  CHECK(p.at("archiving").as_string() == "live");
+  REQUIRE(p.at("gaps").as_array().size() == 1);
+  auto closed = p.at("gaps").as_array()[0].as_object();
+  CHECK(closed.at("from").as_string() == gap_from);
+  CHECK(closed.at("to").as_string() == f.find(id1).at("restorable").at("from").as_string());
+  CHECK(closed.at("before").as_string() == id1);
+  CHECK(eventually([&] { return !alert_firing(f, "pitr_gap"); }, std::chrono::seconds(10)));
+  bool resolved = false;
+  auto alerts = f.call("alerts");
+  for (auto& a : alerts.at("recent").as_array())
+    if (a.at("rule").as_string() == "pitr_gap" && a.at("state").as_string() == "resolved") resolved = true;
+  CHECK(resolved);
+
+  // Inside the closed gap: refused with both ends and both backups, whichever backup is named.
+  for (const std::string& id : {id0, id1}) {
+    auto refused = f.drctl({"restore", id, "--target", in_gap.string(), "--to-time", t_gap});
+    CHECK(refused.exit_code == 1);
+    CHECK_THAT(refused.err, Catch::Contains("gap in point-in-time coverage") && Catch::Contains(id0) &&
+                                Catch::Contains(id1) && Catch::Contains(gap_from));
+    CHECK_FALSE(fs::exists(in_gap));
+  }
+  // Either side of it works.
+  const fs::path before = f.dir() / "before-gap.db";
+  CHECK(f.drctl({"restore", id0, "--target", before.string(), "--to-time", t0}).exit_code == 0);
+  const fs::path after = f.dir() / "after-gap.db";
+  CHECK(f.drctl({"restore", id1, "--target", after.string(), "--to-time", t4}).exit_code == 0);
+  CHECK(rows_of(after) == at_t4);
 }

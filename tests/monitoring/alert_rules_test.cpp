@@ -354,3 +354,27 @@ TEST_CASE("failover rules notify once per failover, on the rule's channels, what
   snap.set("", "failover", 0);
   CHECK(evaluate_alerts(rules, {}, snap, T0 + 90s).notifications.empty());
 }
+
+TEST_CASE("a gap in SQLite point-in-time coverage alerts by default once backups archive WAL", "[alerts]") {
+  Config cfg;
+  for (auto& r : effective_alerts(cfg).rules) CHECK(r.name != "pitr_gap");  // no backups: no rule
+  cfg.backup.directory = "/var/backups/drd";
+  auto a = effective_alerts(cfg);
+  REQUIRE(a.rules.size() == 2);
+  CHECK(a.rules[1].name == "pitr_gap");
+  CHECK(a.rules[1].metric == "pitr_gap");
+  CHECK(a.rules[1].severity == "critical");
+  CHECK(is_cluster_metric("pitr_gap"));
+  MetricsSnapshot open, closed;
+  open.set("", "pitr_gap", 12.5);
+  closed.set("", "pitr_gap", 0);
+  auto fired = evaluate_alerts(a.rules, {}, open, T0);
+  REQUIRE(fired.notifications.size() == 1);
+  CHECK(fired.notifications[0].rule == "pitr_gap");
+  CHECK(fired.notifications[0].node.empty());
+  auto resolved = evaluate_alerts(a.rules, fired.states, closed, T0 + 5s);
+  REQUIRE(resolved.notifications.size() == 1);
+  CHECK(resolved.notifications[0].kind == NotificationKind::resolved);
+  cfg.backup.incremental = false;  // no WAL archiving configured: no rule
+  CHECK(effective_alerts(cfg).rules.size() == 1);
+}
