@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "common/config_detail.hpp"
+#include "common/config_paths.hpp"
 #include "common/config_loader.hpp"
 
 namespace drd {
@@ -123,7 +124,7 @@ void Loader::add(Where w, std::string message) {
   problems_.push_back(ConfigProblem{file_, w.line, w.column, scrub_secrets(message)});
 }
 
-fs::path Loader::resolve(const fs::path& p) const { return normal(p.is_absolute() ? p : base_ / p); }
+fs::path Loader::resolve(const fs::path& p) const { return resolve_config_path(base_, p); }
 
 bool Loader::section(const YAML::Node& n, const std::string& path, const std::vector<std::string>& known) {
   if (!n.IsDefined() || n.IsNull()) return true;
@@ -243,6 +244,10 @@ std::optional<fs::path> Loader::path(const YAML::Node& v, const std::string& key
     add(where(v), key_path + ": expected a path, got an empty string");
     return std::nullopt;
   }
+  if (auto why = tilde_problem(*s)) {
+    add(where(v), key_path + ": " + *why);
+    return std::nullopt;
+  }
   return resolve(*s);
 }
 
@@ -310,10 +315,15 @@ void Loader::load(const YAML::Node& doc, Config& cfg) {
   for (auto it = doc.begin(); it != doc.end(); ++it)
     if (it->first.IsScalar() && it->first.Scalar() == "disaster_recovery") dr_key = where(it->first);
 
-  static const std::vector<std::string> keys = {"enabled",    "state_dir",  "control", "current_link",
-                                                "databases",  "monitoring", "failover", "backup",
-                                                "alerts",     "http",       "store",   "local"};
+  static const std::vector<std::string> keys = {"enabled",    "base_dir",   "state_dir", "control",
+                                                "current_link", "databases", "monitoring", "failover",
+                                                "backup",     "alerts",     "http",      "store",   "local"};
   if (!section(dr, "", keys)) return;
+
+  // base_dir first: every other relative path (defaults included) resolves against it.
+  // base_ is the config file's folder until then, so a relative base_dir is relative to it.
+  if (auto p = path(child(dr, "base_dir"), "base_dir")) base_ = *p;
+  cfg.base_dir = base_;
 
   if (auto b = boolean(child(dr, "enabled"), "enabled")) cfg.enabled = *b;
   cfg.state_dir = resolve("var/drd");

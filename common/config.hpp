@@ -148,6 +148,9 @@ struct ControlConfig {
 
 struct Config {
   std::filesystem::path file;  // the file it was loaded from (absolute)
+  // Relative paths resolve against this (absolute): the base_dir key resolved against the
+  // file's folder, or that folder when base_dir is not set.
+  std::filesystem::path base_dir;
   bool enabled = true;
   std::filesystem::path state_dir;
   std::optional<std::filesystem::path> current_link;  // SQLite: symlink to the current primary
@@ -180,13 +183,15 @@ struct ConfigLoadResult {
   std::vector<ConfigProblem> problems;
 };
 
-// Loads and validates. Relative paths resolve against the file's folder. Only the
+// Loads and validates. Relative paths resolve against base_dir (default: the file's folder;
+// a relative base_dir is itself relative to the file's folder). Only the
 // `disaster_recovery:` top-level section is read (others belong to the application sharing
 // the file). Never throws; pure apart from reading `file` (secret files named in it are not
 // read or checked here — the daemon does that when it uses them). Thread-safe.
 // Problems come back sorted by position; a missing file is one problem with line 0.
 ConfigLoadResult load_config(const std::filesystem::path& file);
-// Same, from text (tests and fuzzing); `name` is used in messages and `base_dir` for paths.
+// Same, from text (tests and fuzzing); `name` is used in messages and `base_dir` stands for
+// the file's folder.
 ConfigLoadResult load_config_text(const std::string& text, const std::string& name,
                                   const std::filesystem::path& base_dir);
 

@@ -5,6 +5,7 @@
 
 #include "common/config_detail.hpp"
 #include "common/config_loader.hpp"
+#include "common/config_paths.hpp"
 
 namespace drd::config_detail {
 
@@ -89,6 +90,7 @@ void Loader::load_databases(const YAML::Node& n, Config& cfg, Where section_key)
         nc.engine = pu.engine;
         m.url_ok = true;
         if (pu.engine == Engine::sqlite) {
+          if (auto why = tilde_problem(pu.sqlite_file.string())) add(m.url, p + ".url: " + *why);
           nc.sqlite_path = resolve(pu.sqlite_file);
           nc.safe_url = redact_url(*u);  // a path may look like user:pass@ too: shown the same way everywhere
           m.identity = nc.sqlite_path.string();

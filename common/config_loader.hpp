@@ -42,7 +42,7 @@ class Loader {
   std::optional<Millis> duration(const YAML::Node& v, const std::string& path, Millis min = Millis(0),
                                  const char* min_text = nullptr);
   std::optional<std::uint64_t> size(const YAML::Node& v, const std::string& path);
-  // A path resolved against the config folder and lexically normalised.
+  // A path resolved against base_dir and lexically normalised; "~..." is refused.
   std::optional<std::filesystem::path> path(const YAML::Node& v, const std::string& path);
   // A scalar or a list of scalars.
   std::optional<std::vector<std::string>> str_list(const YAML::Node& v, const std::string& path);

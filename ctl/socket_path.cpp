@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "common/config_paths.hpp"
+
 #include <system_error>
 
 namespace drd::ctl {
@@ -41,7 +43,7 @@ Result<std::string> socket_from_config(const fs::path& config_file) {
     return make_error(Errc::io, "cannot read config file " + config_file.string() + ": " + e.what());
   }
   fs::path folder = fs::absolute(config_file, ec).parent_path();
-  std::string socket, state_dir;
+  std::string socket, state_dir, base_dir;
   if (root.IsMap()) {
     YAML::Node dr = root["disaster_recovery"];
     if (dr && !dr.IsNull()) {
@@ -57,14 +59,17 @@ Result<std::string> socket_from_config(const fs::path& config_file) {
       auto sd = scalar(dr, "state_dir", config_file, "disaster_recovery.state_dir");
       if (!sd) return sd.error();
       state_dir = *sd;
+      auto bd = scalar(dr, "base_dir", config_file, "disaster_recovery.base_dir");
+      if (!bd) return bd.error();
+      base_dir = *bd;
     }
   } else if (root && !root.IsNull()) {
     return make_error(Errc::invalid_argument, config_file.string() + ": the top level must be a mapping");
   }
   fs::path p = !socket.empty() ? fs::path(socket)
                                : fs::path(state_dir.empty() ? "./var/drd" : state_dir) / "drd.sock";
-  if (p.is_relative()) p = folder / p;
-  return p.lexically_normal().string();
+  // As drd resolves it: relative paths against base_dir, itself relative to the file's folder.
+  return resolve_config_path(resolve_base_dir(folder, base_dir), p).string();
 }
 
 Result<SocketChoice> resolve_socket(const SocketInputs& in) {

@@ -11,6 +11,7 @@
 #include <iostream>
 
 #include "common/config.hpp"
+#include "common/config_paths.hpp"
 #include "common/log.hpp"
 #include "common/process.hpp"
 #include "daemon/backup/key.hpp"
@@ -35,7 +36,7 @@ int main(int argc, char** argv) {
   std::string level = "info";
   app.add_option("-c,--config", config_path, "configuration file")->capture_default_str();
   app.add_flag("-f,--foreground", foreground, "log to stderr even under systemd");
-  app.add_flag("--check-config", check_only, "validate the configuration and exit (0 ok, 2 problems)");
+  app.add_flag("--check-config", check_only, "validate the configuration, print every resolved path and exit (0 ok, 2 problems)");
   app.add_option("--log-level", level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))->capture_default_str();
   app.add_flag("--version", version, "print the version and exit");
@@ -62,13 +63,41 @@ int main(int argc, char** argv) {
   if (loaded.config->backup.key_file)
     if (auto why = drd::backup::key_file_problem(*loaded.config->backup.key_file))
       key_problem = config_path + ": backup.encryption.key_file: " + *why;
+  // What is at current_link: only a symlink (or nothing) is ever replaced. A regular file
+  // there may be the application's own database, so drd refuses to start (exit 2, a config
+  // problem) and --check-config reports it.
+  std::optional<drd::LinkVerdict> link_verdict;
+  if (loaded.config->current_link) {
+    std::vector<std::filesystem::path> files;
+    for (const auto& n : loaded.config->nodes) files.push_back(n.sqlite_path);
+    link_verdict = drd::judge_current_link(*loaded.config->current_link,
+                                           drd::inspect_link(*loaded.config->current_link), files);
+  }
+  const bool link_error = link_verdict && link_verdict->level == drd::LinkLevel::error;
   if (check_only) {
+    // Every resolved path, one "KEY = /absolute/path" line each, then the verdict.
+    for (const auto& p : drd::resolved_paths(*loaded.config)) std::cout << p.key << " = " << p.path.string() << "\n";
+    int problems = 0;
     if (key_problem) {
-      std::cerr << *key_problem << "\n" << "drd: 1 problem in " << config_path << "\n";
+      std::cerr << *key_problem << "\n";
+      ++problems;
+    }
+    if (link_verdict && link_verdict->level == drd::LinkLevel::warning)
+      std::cerr << config_path << ": warning: " << link_verdict->message << "\n";
+    if (link_error) {
+      std::cerr << config_path << ": " << link_verdict->message << "\n";
+      ++problems;
+    }
+    if (problems > 0) {
+      std::cerr << "drd: " << problems << " problem" << (problems == 1 ? "" : "s") << " in " << config_path << "\n";
       return 2;
     }
     std::cout << config_path << ": ok (" << loaded.config->nodes.size() << " databases)\n";
     return 0;
+  }
+  if (link_error) {
+    std::cerr << config_path << ": " << link_verdict->message << "\n";
+    return 2;
   }
   drd::Config config = std::move(*loaded.config);
 
@@ -76,6 +105,10 @@ int main(int argc, char** argv) {
   spdlog::info("drd {} starting with {} ({} databases)", drd::kVersion, config.file.string(), config.nodes.size());
   if (key_problem)
     drd::log::event(spdlog::level::err, "backup_key_invalid", {}, *key_problem + "; backups will fail until it is fixed");
+  if (config.base_dir != config.file.parent_path())
+    spdlog::info("relative paths resolve against base_dir {}", config.base_dir.string());
+  if (link_verdict && link_verdict->level == drd::LinkLevel::warning) spdlog::warn("{}", link_verdict->message);
+  else if (link_verdict) spdlog::info("{}", link_verdict->message);
 
   auto store = drd::SqliteStateStore::open(config.state_dir / "state.db");
   if (!store) {

@@ -99,6 +99,13 @@ Status SqliteCluster::repoint_link(const std::string& primary) {
   std::error_code ec;
   auto current = std::filesystem::read_symlink(*link_, ec);
   if (!ec && current == p->sqlite_path) return ok_status();
+  // Only a symlink (or nothing) is ever replaced: a regular file there may be the
+  // application's own database (drd refuses to start on it; this catches one made since).
+  const auto status = std::filesystem::symlink_status(*link_, ec);
+  const bool missing = status.type() == std::filesystem::file_type::not_found;
+  if (!missing && status.type() != std::filesystem::file_type::symlink)
+    return make_error(Errc::refused, "current_link " + link_->string() + " is not a symlink; drd does not replace it",
+                      "move it away, or set current_link to another path");
   std::filesystem::create_directories(link_->parent_path(), ec);
   auto tmp = link_->string() + ".drd-tmp";
   ::unlink(tmp.c_str());
@@ -109,6 +116,7 @@ Status SqliteCluster::repoint_link(const std::string& primary) {
     ::unlink(tmp.c_str());
     return make_error(Errc::io, "cannot repoint " + link_->string() + ": " + std::strerror(err));
   }
+  if (missing) spdlog::info("created current_link {} pointing at {}", link_->string(), p->sqlite_path.string());
   return fsync_dir(link_->parent_path());
 }
 

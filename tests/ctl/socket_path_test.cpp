@@ -35,7 +35,7 @@ TEST_CASE("socket resolution follows --socket, $DRD_SOCKET, --config, system con
   }
 }
 
-TEST_CASE("a config without control.socket uses state_dir/drd.sock, relative to the config's folder", "[socket]") {
+TEST_CASE("a config without control.socket uses state_dir/drd.sock, relative to base_dir or the config's folder", "[socket]") {
   TempDir dir("drctl-sock");
   struct Row { const char* yaml; std::string expected; };
   const Row rows[] = {
@@ -45,6 +45,11 @@ TEST_CASE("a config without control.socket uses state_dir/drd.sock, relative to 
       {"disaster_recovery:\n  control: {}\n  state_dir: ../s\n", (dir.path() / "s/drd.sock").string()},
       {"# empty\n", (dir.path() / "conf/var/drd/drd.sock").string()},
       {"disaster_recovery:\n  control:\n    socket: /x/y.sock\n  state_dir: /ignored\n", "/x/y.sock"},
+      // base_dir, as drd resolves it: relative to the config's folder, then every path against it.
+      {"disaster_recovery:\n  base_dir: ..\n", (dir.path() / "var/drd/drd.sock").string()},
+      {"disaster_recovery:\n  state_dir: ./st\n  base_dir: ..\n", (dir.path() / "st/drd.sock").string()},
+      {"disaster_recovery:\n  base_dir: /opt/app\n  control: { socket: run/d.sock }\n", "/opt/app/run/d.sock"},
+      {"disaster_recovery:\n  base_dir: /opt/app\n  control: { socket: /x/y.sock }\n", "/x/y.sock"},
   };
   for (const auto& r : rows) {
     INFO(r.yaml);
