@@ -51,6 +51,8 @@ AlertsConfig effective_alerts(const Config& cfg) {
   AlertsConfig out = cfg.alerts;
   // Always: a copy at risk (never overwritten, cannot apply, primary lost) needs an operator.
   add_builtin(out, "copy_at_risk", "copy_problem");
+  // Always: a server that is saturated, restarting or refusing drd, or a paused standby.
+  add_builtin(out, "server_problem", "server_problem");
   if (!cfg.failover.synchronous) return out;
   for (const auto& r : out.rules)
     if (canonical_metric(r.metric) == "sync_degraded") return out;  // the operator's own rule wins
