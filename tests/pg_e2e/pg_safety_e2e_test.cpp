@@ -65,8 +65,7 @@ bool holds_for_probes(PgDrdFixture& f, const std::string& node, int n, Pred pred
 TEST_CASE("pg: a primary with every connection slot taken is up and saturated - not failed over - not killed",
           "[pg_e2e][pg_safety]") {
   PgDrdOptions o;
-  o.standbys = 1;
-  o.pg_settings = {{"max_connections", "12"}};
+  o.standbys = 1;  // max_connections stays 100: a standby copied cold may not have fewer than its primary
   PgDrdFixture f(o);
   f.start();
   auto& pg = f.pg();
@@ -79,7 +78,7 @@ TEST_CASE("pg: a primary with every connection slot taken is up and saturated - 
   // superuser-reserved ones too.
   std::vector<Conn> held;
   auto fill = [&] {
-    for (int i = 0; i < 50; ++i) {
+    for (int i = 0; i < 200; ++i) {
       Conn c(PQconnectdb(pg.url(0).c_str()));
       if (PQstatus(c.get()) != CONNECTION_OK) return std::string(PQerrorMessage(c.get()));
       held.push_back(std::move(c));
