@@ -109,6 +109,7 @@ Error PostgresNode::named(const Error& e, const std::string& doing) const {
 
 Result<PostgresNode::Rows> PostgresNode::sql(const std::string& text, SteadyTime deadline,
                                              const std::atomic<bool>* abort) {
+  session_ended_by_.clear();
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (!conn_ || !conn_->connected()) {
       auto params = conn_params();
@@ -120,7 +121,10 @@ Result<PostgresNode::Rows> PostgresNode::sql(const std::string& text, SteadyTime
     auto r = conn_->query(text, deadline);
     if (conn_) conn_->set_abort(nullptr);
     // A session that died while idle (server restarted): one retry on a new one.
-    if (!r && reused && r.error().code == Errc::unavailable && ms_left(deadline) > 0) continue;
+    if (!r && reused && r.error().code == Errc::unavailable && ms_left(deadline) > 0) {
+      session_ended_by_ = conn_->sqlstate();  // 57P01: a shutdown (or pg_terminate_backend) ended it
+      continue;
+    }
     return r;
   }
   return make_error(Errc::unavailable, "connection lost");
@@ -183,6 +187,7 @@ ProbeResult PostgresNode::probe(Millis timeout, bool /*deep*/, const std::atomic
     // down) from a stop (maybe an operator; the threshold decides) and from a
     // restart (the postmaster lives: restarting, failover.restart_grace decides).
     ev.refused = pg::connection_refused(r.error);
+    ev.session_ended_sqlstate = session_ended_by_;
     if (cfg_.data_dir && ev.refused) {
       pg::PostmasterPid file;
       auto st = local_state(t0 + timeout, &file);

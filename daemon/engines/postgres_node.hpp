@@ -188,6 +188,7 @@ class PostgresNode : public Node {
   std::unique_ptr<pg::PgConn> conn_;
   SteadyTime next_admission_check_{};
   std::string admission_sqlstate_, admission_message_;  // the last check's answer
+  std::string session_ended_by_;  // the SQLSTATE that ended the kept session in the last sql() call
   bool stopped_by_fence_ = false;
   std::string last_action_;
   std::string tool_log_;

@@ -264,6 +264,7 @@ ServerState server_state(const ServerEvidence& e) {
   if (e.config_problem) return ServerState::refuses_drd;
   if (e.refused && e.postmaster == PostmasterState::running)
     return e.pm_status == "stopping" ? ServerState::shutting_down : ServerState::starting_up;
+  if (e.refused && e.session_ended_sqlstate == "57P01") return ServerState::shutting_down;
   return ServerState::no_answer;
 }
 

@@ -85,6 +85,9 @@ struct ServerEvidence {
   std::string message;         // that error's text
   bool config_problem = false; // config_refusal() named the failure
   bool refused = false;        // nothing listens (connection refused)
+  // The code that ended drd's kept session just before (57P01 admin_shutdown: a fast or
+  // immediate shutdown, or pg_terminate_backend), "" when none.
+  std::string session_ended_sqlstate;
   // On this host only (data_dir): postmaster.pid against /proc, and the pid file's status line.
   std::optional<PostmasterState> postmaster;
   std::string pm_status;
@@ -101,6 +104,8 @@ struct ServerEvidence {
 // - authentication / configuration refusals (class 28, 3D000, config_refusal): refuses_drd;
 // - nothing listens while postmaster.pid names a live postmaster: its status line "stopping"
 //   -> shutting_down, otherwise starting_up (a restart between closing and opening sockets);
+// - nothing listens right after the server ended drd's session with 57P01 (administrator
+//   command: a fast shutdown): shutting_down (a stop seen coming, maybe a restart);
 // - the probe ran and a new session is admitted (or was not tried): answering;
 // - anything else (timeouts, connection refused without local evidence, other errors): no_answer.
 ServerState server_state(const ServerEvidence& e);

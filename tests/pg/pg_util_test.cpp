@@ -331,6 +331,11 @@ TEST_CASE("which evidence says a server is up, saturated, restarting or dead", "
       {"timeout with a live (maybe frozen) postmaster is no answer, not a restart",
        ev(false, "", "timed out", false, PS::running, "ready"), ServerState::no_answer},
       {"an internal error is no answer", ev(false, "XX000", "could not open file"), ServerState::no_answer},
+      {"session ended by an administrator command, then nothing listens: a stop seen coming",
+       [&] { auto e = ev(false, "", "Connection refused", true, PS::no_pid_file); e.session_ended_sqlstate = "57P01"; return e; }(),
+       ServerState::shutting_down},
+      {"session ended by 57P01, then a timeout: no answer",
+       [&] { auto e = ev(false, "", "timed out"); e.session_ended_sqlstate = "57P01"; return e; }(), ServerState::no_answer},
   };
   for (auto& r : rows) {
     INFO(r.what);
