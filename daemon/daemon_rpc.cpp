@@ -401,7 +401,12 @@ void Daemon::dispatch(const std::string& method, const json::object& params, con
           for (auto& row : v.as_object()["nodes"].as_array()) {
             auto& r = row.as_object();
             auto it = nodes_.find(std::string(r["name"].as_string()));
-            if (it != nodes_.end()) r["role"] = node_json(it->second).at("role");
+            if (it == nodes_.end()) continue;
+            auto nj = node_json(it->second).as_object();
+            r["role"] = nj.at("role");
+            r["health"] = nj.at("health");
+            // A server that answered but is not plainly serving (saturated, restarting...).
+            if (auto* s = nj.if_contains("server_state")) r["server_state"] = *s;
           }
           reply(std::move(v));
         },

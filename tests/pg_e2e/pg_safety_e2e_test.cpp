@@ -114,6 +114,13 @@ TEST_CASE("pg: a primary with every connection slot taken is up and saturated - 
   CHECK(pg.postmaster_pid(0) == pm);
   CHECK(scalar(held.front().get(), "SELECT 1") == "1");  // the application's sessions live
   CHECK(f.log().find("server_saturated") != std::string::npos);
+  // `drctl test` says so too.
+  const json::value tested = f.call("test", {{"node", "node0"}});
+  for (auto& row : tested.at("nodes").as_array()) {
+    INFO(json::serialize(row));
+    CHECK(text(row.as_object(), "server_state") == "saturated");
+    CHECK(text(row.as_object(), "health") == "up");
+  }
 }
 
 TEST_CASE("pg: a smart shutdown of the primary is not held open by drd - shown as shutting down - no failover on restart",
