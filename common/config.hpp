@@ -58,6 +58,10 @@ struct FailoverConfig {
   std::uint64_t max_lag_bytes = 16ull << 20;
   bool synchronous = false;
   Millis synchronous_degrade_after{10'000};
+  // PostgreSQL: how long a primary that said it is shutting down or starting up (or whose
+  // postmaster on this host lives while nothing listens) is waited for before a failover.
+  // 0 = no grace (failure_threshold alone decides, as before).
+  Millis restart_grace{60'000};
 };
 
 struct ScheduleConfig {

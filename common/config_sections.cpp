@@ -26,12 +26,13 @@ void Loader::load_monitoring(const YAML::Node& n, MonitoringConfig& m) {
 
 void Loader::load_failover(const YAML::Node& n, FailoverConfig& f) {
   const std::string p = "failover";
-  if (!section(n, p, {"auto", "max_lag", "synchronous", "synchronous_degrade_after"})) return;
+  if (!section(n, p, {"auto", "max_lag", "synchronous", "synchronous_degrade_after", "restart_grace"})) return;
   if (auto b = boolean(child(n, "auto"), p + ".auto")) f.auto_failover = *b;
   if (auto s = size(child(n, "max_lag"), p + ".max_lag")) f.max_lag_bytes = *s;
   if (auto b = boolean(child(n, "synchronous"), p + ".synchronous")) f.synchronous = *b;
   if (auto d = duration(child(n, "synchronous_degrade_after"), p + ".synchronous_degrade_after"))
     f.synchronous_degrade_after = *d;
+  if (auto d = duration(child(n, "restart_grace"), p + ".restart_grace")) f.restart_grace = *d;
 }
 
 void Loader::load_backup(const YAML::Node& n, BackupConfig& b) {
@@ -106,13 +107,14 @@ namespace {
 const std::vector<std::string> kMetrics = {"up",           "response_time_ms", "lag_bytes",    "lag_ms",
                                            "backup_age",   "backup_age_s",     "backup_failed", "failover",
                                            "disk_free_pct", "memory_rss_bytes", "sync_degraded",
-                                           "copy_problem", "pitr_gap"};
+                                           "copy_problem", "pitr_gap", "server_problem"};
 const std::vector<std::string> kOps = {">", ">=", "<", "<=", "==", "!="};
 
 // Metrics that are events (0 or a count): a rule on them may leave out op and threshold,
 // meaning "> 0", i.e. "whenever it happens".
 bool is_event_metric(const std::string& m) {
-  return m == "failover" || m == "backup_failed" || m == "sync_degraded" || m == "copy_problem";
+  return m == "failover" || m == "backup_failed" || m == "sync_degraded" || m == "copy_problem" ||
+         m == "server_problem";
 }
 
 std::vector<std::string> split_words(const std::string& s) {

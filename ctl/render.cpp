@@ -277,6 +277,21 @@ std::string render_status(const json::value& s, const RenderOptions& o) {
     line(tr(o, "    Connection: ", "    连接状态: ") + connection_text(connection_of(n), o));
     if (role == "standby" && (jv::num(n, "lag_bytes") || jv::num(n, "lag_ms")))
       line(tr(o, "    Replication lag: ", "    复制延迟: ") + format_lag(jv::num(n, "lag_bytes"), jv::num(n, "lag_ms")));
+    if (auto rl = jv::num(n, "replay_lag_bytes"); role == "standby" && (rl || jv::boolean(n, "replay_paused").value_or(false))) {
+      std::string t = num_text(rl.value_or(0)) + tr(o, " bytes", " 字节");
+      if (jv::boolean(n, "replay_paused").value_or(false))
+        t += paint(o, Tone::warn, tr(o, " (replay paused)", " (回放已暂停)"));
+      line(tr(o, "    Replay lag: ", "    回放延迟: ") + t);
+    }
+    if (auto st = jv::str(n, "server_state"); !st.empty()) {
+      std::string word = st == "saturated" ? tr(o, "saturated (up, no free connection slot)", "连接已满 (运行中)")
+                         : st == "shutting_down" ? tr(o, "shutting down", "正在关闭")
+                         : st == "starting_up" ? tr(o, "starting up", "正在启动")
+                         : st;
+      line(tr(o, "    Server: ", "    服务器: ") + paint(o, Tone::warn, word));
+    }
+    if (jv::str(n, "health") == "restarting")
+      line(tr(o, "    Health: ", "    健康: ") + paint(o, Tone::warn, tr(o, "restarting", "重启中")));
     const std::string err = jv::str(n, "last_error");
     if (!err.empty() && !jv::boolean(n, "healthy").value_or(false))
       line(tr(o, "    Last error: ", "    最近错误: ") + err);

@@ -30,6 +30,11 @@ struct ReplicaInfo {
   std::optional<std::uint64_t> position;
   std::uint64_t lag_bytes = 0;
   double lag_ms = 0;
+  // PostgreSQL: WAL the standby flushed but has not replayed (primary's current LSN minus its
+  // replay LSN), and whether its replay is paused (pg_wal_replay_pause()). lag_bytes counts
+  // flushed WAL only, so a paused standby shows lag_bytes 0 while replaying nothing.
+  std::optional<std::uint64_t> replay_lag_bytes;
+  bool replay_paused = false;
   bool streaming = false;
   // A synchronous standby (PostgreSQL sync_state = sync) as last seen on the
   // primary; kept while the primary is unreachable, for the failover policy.

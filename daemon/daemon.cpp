@@ -189,7 +189,30 @@ void Daemon::on_probe_result(const std::string& name, ProbeResult r, bool timed_
   if (it == nodes_.end() || stopped_) return;
   auto& n = it->second;
   const Health before = n.health.health;
-  n.health = next_health(n.health, r.ok, config_.monitoring.failure_threshold, r.definitely_down);
+  // What the server answered decides, not only whether the probe ran: a server that answers
+  // with an error is up (saturated) or restarting, not a failed probe (policy.hpp).
+  ServerState state = r.ok && r.server == ServerState::no_answer ? ServerState::answering : r.server;
+  if (r.definitely_down) state = ServerState::crashed;
+  const auto steady_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_.steady().time_since_epoch()).count();
+  n.health = next_health(n.health, state, config_.monitoring.failure_threshold, steady_ms,
+                         config_.failover.restart_grace.count());
+  if (!r.ok && server_up(state) && n.last.ok) {
+    // Saturated and our session lost: the server answered, but not our questions. Its last
+    // known facts (role, position) stay; the answer itself is what status shows.
+    ProbeResult kept = n.last;
+    kept.ok = false;
+    kept.server = state;
+    kept.error = r.error;
+    kept.response_ms = r.response_ms;
+    kept.config_problem.reset();
+    kept.definitely_down = false;
+    r = std::move(kept);
+  }
+  if (r.server != n.last.server && (r.server == ServerState::saturated || r.server == ServerState::shutting_down ||
+                                    r.server == ServerState::starting_up))
+    log::event(spdlog::level::warn, "server_" + std::string(server_state_name(r.server)), {{"NODE", name}},
+               name + ": " + r.error);
   n.last_probe_at = clock_.now();
   // Until the primary is settled and attached (ready_), a standby may not exist yet: drd is
   // about to seed it. Its failed probes then say nothing about an outage, so they are not
@@ -198,7 +221,11 @@ void Daemon::on_probe_result(const std::string& name, ProbeResult r, bool timed_
     mon_->on_probe(name, clock_.now(), r.ok, r.response_ms);
     pending_samples_.push_back({name, to_unix_ms(clock_.now()), r.ok, r.response_ms, r.error});
   }
-  if (before != n.health.health && n.health.health != Health::unknown) {
+  if (before != n.health.health && n.health.health == Health::restarting) {
+    log::event(spdlog::level::warn, "node_restarting", {{"NODE", name}},
+               "node " + name + " is restarting (" + r.error + "); failover only if it is not back within " +
+                   format_duration(config_.failover.restart_grace));
+  } else if (before != n.health.health && n.health.health != Health::unknown) {
     bool up = n.health.health == Health::up;
     log::event(up ? spdlog::level::info : spdlog::level::warn, up ? "node_up" : "node_down",
                {{"NODE", name}},
@@ -221,6 +248,8 @@ std::vector<NodeView> Daemon::node_views() const {
     v.name = name;
     v.priority = c.priority;
     v.healthy = n.health.health == Health::up;
+    v.restarting = n.health.health == Health::restarting;
+    v.replay_paused = n.last.ok && n.last.replay_paused;
     v.fenced = std::find(fenced_.begin(), fenced_.end(), name) != fenced_.end();
     v.no_failover = c.no_failover;
     v.type_primary = c.type == NodeType::primary;

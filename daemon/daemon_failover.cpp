@@ -8,6 +8,7 @@
 #include "daemon/coord/coordinator.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/engines/postgres_cluster.hpp"
+#include "daemon/engines/postgres_cluster_logic.hpp"
 #include "daemon/engines/postgres_identity.hpp"
 
 namespace drd {
@@ -255,6 +256,21 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
       return;
     }
   }
+  if (mode == "switchover" && pg_cluster()) {
+    // A paused (or far behind) target would leave the primary fenced while it replays
+    // nothing: refused before anything changes hands. The driver checks again on fresh
+    // sessions before it fences.
+    auto reps = driver_->replicas();
+    if (auto r = reps.find(target); r != reps.end())
+      if (auto why = pgha::switchover_refusal(target, r->second.replay_paused, r->second.replay_lag_bytes,
+                                              config_.failover.max_lag_bytes)) {
+        reply(make_error(Errc::refused, "switchover refused, nothing was changed: " + *why,
+                         r->second.replay_paused ? "resume it (SELECT pg_wal_replay_resume() on " + target +
+                                                       "), or pick another node"
+                                                 : "wait until " + target + " has replayed more, or pick another node"));
+        return;
+      }
+  }
   failover_running_ = true;
   const std::string from = primary_;
   const auto started = clock_.steady();
@@ -283,7 +299,12 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
   PromoteRequest req;
   req.old_primary = from;
   req.target = target;
-  if (auto p = nodes_.find(from); p != nodes_.end()) req.old_primary_reachable = p->second.last.ok;
+  if (auto p = nodes_.find(from); p != nodes_.end()) {
+    // A server that answered (even "too many clients", "shutting down", a refusal of drd) is
+    // alive: it is fenced (SQL, else pg_ctl stop), never frozen and SIGKILLed as a silent one.
+    const ServerState s = p->second.last.server;
+    req.old_primary_reachable = p->second.last.ok || (s != ServerState::no_answer && s != ServerState::crashed);
+  }
   req.switchover = mode == "switchover";
   req.timeout = std::max<Millis>(Millis(30'000), config_.monitoring.timeout * 10);
   req.term = term_;

@@ -87,11 +87,22 @@ json::value Daemon::node_json(const NodeRuntime& n) const {
   }
   // Unreachable for drd because of its configuration (TLS, password, pg_hba): no failover on it.
   if (!n.last.ok && n.last.config_problem) o["config_problem"] = *n.last.config_problem;
+  // What the server answered when it is not plainly serving: "saturated" (up, no free
+  // connection slot), "shutting_down" / "starting_up" (restarting), "refuses_drd", "crashed".
+  if (n.last_probe_at && n.last.server != ServerState::answering && n.last.server != ServerState::no_answer)
+    o["server_state"] = server_state_name(n.last.server);
+  if (n.health.health == Health::restarting && n.health.restarting_since_ms) {
+    const auto steady_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(clock_.steady().time_since_epoch()).count();
+    o["restarting_for_ms"] = std::max<std::int64_t>(0, steady_ms - *n.health.restarting_since_ms);
+  }
   if (driver_ && name != primary_) {
     auto reps = driver_->replicas();
     if (auto r = reps.find(name); r != reps.end()) {
       o["lag_bytes"] = r->second.lag_bytes;
       o["lag_ms"] = round2(r->second.lag_ms);
+      if (r->second.replay_lag_bytes) o["replay_lag_bytes"] = *r->second.replay_lag_bytes;
+      if (c.engine == Engine::postgresql) o["replay_paused"] = r->second.replay_paused;
       if (r->second.position) o["position"] = *r->second.position;
       if (!r->second.note.empty()) o["replication"] = r->second.note;
       // SQLite: the copy's own history, and anything that puts this copy at risk.
@@ -392,7 +403,12 @@ void Daemon::dispatch(const std::string& method, const json::object& params, con
           for (auto& row : v.as_object()["nodes"].as_array()) {
             auto& r = row.as_object();
             auto it = nodes_.find(std::string(r["name"].as_string()));
-            if (it != nodes_.end()) r["role"] = node_json(it->second).at("role");
+            if (it == nodes_.end()) continue;
+            auto nj = node_json(it->second).as_object();
+            r["role"] = nj.at("role");
+            r["health"] = nj.at("health");
+            // A server that answered but is not plainly serving (saturated, restarting...).
+            if (auto* s = nj.if_contains("server_state")) r["server_state"] = *s;
           }
           reply(std::move(v));
         },

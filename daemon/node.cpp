@@ -11,4 +11,17 @@ const char* role_name(Role r) {
   return "unknown";
 }
 
+const char* server_state_name(ServerState s) {
+  switch (s) {
+    case ServerState::answering: return "answering";
+    case ServerState::saturated: return "saturated";
+    case ServerState::shutting_down: return "shutting_down";
+    case ServerState::starting_up: return "starting_up";
+    case ServerState::refuses_drd: return "refuses_drd";
+    case ServerState::no_answer: return "no_answer";
+    case ServerState::crashed: return "crashed";
+  }
+  return "no_answer";
+}
+
 }  // namespace drd

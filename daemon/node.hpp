@@ -27,11 +27,29 @@ struct ReplicaStat {
   std::string state;       // streaming, catchup, ...
   std::string sync_state;  // async, sync, potential, quorum
   std::uint64_t sent_lsn = 0, write_lsn = 0, flush_lsn = 0, replay_lsn = 0;
+  bool has_replay_lsn = false;  // replay_lsn was not NULL
   double write_lag_ms = 0, flush_lag_ms = 0, replay_lag_ms = 0;
 };
 
+// What a server's answer (or silence) says about it, beyond "the probe query ran". A server
+// that answers, even with an error, is up: only no_answer and crashed are evidence of an
+// outage (see server_evidence in daemon/engines/postgres_util.hpp and next_health).
+enum class ServerState {
+  answering,      // the probe ran and a new session would be admitted
+  saturated,      // it answers but has no free connection slot (PostgreSQL 53300): up, busy
+  shutting_down,  // it refuses new sessions because it is shutting down (57P03)
+  starting_up,    // it refuses new sessions because it is starting or recovering (57P03), or
+                  // nothing listens yet while its postmaster (on this host) lives: restarting
+  refuses_drd,    // it answered and refused drd itself (password, pg_hba.conf, role, TLS)
+  no_answer,      // nothing came back in time, or nothing listens (cause unknown)
+  crashed,        // proof of death: postmaster.pid names a process that is gone
+};
+const char* server_state_name(ServerState s);
+
 struct ProbeResult {
   bool ok = false;
+  // See ServerState. Engines that do not tell set answering (ok) or no_answer.
+  ServerState server = ServerState::no_answer;
   std::string error;       // why it failed; never holds a secret
   // The failure is proof the server is down, not a maybe (PostgreSQL with a
   // local data_dir: connection refused and postmaster.pid names a dead
@@ -53,6 +71,9 @@ struct ProbeResult {
   std::optional<std::uint32_t> timeline;
   std::optional<std::uint64_t> current_lsn, receive_lsn, replay_lsn;
   std::optional<double> replay_delay_ms;  // now() - pg_last_xact_replay_timestamp() on a standby
+  // A standby's pg_get_wal_replay_pause_state() is not "not paused" (pg_wal_replay_pause()):
+  // it receives and flushes WAL but applies none.
+  bool replay_paused = false;
   std::vector<ReplicaStat> replicas;      // on a primary
   // pg_control_system().system_identifier (decimal, as PostgreSQL prints it): the same on
   // every member of one cluster, another one on a server re-created with initdb.

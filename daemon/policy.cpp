@@ -10,6 +10,7 @@ const char* health_name(Health h) {
     case Health::up: return "up";
     case Health::down: return "down";
     case Health::unknown: return "unknown";
+    case Health::restarting: return "restarting";
   }
   return "unknown";
 }
@@ -40,6 +41,38 @@ HealthState next_health(HealthState s, bool probe_ok, int threshold, bool defini
   return s;
 }
 
+bool server_up(ServerState s) { return s == ServerState::answering || s == ServerState::saturated; }
+
+HealthState next_health(HealthState s, ServerState state, int threshold, std::int64_t now_ms,
+                        std::int64_t restart_grace_ms) {
+  if (server_up(state)) {
+    s.restarting_since_ms.reset();
+    return next_health(s, true, threshold);
+  }
+  if (state == ServerState::crashed) {
+    s.restarting_since_ms.reset();
+    return next_health(s, false, threshold, true);
+  }
+  if (state == ServerState::refuses_drd) {  // it answered: a restart is over
+    s.restarting_since_ms.reset();
+    if (s.health == Health::restarting) s.health = Health::up;  // failing from here, by the threshold
+    return next_health(s, false, threshold);
+  }
+  const bool says_restarting = state == ServerState::shutting_down || state == ServerState::starting_up;
+  if (says_restarting && restart_grace_ms > 0 && !s.restarting_since_ms) s.restarting_since_ms = now_ms;
+  if (s.restarting_since_ms && restart_grace_ms > 0) {
+    if (now_ms - *s.restarting_since_ms <= restart_grace_ms) {
+      s.consecutive_successes = 0;
+      s.health = Health::restarting;
+      return s;
+    }
+    // Not back within the grace: every failure from here on counts, and it is down now.
+    s = next_health(s, false, threshold, true);
+    return s;
+  }
+  return next_health(s, false, threshold);
+}
+
 namespace {
 
 std::string describe_lag(std::uint64_t lag, std::uint64_t max) {
@@ -52,7 +85,8 @@ std::string rejection(const NodeView& n, const std::string& failed_primary, cons
   if (n.name == failed_primary) return "it is the failed primary";
   if (n.not_member) return *n.not_member;
   if (n.fenced) return "fenced (rejoin it first)";
-  if (!n.healthy) return "not healthy";
+  if (!n.healthy) return n.restarting ? "restarting" : "not healthy";
+  if (n.replay_paused && !manual) return "WAL replay is paused on it (pg_wal_replay_resume() first)";
   if (!n.history_problem.empty()) return "not a copy of the primary's history: " + n.history_problem;
   if (n.no_failover && !manual) return "excluded from automatic failover (no_failover)";
   if (!force && !n.apply_problem.empty()) return "cannot apply the primary's changes: " + n.apply_problem;
@@ -231,6 +265,8 @@ std::string degraded_reason(const ClusterView& v) {
     std::string what;
     if (n.fenced)
       what = n.name + (n.healthy ? " is fenced" : " is down and fenced") + " (old primary: drctl rejoin " + n.name + ")";
+    else if (n.restarting)
+      what = n.name + " is restarting";
     else if (n.config_problem)
       what = n.name + " is unreachable for drd because of a configuration problem (" + *n.config_problem + ")";
     else
@@ -271,6 +307,12 @@ Decision decide(const ClusterView& v) {
       } else {
         d.state = FailoverState::normal;
       }
+      return d;
+    case Health::restarting:
+      d.state = FailoverState::degraded;
+      d.reason = "primary " + v.primary + " is restarting (it said it is shutting down or starting up); " +
+                 "drd waits for it (failover.restart_grace) before failing over";
+      if (!standbys_down.empty()) d.reason += "; " + standbys_down;
       return d;
     case Health::down:
       break;

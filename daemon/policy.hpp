@@ -7,17 +7,24 @@
 #include <string>
 #include <vector>
 
+#include "daemon/node.hpp"
+
 namespace drd {
 
 // ---- Health of one node, from consecutive probe results -------------------
 
-enum class Health { unknown, up, down };
+// restarting: the server said it is shutting down or starting up (or nothing listens while
+// its postmaster lives), within failover.restart_grace: neither up nor down.
+enum class Health { unknown, up, down, restarting };
 const char* health_name(Health h);
 
 struct HealthState {
   Health health = Health::unknown;
   int consecutive_failures = 0;
   int consecutive_successes = 0;
+  // Steady-clock milliseconds of the first "shutting down"/"starting up" answer of the
+  // restart in progress; unset when the node is not restarting.
+  std::optional<std::int64_t> restarting_since_ms;
 };
 
 // A node is down after `threshold` failed probes in a row and up again after
@@ -27,12 +34,33 @@ struct HealthState {
 // it down at once: waiting for more probes would only delay the failover.
 HealthState next_health(HealthState s, bool probe_ok, int threshold, bool definitely_down = false);
 
+// The same for an engine that says what the server answered (ServerState), at `now_ms`
+// (steady clock), with failover.restart_grace = `restart_grace_ms` (0 = no grace):
+// - answering, saturated: a good probe. A server that answers is up; a saturated one (no
+//   free connection slot) is up and busy, which status and the alerts show.
+// - refuses_drd: a failed probe (the failover decision knows it as a configuration problem
+//   and does not fail over on it).
+// - shutting_down, starting_up: restarting. Health::restarting, no failure counted, from the
+//   first such answer for up to restart_grace; probes without an answer inside that window
+//   (the gap of a restart where nothing listens) keep it restarting. Past the window every
+//   probe that does not answer counts as a failure and the node is down at once.
+// - crashed: down at once.
+// - no_answer: one more failure; down after `threshold`.
+HealthState next_health(HealthState s, ServerState state, int threshold, std::int64_t now_ms,
+                        std::int64_t restart_grace_ms);
+// Whether a probe with this ServerState counts as a good probe (answering, saturated).
+bool server_up(ServerState s);
+
 // ---- Choosing a primary ---------------------------------------------------
 
 struct NodeView {
   std::string name;
   int priority = 100;
   bool healthy = false;
+  bool restarting = false;             // Health::restarting (not healthy, not down)
+  // PostgreSQL: a standby whose WAL replay is paused (pg_wal_replay_pause()): it would have to
+  // be resumed and replay everything it holds before it is usable. Not an automatic candidate.
+  bool replay_paused = false;
   bool fenced = false;
   bool no_failover = false;            // the operator excluded it from automatic promotion
   std::optional<std::uint64_t> position;  // higher = more advanced (LSN / WAL bytes)

@@ -32,7 +32,8 @@ PostgresCluster::PostgresCluster(const Config& cfg, ProcessRunner& runner)
     : timeout_(cfg.monitoring.timeout),
       interval_(cfg.monitoring.interval),
       synchronous_(cfg.failover.synchronous),
-      degrade_after_(cfg.failover.synchronous_degrade_after) {
+      degrade_after_(cfg.failover.synchronous_degrade_after),
+      max_lag_bytes_(cfg.failover.max_lag_bytes) {
   for (auto& nc : cfg.nodes) {
     Member m;
     m.cfg = nc;

@@ -108,6 +108,7 @@ class PostgresCluster : public ClusterDriver {
   Millis interval_;
   bool synchronous_;
   Millis degrade_after_;
+  std::uint64_t max_lag_bytes_;
 
   std::string primary_;
   std::set<std::string> fenced_;

@@ -51,18 +51,23 @@ std::map<std::string, ReplicaInfo> replica_snapshot(const std::vector<std::strin
         info.lag_ms = r->replay_lag_ms;
         info.position = r->flush_lsn ? std::optional<std::uint64_t>(r->flush_lsn) : std::nullopt;
         info.note = r->state + (r->sync_state.empty() ? "" : " (" + r->sync_state + ")");
+        if (r->has_replay_lsn) info.replay_lag_bytes = cur > r->replay_lsn ? cur - r->replay_lsn : 0;
       } else {
         info.streaming = false;
         info.sync = false;
         info.note = "not streaming from " + primary;
         if (own_pos) info.lag_bytes = cur > *own_pos ? cur - *own_pos : 0;
         if (self_ok && self->replay_delay_ms) info.lag_ms = *self->replay_delay_ms;
+        if (self_ok && self->role == Role::standby && self->replay_lsn)
+          info.replay_lag_bytes = cur > *self->replay_lsn ? cur - *self->replay_lsn : 0;
       }
     } else {
       info.streaming = false;
       info.note = "primary " + primary + " not answering; last known lag kept";
     }
     if (own_pos) info.position = own_pos;
+    if (self_ok && self->role == Role::standby) info.replay_paused = self->replay_paused;
+    if (info.replay_paused) info.note += "; WAL replay paused";
     if (self && !self->ok) info.note += "; unreachable: " + self->error;
     else if (self_ok && self->role == Role::primary) info.note = self->writable ? "second primary" : "read-only primary (needs rejoin)";
     out[name] = info;
@@ -89,6 +94,18 @@ std::vector<std::string> standbys_not_streaming(const std::vector<std::string>& 
     if (!streams(*prim, name)) out.push_back(name);
   }
   return out;
+}
+
+std::optional<std::string> switchover_refusal(const std::string& target, bool replay_paused,
+                                              std::optional<std::uint64_t> replay_lag_bytes, std::uint64_t max_lag_bytes) {
+  const std::string lag = replay_lag_bytes ? std::to_string(*replay_lag_bytes) + " bytes" : std::string("unknown");
+  if (replay_paused)
+    return "WAL replay is paused on " + target + " (replay lag " + lag +
+           "): it would never catch up with the fenced primary";
+  if (replay_lag_bytes && *replay_lag_bytes > max_lag_bytes)
+    return target + " has not replayed " + lag + " of the primary's WAL (more than max_lag " +
+           std::to_string(max_lag_bytes) + " bytes): the primary would stay read-only while it catches up";
+  return std::nullopt;
 }
 
 std::string synchronous_standby_names(const std::vector<std::string>& names) {

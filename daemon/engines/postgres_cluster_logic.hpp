@@ -28,6 +28,8 @@ using Probes = std::map<std::string, ProbeResult>;
 //   lose), streaming is false.
 // - position is the standby's own receive LSN when it answered, else the
 //   flush LSN from the row.
+// - replay_lag_bytes = primary current LSN - the standby's replay LSN (row, else its own
+//   probe); replay_paused from the standby's own probe.
 // - Fenced nodes get note "fenced" (or the note in `fence_notes`).
 std::map<std::string, ReplicaInfo> replica_snapshot(const std::vector<std::string>& names, const std::string& primary,
                                                     const Probes& probes, const std::set<std::string>& fenced,
@@ -41,6 +43,13 @@ std::vector<std::string> second_primaries(const std::string& primary, const Prob
 // streaming row on the primary; empty when the primary did not answer.
 std::vector<std::string> standbys_not_streaming(const std::vector<std::string>& names, const std::string& primary,
                                                 const Probes& probes, const std::set<std::string>& fenced);
+
+// Why a switchover to `target` must be refused before anything is fenced, or nullopt:
+// its WAL replay is paused, or it has more than `max_lag_bytes` of received WAL left to replay
+// (the old primary would stay read-only that long). The text names the node and its state.
+std::optional<std::string> switchover_refusal(const std::string& target, bool replay_paused,
+                                              std::optional<std::uint64_t> replay_lag_bytes,
+                                              std::uint64_t max_lag_bytes);
 
 // 'FIRST 1 ("a", "b")' for the given standby names (identifiers double-quoted,
 // quotes doubled); "" for none.

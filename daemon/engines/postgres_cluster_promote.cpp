@@ -194,6 +194,27 @@ Result<PromoteOutcome> PostgresCluster::switchover(const PromoteRequest& req, Me
     log::event(spdlog::level::err, "switchover_aborted", {{"NODE", req.target}, {"FROM", old.cfg.name}}, why + "; " + undo);
     return make_error(Errc::refused, "switchover aborted before promotion: " + why + " (" + undo + ")", hint);
   };
+  // 0. The target must be able to catch up: a paused replay (or a long one) would leave the
+  //    old primary fenced while nothing is replayed. Checked on fresh sessions, before any fence.
+  {
+    const auto check = now() + std::min(left(deadline), Millis(5000));
+    auto paused = scalar(target.cfg, "SELECT pg_get_wal_replay_pause_state()", check);
+    auto replayed = scalar(target.cfg, "SELECT pg_last_wal_replay_lsn()", check);
+    auto current = scalar(old.cfg, "SELECT pg_current_wal_lsn()", check);
+    std::optional<std::uint64_t> lag;
+    if (replayed && current && replayed->has_value() && current->has_value()) {
+      auto a = pg::parse_lsn(**current), b = pg::parse_lsn(**replayed);
+      if (a && b) lag = *a > *b ? *a - *b : 0;
+    }
+    const bool is_paused = paused && paused->has_value() && **paused != "not paused";
+    if (auto why = pgha::switchover_refusal(req.target, is_paused, lag, max_lag_bytes_)) {
+      log::event(spdlog::level::err, "switchover_aborted", {{"NODE", req.target}, {"FROM", old.cfg.name}},
+                 "switchover refused: " + *why + "; nothing was fenced");
+      return make_error(Errc::refused, "switchover refused before anything was fenced: " + *why,
+                        is_paused ? "resume it (SELECT pg_wal_replay_resume() on " + req.target + "), or pick another node"
+                                  : "wait until " + req.target + " has replayed more, or pick another node");
+    }
+  }
   // 1. Fence: no new commit can land on the old primary from here on.
   if (auto st = old.node->fence(std::min(left(deadline), Millis(10'000))); !st)
     return abort("cannot fence " + old.cfg.name + ": " + st.error().message, "check the primary, then retry");

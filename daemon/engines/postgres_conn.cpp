@@ -29,6 +29,7 @@ PgConn::~PgConn() { close(); }
 void PgConn::close() {
   if (conn_) PQfinish(conn_);  // non-blocking mode: the Terminate message is best effort
   conn_ = nullptr;
+  pending_ = false;
 }
 
 bool PgConn::connected() const { return conn_ && PQstatus(conn_) == CONNECTION_OK; }
@@ -38,8 +39,11 @@ int PgConn::backend_pid() const { return connected() ? PQbackendPID(conn_) : 0; 
 Error PgConn::fail(Errc code, const std::string& what) {
   std::string msg = what;
   if (conn_) {
-    std::string detail = trim(PQerrorMessage(conn_));
-    if (!detail.empty()) msg += ": " + detail;
+    // Connection errors are printed verbosely (see connect()): the server's code is kept
+    // apart, the text is what the default verbosity prints.
+    auto split = split_verbose_error(trim(PQerrorMessage(conn_)));
+    if (!split.sqlstate.empty()) sqlstate_ = split.sqlstate;
+    if (!split.message.empty()) msg += ": " + split.message;
   }
   close();
   return make_error(code, scrub(msg, secrets_));
@@ -73,8 +77,12 @@ Status PgConn::connect(SteadyTime deadline) {
   }
   keys.push_back(nullptr);
   vals.push_back(nullptr);
+  sqlstate_.clear();
   conn_ = PQconnectStartParams(keys.data(), vals.data(), 1);
   if (!conn_) return make_error(Errc::internal, "libpq could not allocate a connection");
+  // The server's refusal ("too many clients", "shutting down") carries a SQLSTATE that libpq
+  // prints only verbosely; fail() takes it out of the text again.
+  PQsetErrorVerbosity(conn_, PQERRORS_VERBOSE);
   if (PQstatus(conn_) == CONNECTION_BAD) return fail(Errc::unavailable, "connection failed");
   PostgresPollingStatusType st = PGRES_POLLING_WRITING;
   for (;;) {
@@ -84,14 +92,36 @@ Status PgConn::connect(SteadyTime deadline) {
       return fail(Errc::timeout, "connection timed out (no answer from the server in time)");
     st = PQconnectPoll(conn_);
   }
+  PQsetErrorVerbosity(conn_, PQERRORS_DEFAULT);
   PQsetnonblocking(conn_, 1);
   PQsetNoticeReceiver(conn_, quiet_notices, nullptr);
   fresh_ = true;
   return ok_status();
 }
 
+bool PgConn::drain(SteadyTime deadline) {
+  for (;;) {
+    while (PQisBusy(conn_)) {
+      if (!wait_socket(false, deadline)) return false;
+      if (!PQconsumeInput(conn_)) {
+        close();  // lost meanwhile: the caller reconnects
+        return true;
+      }
+    }
+    PGresult* r = PQgetResult(conn_);
+    if (!r) break;
+    PQclear(r);
+  }
+  pending_ = false;
+  return true;
+}
+
 Result<std::vector<ResultSet>> PgConn::query(const std::string& sql, SteadyTime deadline) {
   sqlstate_.clear();
+  if (pending_ && conn_) {
+    // The answer to a query that timed out earlier comes first on this session.
+    if (!drain(deadline)) return make_error(Errc::timeout, "query timed out (the server has not answered an earlier query on this session)");
+  }
   if (auto c = connect(deadline); !c) return c.error();
   if (!PQsendQuery(conn_, sql.c_str())) return fail(Errc::unavailable, "could not send the query");
   for (;;) {  // flush the query out
@@ -104,7 +134,11 @@ Result<std::vector<ResultSet>> PgConn::query(const std::string& sql, SteadyTime 
   std::optional<Error> first_error;
   for (;;) {
     while (PQisBusy(conn_)) {
-      if (!wait_socket(false, deadline)) return fail(Errc::timeout, "query timed out (no answer from the server in time)");
+      if (!wait_socket(false, deadline)) {
+        // Keep the session: its answer is read (and discarded) by the next query.
+        pending_ = true;
+        return make_error(Errc::timeout, "query timed out (no answer from the server in time)");
+      }
       if (!PQconsumeInput(conn_)) return fail(Errc::unavailable, "connection lost");
     }
     PGresult* r = PQgetResult(conn_);

@@ -5,9 +5,11 @@
 // (or keeps an established one) and then never answers; blocking libpq calls
 // would hang the node's worker. Connecting uses PQconnectStartParams +
 // PQconnectPoll, queries PQsendQuery + PQconsumeInput, all waiting in poll()
-// only until the caller's deadline. On a timeout or a broken connection the
-// connection is dropped (never cancelled: PQcancel blocks), and the next call
-// reconnects.
+// only until the caller's deadline. A broken connection is dropped and the next
+// call reconnects. A query that times out keeps its session (never cancelled:
+// PQcancel blocks): the next call first waits (within its own deadline) for the
+// late answer, discards it and goes on with the same session. A session is worth
+// keeping: a server whose connection slots are all taken would refuse a new one.
 //
 // Limits: host names are resolved synchronously inside libpq (use addresses or
 // a local resolver). Ownership: owns the PGconn. Threading: one thread at a time.
@@ -42,7 +44,8 @@ class PgConn {
   PgConn& operator=(const PgConn&) = delete;
 
   // Connects unless already connected. Errc::timeout past the deadline,
-  // Errc::unavailable when the server refuses.
+  // Errc::unavailable when the server refuses; sqlstate() then holds the code the
+  // server refused with ("" when it sent none: nothing listens, no answer).
   Status connect(SteadyTime deadline);
   // Sends `sql` (one or more statements) and returns one ResultSet per
   // statement. Connects first when needed. A failed statement returns an Error
@@ -50,6 +53,8 @@ class PgConn {
   Result<std::vector<ResultSet>> query(const std::string& sql, SteadyTime deadline);
   void close();
   bool connected() const;
+  // A query of this session timed out and its answer has not been read yet.
+  bool pending() const { return pending_; }
   // Whether the last connect() made a new connection (rather than reusing one).
   bool fresh() const { return fresh_; }
   const std::string& sqlstate() const { return sqlstate_; }
@@ -62,11 +67,14 @@ class PgConn {
  private:
   Error fail(Errc code, const std::string& what);
   bool wait_socket(bool for_write, SteadyTime deadline);
+  // Reads and discards the answer of a query that timed out earlier. false: not in time.
+  bool drain(SteadyTime deadline);
 
   ConnParams params_;
   std::vector<std::string> secrets_;
   pg_conn* conn_ = nullptr;
   bool fresh_ = false;
+  bool pending_ = false;
   std::string sqlstate_;
   const std::atomic<bool>* abort_ = nullptr;
 };

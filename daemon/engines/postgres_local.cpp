@@ -26,6 +26,12 @@ std::optional<PostmasterPid> parse_postmaster_pid(const std::string& text) {
     return std::nullopt;
   }
   p.data_dir = l2;
+  std::string line;
+  for (int i = 4; i <= 8 && std::getline(in, line); ++i)
+    if (i == 8) {
+      while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.pop_back();
+      p.status = line;
+    }
   return p;
 }
 

@@ -28,6 +28,9 @@ struct PostmasterPid {
   pid_t pid = 0;
   std::string data_dir;
   std::int64_t start_unix = 0;
+  // Line 8, the postmaster's own status: "starting", "stopping", "ready", "standby" (trimmed);
+  // "" when the file does not have it yet.
+  std::string status;
 };
 std::optional<PostmasterPid> parse_postmaster_pid(const std::string& text);
 

@@ -35,7 +35,8 @@ const char* kProbeSql =
     " WHEN substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) = '00000001' THEN ''"
     " WHEN has_function_privilege('pg_read_file(text,bigint,bigint,boolean)', 'EXECUTE')"
     " THEN pg_read_file('pg_wal/' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) || '.history',"
-    " 0, 1048576, true) END;"
+    " 0, 1048576, true) END,"
+    " CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() END;"
     "SELECT coalesce(application_name, ''), coalesce(host(client_addr), ''), coalesce(state, ''),"
     " coalesce(sync_state, ''), sent_lsn, write_lsn, flush_lsn, replay_lsn,"
     " extract(epoch FROM write_lag) * 1000, extract(epoch FROM flush_lag) * 1000,"
@@ -108,6 +109,7 @@ Error PostgresNode::named(const Error& e, const std::string& doing) const {
 
 Result<PostgresNode::Rows> PostgresNode::sql(const std::string& text, SteadyTime deadline,
                                              const std::atomic<bool>* abort) {
+  session_ended_by_.clear();
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (!conn_ || !conn_->connected()) {
       auto params = conn_params();
@@ -119,7 +121,10 @@ Result<PostgresNode::Rows> PostgresNode::sql(const std::string& text, SteadyTime
     auto r = conn_->query(text, deadline);
     if (conn_) conn_->set_abort(nullptr);
     // A session that died while idle (server restarted): one retry on a new one.
-    if (!r && reused && r.error().code == Errc::unavailable && ms_left(deadline) > 0) continue;
+    if (!r && reused && r.error().code == Errc::unavailable && ms_left(deadline) > 0) {
+      session_ended_by_ = conn_->sqlstate();  // 57P01: a shutdown (or pg_terminate_backend) ended it
+      continue;
+    }
     return r;
   }
   return make_error(Errc::unavailable, "connection lost");
@@ -146,35 +151,90 @@ Result<PostgresNode::Rows> PostgresNode::remote_sql(const NodeConfig& other, con
   return c.query(text, deadline);
 }
 
+std::string PostgresNode::admission_refusal(SteadyTime deadline, std::string& message) {
+  auto params = conn_params();
+  if (!params) return "";
+  // No password (a later keyword overrides the URL's, and no passfile is found): a server that
+  // admits the session asks for one and the attempt ends there, unlogged.
+  params->emplace_back("password", "");
+  params->emplace_back("passfile", "/nonexistent/drd-admission-check");
+  params->emplace_back("application_name", "drd-admission-check");
+  pg::PgConn c(std::move(params.value()), secrets());
+  auto st = c.connect(deadline);
+  if (st) return "";
+  message = st.error().message;
+  return c.sqlstate();
+}
+
 ProbeResult PostgresNode::probe(Millis timeout, bool /*deep*/, const std::atomic<bool>* abort) {
   ProbeResult r;
   const auto t0 = now();
   auto res = sql(kProbeSql, t0 + timeout, abort);
   r.response_ms = std::chrono::duration<double, std::milli>(now() - t0).count();
+  pg::ServerEvidence ev;
   if (!res) {
     r.error = named(res.error(), "probe").message;
+    ev.sqlstate = conn_ ? conn_->sqlstate() : "";
+    ev.message = r.error;
     if (auto why = pg::config_refusal(r.error)) {
       r.config_problem = *why;
       r.error += " [configuration: " + *why + "]";
+      ev.config_problem = true;
+      r.server = pg::server_state(ev);
       return r;
     }
     // Nothing listens: with the data folder at hand, tell a crash (proof of
-    // down) from a stop or restart (maybe an operator; the threshold decides).
-    if (cfg_.data_dir && pg::connection_refused(r.error)) {
+    // down) from a stop (maybe an operator; the threshold decides) and from a
+    // restart (the postmaster lives: restarting, failover.restart_grace decides).
+    ev.refused = pg::connection_refused(r.error);
+    ev.session_ended_sqlstate = session_ended_by_;
+    if (cfg_.data_dir && ev.refused) {
       pg::PostmasterPid file;
       auto st = local_state(t0 + timeout, &file);
+      ev.postmaster = st;
+      ev.pm_status = file.status;
       if (st == pg::PostmasterState::gone) {
         r.definitely_down = true;
         r.error += "; its postmaster (pid " + std::to_string(file.pid) + " in postmaster.pid) is gone: crashed";
       } else if (st == pg::PostmasterState::no_pid_file) {
         r.error += "; the server is stopped (no postmaster.pid)";
+      } else if (st == pg::PostmasterState::running) {
+        r.error += "; its postmaster (pid " + std::to_string(file.pid) + ") is alive" +
+                   (file.status.empty() ? std::string() : " (" + file.status + ")") + ": restarting";
       }
     }
+    r.server = pg::server_state(ev);
+    if (r.server == ServerState::saturated)
+      r.error += " [saturated: the server answers but has no free connection slot for drd]";
+    return r;
+  }
+  ev.query_ok = true;
+  // Our session says nothing about new ones: a server in smart shutdown (or out of slots)
+  // refuses them while every open session goes on working.
+  // Between two checks the last answer stands; a new session of our own is proof enough.
+  if (conn_ && conn_->fresh()) {
+    admission_sqlstate_.clear();
+    admission_message_.clear();
+  } else if (now() >= next_admission_check_ && ms_left(t0 + timeout) > 20) {
+    next_admission_check_ = now() + std::chrono::seconds(1);
+    admission_message_.clear();
+    admission_sqlstate_ = admission_refusal(t0 + timeout, admission_message_);
+  }
+  ev.admission_sqlstate = admission_sqlstate_;
+  ev.admission_message = admission_message_;
+  r.server = pg::server_state(ev);
+  if (r.server == ServerState::shutting_down || r.server == ServerState::starting_up) {
+    // Our own sessions must not keep a smart shutdown waiting: close them; reconnecting
+    // fails with the same answer until the server is back.
+    if (conn_) conn_->close();
+    admission_sqlstate_.clear();
+    r.error = "probe " + cfg_.name + ": the server refuses new sessions (" + ev.admission_message + "); drd closed its own";
     return r;
   }
   const auto& sets = res.value();
-  if (sets.size() != 2 || sets[0].rows.size() != 1 || sets[0].rows[0].size() != 12) {
+  if (sets.size() != 2 || sets[0].rows.size() != 1 || sets[0].rows[0].size() != 13) {
     r.error = "probe " + cfg_.name + ": unexpected answer shape from the server";
+    r.server = ServerState::no_answer;
     return r;
   }
   const auto& row = sets[0].rows[0];
@@ -197,6 +257,7 @@ ProbeResult PostgresNode::probe(Millis timeout, bool /*deep*/, const std::atomic
   r.position = in_recovery ? (r.receive_lsn ? r.receive_lsn : r.replay_lsn) : r.current_lsn;
   r.system_identifier = row[10];
   r.timeline_history = row[11];
+  r.replay_paused = in_recovery && row[12] && *row[12] != "not paused";
   for (const auto& rep : sets[1].rows) {
     if (rep.size() != 11) continue;
     ReplicaStat s;
@@ -208,11 +269,15 @@ ProbeResult PostgresNode::probe(Millis timeout, bool /*deep*/, const std::atomic
     s.write_lsn = lsn(rep[5]).value_or(0);
     s.flush_lsn = lsn(rep[6]).value_or(0);
     s.replay_lsn = lsn(rep[7]).value_or(0);
+    s.has_replay_lsn = rep[7].has_value();
     s.write_lag_ms = num(rep[8]).value_or(0);
     s.flush_lag_ms = num(rep[9]).value_or(0);
     s.replay_lag_ms = num(rep[10]).value_or(0);
     r.replicas.push_back(std::move(s));
   }
+  if (r.server == ServerState::saturated)
+    r.error = "the server refuses new sessions for lack of connection slots (" + ev.admission_message +
+              "); drd keeps its own session";
   r.ok = true;
   return r;
 }
@@ -435,6 +500,13 @@ Status PostgresNode::follow(const NodeConfig& primary, Millis timeout) {
   if (!a) return named(a.error(), "follow");
   auto b = sql("SELECT pg_reload_conf()", deadline);
   if (!b) return named(b.error(), "follow");
+  // A paused replay cannot reach the new primary's timeline: waiting would only hold up the
+  // caller (a failover) until its timeout. It follows once an operator resumes it.
+  if (auto p = sql("SELECT pg_get_wal_replay_pause_state()", deadline); p && scalar(p.value()) &&
+                                                                       *scalar(p.value()) != "not paused")
+    return make_error(Errc::refused, "follow " + primary.name + ": WAL replay is paused on " + cfg_.name +
+                                         " (primary_conninfo is set; it follows once replay is resumed)",
+                      "SELECT pg_wal_replay_resume() on " + cfg_.name);
   return wait_streaming_from(primary, deadline);
 }
 

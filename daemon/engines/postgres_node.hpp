@@ -40,8 +40,12 @@ class PostgresNode : public Node {
 
   const NodeConfig& config() const override { return cfg_; }
 
-  // One round trip: recovery state, timeline, LSNs, replay delay, read-only
-  // settings and (on a primary) pg_stat_replication. `deep` adds nothing on
+  // One round trip: recovery state, timeline, LSNs, replay delay and pause state,
+  // read-only settings and (on a primary) pg_stat_replication. On the kept session;
+  // at most once a second a new session is also tried (admission_refusal): a server
+  // that refuses new sessions because it is shutting down (57P03) makes drd close its
+  // own session (it must not hold a smart shutdown open) and report shutting_down.
+  // ProbeResult::server says what the evidence means (pg::server_state). `deep` adds nothing on
   // PostgreSQL (no cheap integrity check exists). Never blocks past `timeout`
   // (plus a few ms): a frozen server gives ok=false with a timeout error.
   ProbeResult probe(Millis timeout, bool deep) override { return probe(timeout, deep, nullptr); }
@@ -129,6 +133,10 @@ class PostgresNode : public Node {
   Error named(const Error& e, const std::string& doing) const;
 
   Status fence_sql(SteadyTime deadline, int& terminated);
+  // Whether a new session would be admitted now: "" when it is (or the server did not say),
+  // else the SQLSTATE the server refused it with (`message` gets the text). The attempt sends
+  // no password, so it ends at the server's authentication request without a full login.
+  std::string admission_refusal(SteadyTime deadline, std::string& message);
   // postmaster.pid's text: read directly, else with cat as os_user. nullopt = no such file.
   Result<std::optional<std::string>> read_pid_file(SteadyTime deadline);
   Status fence_local(SteadyTime deadline);
@@ -178,6 +186,9 @@ class PostgresNode : public Node {
   NodeConfig cfg_;
   ProcessRunner& runner_;
   std::unique_ptr<pg::PgConn> conn_;
+  SteadyTime next_admission_check_{};
+  std::string admission_sqlstate_, admission_message_;  // the last check's answer
+  std::string session_ended_by_;  // the SQLSTATE that ended the kept session in the last sql() call
   bool stopped_by_fence_ = false;
   std::string last_action_;
   std::string tool_log_;

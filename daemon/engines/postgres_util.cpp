@@ -209,6 +209,65 @@ std::optional<std::string> config_refusal(const std::string& msg) {
   return std::nullopt;
 }
 
+ServerError split_verbose_error(const std::string& verbose) {
+  ServerError out;
+  std::string text;
+  std::size_t start = 0;
+  while (start <= verbose.size()) {
+    std::size_t nl = verbose.find('\n', start);
+    std::string line = verbose.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+    start = nl == std::string::npos ? verbose.size() + 1 : nl + 1;
+    if (line.rfind("LOCATION:", 0) == 0) continue;
+    // "<SEVERITY>:  XXXXX: message" with a five-character SQLSTATE.
+    for (const char* sev : {"FATAL:  ", "ERROR:  ", "PANIC:  ", "WARNING:  "}) {
+      std::size_t at = line.find(sev);
+      if (at == std::string::npos) continue;
+      std::size_t code = at + std::string(sev).size();
+      if (code + 7 <= line.size() && line[code + 5] == ':' && line[code + 6] == ' ') {
+        bool ok = true;
+        for (std::size_t i = code; i < code + 5; ++i)
+          ok = ok && ((line[i] >= '0' && line[i] <= '9') || (line[i] >= 'A' && line[i] <= 'Z'));
+        if (ok) {
+          out.sqlstate = line.substr(code, 5);
+          line.erase(code, 7);
+        }
+      }
+      break;
+    }
+    if (!text.empty()) text += '\n';
+    text += line;
+  }
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  out.message = text;
+  return out;
+}
+
+namespace {
+ServerState from_code(const std::string& code, const std::string& message) {
+  if (code.size() != 5) return ServerState::no_answer;
+  if (code.compare(0, 2, "53") == 0) return ServerState::saturated;
+  if (code == "57P03")
+    return message.find("shutting down") != std::string::npos ? ServerState::shutting_down : ServerState::starting_up;
+  if (code.compare(0, 2, "28") == 0 || code == "3D000") return ServerState::refuses_drd;
+  return ServerState::no_answer;
+}
+}  // namespace
+
+ServerState server_state(const ServerEvidence& e) {
+  if (e.query_ok) {
+    auto a = from_code(e.admission_sqlstate, e.admission_message);
+    if (a == ServerState::saturated || a == ServerState::shutting_down || a == ServerState::starting_up) return a;
+    return ServerState::answering;
+  }
+  if (e.refused && e.postmaster == PostmasterState::gone) return ServerState::crashed;
+  if (auto s = from_code(e.sqlstate, e.message); s != ServerState::no_answer) return s;
+  if (e.config_problem) return ServerState::refuses_drd;
+  if (e.refused && e.postmaster == PostmasterState::running)
+    return e.pm_status == "stopping" ? ServerState::shutting_down : ServerState::starting_up;
+  if (e.refused && e.session_ended_sqlstate == "57P01") return ServerState::shutting_down;
+  return ServerState::no_answer;
+}
+
 bool rewind_impossible(const std::string& out) {
   return out.find("wal_log_hints") != std::string::npos ||
          out.find("data checksums") != std::string::npos;

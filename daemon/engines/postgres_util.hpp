@@ -11,6 +11,8 @@
 
 #include "common/config.hpp"
 #include "common/result.hpp"
+#include "daemon/engines/postgres_local.hpp"
+#include "daemon/node.hpp"
 
 namespace drd::pg {
 
@@ -64,6 +66,49 @@ std::string scrub(std::string text, const std::vector<std::string>& secrets);
 // drd's own TLS files are missing. Returns the short reason, nullopt otherwise
 // (refused/timed-out connections, a server starting up or shutting down...).
 std::optional<std::string> config_refusal(const std::string& libpq_message);
+
+// A libpq connection error printed with PQERRORS_VERBOSE ("connection to server ... failed:
+// FATAL:  53300: sorry, too many clients already" plus a "LOCATION:" line) split into the
+// server's SQLSTATE (the last one in the text; "" when the server sent none, e.g. a refused
+// or timed-out connection) and the message as the default verbosity prints it (the code
+// after the severity and the LOCATION lines removed).
+struct ServerError {
+  std::string sqlstate;
+  std::string message;
+};
+ServerError split_verbose_error(const std::string& verbose);
+
+// What one probe of a PostgreSQL server saw, for server_state().
+struct ServerEvidence {
+  bool query_ok = false;       // drd's session ran the probe query
+  std::string sqlstate;        // the server's code when the session or its query failed ("" none)
+  std::string message;         // that error's text
+  bool config_problem = false; // config_refusal() named the failure
+  bool refused = false;        // nothing listens (connection refused)
+  // The code that ended drd's kept session just before (57P01 admin_shutdown: a fast or
+  // immediate shutdown, or pg_terminate_backend), "" when none.
+  std::string session_ended_sqlstate;
+  // On this host only (data_dir): postmaster.pid against /proc, and the pid file's status line.
+  std::optional<PostmasterState> postmaster;
+  std::string pm_status;
+  // A new session, tried beside a probe that ran: the server's refusal ("" = admitted or not tried).
+  std::string admission_sqlstate;
+  std::string admission_message;
+};
+// The rule "which evidence says the server is up, saturated, restarting or dead":
+// - a crashed postmaster (postmaster.pid names a process that is gone) with nothing listening: crashed;
+// - SQLSTATE class 53 (insufficient resources: 53300 too many clients, also the reserved-slot
+//   refusal) from the session or a new one: saturated (it answers, so it is up);
+// - 57P03 (cannot connect now): "shutting down" in the text -> shutting_down, otherwise
+//   (starting up, in recovery, not yet accepting) -> starting_up;
+// - authentication / configuration refusals (class 28, 3D000, config_refusal): refuses_drd;
+// - nothing listens while postmaster.pid names a live postmaster: its status line "stopping"
+//   -> shutting_down, otherwise starting_up (a restart between closing and opening sockets);
+// - nothing listens right after the server ended drd's session with 57P01 (administrator
+//   command: a fast shutdown): shutting_down (a stop seen coming, maybe a restart);
+// - the probe ran and a new session is admitted (or was not tried): answering;
+// - anything else (timeouts, connection refused without local evidence, other errors): no_answer.
+ServerState server_state(const ServerEvidence& e);
 
 // pg_rewind refused because the target lacks wal_log_hints / data checksums.
 bool rewind_impossible(const std::string& pg_rewind_output);

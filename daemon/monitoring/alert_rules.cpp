@@ -51,6 +51,8 @@ AlertsConfig effective_alerts(const Config& cfg) {
   AlertsConfig out = cfg.alerts;
   // Always: a copy at risk (never overwritten, cannot apply, primary lost) needs an operator.
   add_builtin(out, "copy_at_risk", "copy_problem");
+  // Always: a server that is saturated, restarting or refusing drd, or a paused standby.
+  add_builtin(out, "server_problem", "server_problem");
   // With SQLite backups archiving WAL: point-in-time coverage stopped (no chain archived,
   // no new base backup under way), so nothing after some time can be restored to.
   if (cfg.backup.incremental && !cfg.backup.directory.empty())

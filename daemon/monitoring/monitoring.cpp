@@ -140,6 +140,13 @@ MetricsSnapshot Monitoring::alert_snapshot(const json::value& status, SysTime no
     }
     // A copy drd will not overwrite, a standby that cannot apply, a lost primary: 1.
     snap.set(name, "copy_problem", jstr(n, "copy_problem").empty() ? 0 : 1);
+    // A server that answers but is not plainly serving (saturated, shutting down, starting up,
+    // refusing drd), or a standby whose replay is paused: 1.
+    if (conn != "unknown") {
+      const bool paused = n.is_object() && n.as_object().if_contains("replay_paused") &&
+                          n.as_object().at("replay_paused").is_bool() && n.as_object().at("replay_paused").as_bool();
+      snap.set(name, "server_problem", (!jstr(n, "server_state").empty() || paused) ? 1 : 0);
+    }
     if (const NodeConfig* nc = cfg.find_node(name))
       if (auto dir = data_folder(*nc))
         if (auto pct = disk_free_pct(*dir)) snap.set(name, "disk_free_pct", *pct);

@@ -241,6 +241,7 @@ TEST_CASE("every remaining key maps onto its field", "[config]") {
     max_lag: 1GB
     synchronous: true
     synchronous_degrade_after: 15s
+    restart_grace: 90s
   backup:
     compression: { algorithm: zstd, level: 19, threads: 2 }
     prefer_standby: true
@@ -299,6 +300,8 @@ TEST_CASE("every remaining key maps onto its field", "[config]") {
   CHECK(c.failover.max_lag_bytes == 1ull << 30);
   CHECK(c.failover.synchronous);
   CHECK(c.failover.synchronous_degrade_after == Millis(15'000));
+  CHECK(c.failover.restart_grace == Millis(90'000));
+  CHECK(Config{}.failover.restart_grace == Millis(60'000));  // the default
 
   CHECK_FALSE(c.backup.enabled);
   CHECK(c.backup.directory == "/var/lib/backups");  // sibling of state_dir

@@ -371,3 +371,88 @@ TEST_CASE("decide: every state but normal names its reason", "[policy][reason]")
     for (auto& s : r.says) CHECK_THAT(d.reason, Catch::Contains(s));
   }
 }
+
+TEST_CASE("health from what the server answered: saturated is up, a restart waits within the grace", "[policy][restart]") {
+  using S = ServerState;
+  constexpr std::int64_t grace = 10'000;
+  struct Step {
+    S state;
+    std::int64_t at_ms;
+    Health want;
+    int failures;
+  };
+  struct Row {
+    const char* what;
+    std::vector<Step> steps;
+  };
+  const std::vector<Row> rows = {
+      {"saturated answers are good probes", {{S::answering, 0, Health::up, 0}, {S::saturated, 100, Health::up, 0},
+                                            {S::saturated, 200, Health::up, 0}, {S::saturated, 300, Health::up, 0}}},
+      {"no answer: down after the threshold (3)",
+       {{S::answering, 0, Health::up, 0}, {S::no_answer, 100, Health::up, 1}, {S::no_answer, 200, Health::up, 2},
+        {S::no_answer, 300, Health::down, 3}}},
+      {"crashed: down at once", {{S::answering, 0, Health::up, 0}, {S::crashed, 100, Health::down, 1}}},
+      {"restart: shutting down, nothing listens, starting up, back: never down",
+       {{S::answering, 0, Health::up, 0}, {S::shutting_down, 100, Health::restarting, 0},
+        {S::no_answer, 200, Health::restarting, 0}, {S::no_answer, 300, Health::restarting, 0},
+        {S::no_answer, 400, Health::restarting, 0}, {S::starting_up, 500, Health::restarting, 0},
+        {S::answering, 600, Health::up, 0}}},
+      {"restart that does not end within the grace: down at the first probe past it",
+       {{S::answering, 0, Health::up, 0}, {S::shutting_down, 1000, Health::restarting, 0},
+        {S::no_answer, 6000, Health::restarting, 0}, {S::no_answer, 11'000, Health::restarting, 0},
+        {S::no_answer, 11'001, Health::down, 1}}},
+      {"still answering 'starting up' past the grace: down", {{S::starting_up, 0, Health::restarting, 0},
+                                                               {S::starting_up, 10'001, Health::down, 1}}},
+      {"a crash during a restart is a crash", {{S::shutting_down, 0, Health::restarting, 0}, {S::crashed, 50, Health::down, 1}}},
+      {"refusing drd ends a restart and counts as a failure",
+       {{S::starting_up, 0, Health::restarting, 0}, {S::refuses_drd, 50, Health::up, 1}}},
+      {"a second restart starts its own grace",
+       {{S::shutting_down, 0, Health::restarting, 0}, {S::answering, 100, Health::up, 0},
+        {S::shutting_down, 20'000, Health::restarting, 0}, {S::no_answer, 29'000, Health::restarting, 0}}},
+  };
+  for (auto& r : rows) {
+    INFO(r.what);
+    HealthState h;
+    h.health = Health::up;
+    for (std::size_t i = 0; i < r.steps.size(); ++i) {
+      INFO("step " << i);
+      h = next_health(h, r.steps[i].state, 3, r.steps[i].at_ms, grace);
+      CHECK(health_name(h.health) == std::string(health_name(r.steps[i].want)));
+      CHECK(h.consecutive_failures == r.steps[i].failures);
+    }
+  }
+  // Grace 0: a restart is judged by failure_threshold alone, as before.
+  HealthState h;
+  h.health = Health::up;
+  h = next_health(h, S::shutting_down, 1, 0, 0);
+  CHECK(h.health == Health::down);
+}
+
+TEST_CASE("decide: a restarting primary is waited for, a paused standby is no candidate", "[policy][restart]") {
+  ClusterView v;
+  v.primary = "p";
+  v.primary_health = Health::restarting;
+  v.nodes = {node("p", 1, false, 100), node("s1", 2, true, 100)};
+  v.nodes[0].restarting = true;
+  auto d = decide(v);
+  CHECK(d.kind == Decision::Kind::none);
+  CHECK(d.state == FailoverState::degraded);
+  CHECK(d.reason.find("restarting") != std::string::npos);
+
+  // Down: a paused standby is passed over for another, and is no candidate alone.
+  v.primary_health = Health::down;
+  v.primary_failures = 3;
+  v.nodes = {node("p", 1, false, 100), node("s1", 1, true, 200), node("s2", 2, true, 100)};
+  v.nodes[1].replay_paused = true;
+  d = decide(v);
+  REQUIRE(d.kind == Decision::Kind::failover);
+  CHECK(d.target == "s2");
+  v.nodes.pop_back();
+  d = decide(v);
+  CHECK(d.kind == Decision::Kind::no_candidate);
+  CHECK(d.reason.find("paused") != std::string::npos);
+  // A manual failover to it is the operator's call.
+  FailoverPolicy pol;
+  auto c = choose_failover_target(v.nodes, "p", pol, false, std::string("s1"));
+  CHECK(c.target == std::optional<std::string>("s1"));
+}

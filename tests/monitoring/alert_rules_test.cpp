@@ -245,12 +245,13 @@ TEST_CASE("two rules on the same node are independent", "[alerts]") {
 
 TEST_CASE("synchronous mode adds a built-in sync_degraded alert unless the operator has one", "[alerts]") {
   Config cfg;
-  REQUIRE(effective_alerts(cfg).rules.size() == 1);  // asynchronous: only the always-on copy_at_risk
+  REQUIRE(effective_alerts(cfg).rules.size() == 2);  // asynchronous: only the always-on copy_at_risk, server_problem
   CHECK(effective_alerts(cfg).rules[0].name == "copy_at_risk");
+  CHECK(effective_alerts(cfg).rules[1].name == "server_problem");
   cfg.failover.synchronous = true;
   auto a = effective_alerts(cfg);
-  REQUIRE(a.rules.size() == 2);
-  a.rules.erase(a.rules.begin());  // copy_at_risk
+  REQUIRE(a.rules.size() == 3);
+  a.rules.erase(a.rules.begin(), a.rules.begin() + 2);  // copy_at_risk, server_problem
   CHECK(a.rules[0].name == "sync_degraded");
   CHECK(a.rules[0].metric == "sync_degraded");
   CHECK(a.rules[0].severity == "critical");
@@ -273,13 +274,13 @@ TEST_CASE("synchronous mode adds a built-in sync_degraded alert unless the opera
   AlertRuleConfig mine = rule("sync_lost", "sync_degraded", ">", 0, 0ms);
   cfg.alerts.rules.push_back(mine);
   auto b = effective_alerts(cfg);
-  REQUIRE(b.rules.size() == 2);  // the operator's, then copy_at_risk
+  REQUIRE(b.rules.size() == 3);  // the operator's, then copy_at_risk, server_problem
   CHECK(b.rules[0].name == "sync_lost");
   CHECK(b.rules[1].name == "copy_at_risk");
   // A rule that only takes the name is left alone too (no duplicate names).
   cfg.alerts.rules = {rule("sync_degraded", "up", "==", 0, 0ms)};
   auto c = effective_alerts(cfg);
-  REQUIRE(c.rules.size() == 2);
+  REQUIRE(c.rules.size() == 3);
   CHECK(c.rules[0].metric == "up");
   CHECK(c.rules[1].name == "copy_at_risk");
 }
@@ -287,7 +288,8 @@ TEST_CASE("synchronous mode adds a built-in sync_degraded alert unless the opera
 TEST_CASE("a copy at risk (not overwritten, cannot apply, primary lost) alerts by default, per node", "[alerts]") {
   Config cfg;
   auto a = effective_alerts(cfg);
-  REQUIRE(a.rules.size() == 1);
+  REQUIRE(a.rules.size() == 2);
+  a.rules.pop_back();  // server_problem
   CHECK(a.rules[0].metric == "copy_problem");
   CHECK(a.rules[0].severity == "critical");
   CHECK_FALSE(is_cluster_metric("copy_problem"));
@@ -304,7 +306,7 @@ TEST_CASE("a copy at risk (not overwritten, cannot apply, primary lost) alerts b
   CHECK(resolved.notifications[0].kind == NotificationKind::resolved);
   // The operator's own rule on the metric replaces it.
   cfg.alerts.rules = {rule("mine", "copy_problem", ">", 0, 0ms)};
-  REQUIRE(effective_alerts(cfg).rules.size() == 1);
+  REQUIRE(effective_alerts(cfg).rules.size() == 2);  // and server_problem
   CHECK(effective_alerts(cfg).rules[0].name == "mine");
 }
 

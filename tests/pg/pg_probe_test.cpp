@@ -7,11 +7,14 @@
 
 #include "daemon/engines/postgres_node.hpp"
 #include "tests/support/pg_cluster.hpp"
+#include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace drd;
 using namespace std::chrono_literals;
 using drd::test::PgCluster;
+using drd::test::PgClusterOptions;
+using drd::test::eventually;
 
 namespace {
 double elapsed_ms(std::chrono::steady_clock::time_point t0) {
@@ -185,4 +188,56 @@ TEST_CASE("passwords work from URL and password_file and never appear in errors"
     REQUIRE_FALSE(r3.ok);
     CHECK(r3.error.find("password_file") != std::string::npos);
   }
+}
+
+TEST_CASE("a query that times out keeps its session, which the next query reuses", "[pg][probe][keep_session]") {
+  PgCluster c(0);
+  pg::PgConn conn({{"dbname", c.url(0)}}, {});
+  auto a = conn.query("SELECT pg_backend_pid()", std::chrono::steady_clock::now() + 3000ms);
+  REQUIRE(a);
+  const std::string pid = *a->back().rows[0][0];
+  // A slow answer: the deadline passes, the session stays (a server with every slot taken
+  // would refuse a new one).
+  auto slow = conn.query("SELECT pg_sleep(0.4)", std::chrono::steady_clock::now() + 100ms);
+  REQUIRE_FALSE(slow);
+  CHECK(slow.error().code == Errc::timeout);
+  CHECK(conn.connected());
+  CHECK(conn.pending());
+  auto b = conn.query("SELECT pg_backend_pid()", std::chrono::steady_clock::now() + 3000ms);
+  INFO((b ? std::string() : b.error().message));
+  REQUIRE(b);
+  CHECK(*b->back().rows[0][0] == pid);
+  CHECK_FALSE(conn.pending());
+}
+
+TEST_CASE("connection refusals carry the server's SQLSTATE: too many clients is saturated, not down", "[pg][probe][saturated]") {
+  PgCluster c(PgClusterOptions{0, {{"max_connections", "5"}, {"superuser_reserved_connections", "0"}}, true, {}, {}});
+  RealProcessRunner runner;
+  PostgresNode node(c.node_config(0), runner);
+  std::vector<std::unique_ptr<pg::PgConn>> held;
+  for (int i = 0; i < 20; ++i) {
+    auto h = std::make_unique<pg::PgConn>(pg::ConnParams{{"dbname", c.url(0)}}, std::vector<std::string>{});
+    if (!h->connect(std::chrono::steady_clock::now() + 3000ms)) {
+      CHECK(h->sqlstate() == "53300");
+      break;
+    }
+    held.push_back(std::move(h));
+  }
+  auto r = node.probe(2000ms, false);
+  INFO(r.error);
+  CHECK_FALSE(r.ok);
+  CHECK(r.server == ServerState::saturated);
+  CHECK(r.error.find("too many clients") != std::string::npos);
+  CHECK(r.error.find("53300:") == std::string::npos);  // the text as libpq prints it by default
+  CHECK_FALSE(r.definitely_down);
+  // One slot free: drd's session, then the slots fill again: still probed on its own session.
+  held.pop_back();
+  REQUIRE(eventually([&] { return node.probe(2000ms, false).ok; }, 10s));
+  auto h = std::make_unique<pg::PgConn>(pg::ConnParams{{"dbname", c.url(0)}}, std::vector<std::string>{});
+  CHECK_FALSE(h->connect(std::chrono::steady_clock::now() + 3000ms));
+  // The admission check (at most once a second) finds no slot: up and saturated, on its own session.
+  ProbeResult r2;
+  CHECK(eventually([&] { r2 = node.probe(2000ms, false); return r2.server == ServerState::saturated; }, 10s));
+  INFO(r2.error);
+  CHECK(r2.ok);
 }

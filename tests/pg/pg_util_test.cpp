@@ -253,3 +253,104 @@ TEST_CASE("pg_controldata output names the latest checkpoint's timeline", "[pg][
     CHECK(parse_controldata(r.text).timeline == r.tl);
   }
 }
+
+TEST_CASE("verbose libpq connection errors split into SQLSTATE and the default text", "[pg][sqlstate]") {
+  struct Row { const char* verbose; const char* code; const char* text; };
+  for (auto r : {
+           Row{"connection to server at \"127.0.0.1\", port 5433 failed: FATAL:  53300: sorry, too many clients already\n"
+               "LOCATION:  InitProcess, proc.c:363",
+               "53300", "connection to server at \"127.0.0.1\", port 5433 failed: FATAL:  sorry, too many clients already"},
+           Row{"connection to server at \"127.0.0.1\", port 5433 failed: FATAL:  57P03: the database system is shutting down\n"
+               "LOCATION:  ProcessStartupPacket, postmaster.c:2454",
+               "57P03", "connection to server at \"127.0.0.1\", port 5433 failed: FATAL:  the database system is shutting down"},
+           Row{"FATAL:  28P01: password authentication failed for user \"drd\"\nLOCATION:  auth_failed, auth.c:335",
+               "28P01", "FATAL:  password authentication failed for user \"drd\""},
+           Row{"connection to server at \"127.0.0.1\", port 1 failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?",
+               "", "connection to server at \"127.0.0.1\", port 1 failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?"},
+           Row{"FATAL:  57P03: the database system is not yet accepting connections\nDETAIL:  Consistent recovery state has not been yet reached.\nLOCATION:  x.c:1",
+               "57P03", "FATAL:  the database system is not yet accepting connections\nDETAIL:  Consistent recovery state has not been yet reached."},
+           Row{"", "", ""},
+       }) {
+    INFO(r.verbose);
+    auto s = split_verbose_error(r.verbose);
+    CHECK(s.sqlstate == r.code);
+    CHECK(s.message == r.text);
+  }
+}
+
+TEST_CASE("which evidence says a server is up, saturated, restarting or dead", "[pg][server_state]") {
+  using PS = PostmasterState;
+  struct Row {
+    const char* what;
+    ServerEvidence e;
+    ServerState want;
+  };
+  auto ev = [](bool ok, std::string code, std::string msg, bool refused = false, std::optional<PS> pm = std::nullopt,
+               std::string pm_status = "", std::string adm = "", std::string adm_msg = "", bool cfg = false) {
+    ServerEvidence e;
+    e.query_ok = ok;
+    e.sqlstate = std::move(code);
+    e.message = std::move(msg);
+    e.refused = refused;
+    e.postmaster = pm;
+    e.pm_status = std::move(pm_status);
+    e.admission_sqlstate = std::move(adm);
+    e.admission_message = std::move(adm_msg);
+    e.config_problem = cfg;
+    return e;
+  };
+  const std::vector<Row> rows = {
+      {"probe ran, new session admitted", ev(true, "", ""), ServerState::answering},
+      {"probe ran, new session not tried", ev(true, "", ""), ServerState::answering},
+      {"probe ran on the kept session, new ones: too many clients", ev(true, "", "", false, {}, "", "53300", "too many"),
+       ServerState::saturated},
+      {"probe ran, new ones: shutting down (smart shutdown)",
+       ev(true, "", "", false, {}, "", "57P03", "the database system is shutting down"), ServerState::shutting_down},
+      {"probe ran, new ones refused for a password (not a refusal of admission)", ev(true, "", "", false, {}, "", "28P01", "x"),
+       ServerState::answering},
+      {"session lost, reconnect: too many clients", ev(false, "53300", "sorry, too many clients already"),
+       ServerState::saturated},
+      {"reconnect: reserved slots", ev(false, "53300", "remaining connection slots are reserved"), ServerState::saturated},
+      {"reconnect: out of memory (class 53)", ev(false, "53200", "out of memory"), ServerState::saturated},
+      {"reconnect: shutting down", ev(false, "57P03", "the database system is shutting down"), ServerState::shutting_down},
+      {"reconnect: starting up", ev(false, "57P03", "the database system is starting up"), ServerState::starting_up},
+      {"reconnect: crash recovery", ev(false, "57P03", "the database system is in recovery mode"), ServerState::starting_up},
+      {"password refused", ev(false, "28P01", "password authentication failed", false, {}, "", "", "", true),
+       ServerState::refuses_drd},
+      {"pg_hba reject", ev(false, "28000", "no pg_hba.conf entry"), ServerState::refuses_drd},
+      {"TLS refusal named by config_refusal (no code)", ev(false, "", "certificate verify failed", false, {}, "", "", "", true),
+       ServerState::refuses_drd},
+      {"timeout", ev(false, "", "timed out"), ServerState::no_answer},
+      {"refused, remote", ev(false, "", "Connection refused", true), ServerState::no_answer},
+      {"refused, stopped (no pid file)", ev(false, "", "Connection refused", true, PS::no_pid_file), ServerState::no_answer},
+      {"refused, postmaster gone: crashed", ev(false, "", "Connection refused", true, PS::gone), ServerState::crashed},
+      {"refused, postmaster alive and starting", ev(false, "", "Connection refused", true, PS::running, "starting"),
+       ServerState::starting_up},
+      {"refused, postmaster alive and stopping", ev(false, "", "Connection refused", true, PS::running, "stopping"),
+       ServerState::shutting_down},
+      {"timeout with a live (maybe frozen) postmaster is no answer, not a restart",
+       ev(false, "", "timed out", false, PS::running, "ready"), ServerState::no_answer},
+      {"an internal error is no answer", ev(false, "XX000", "could not open file"), ServerState::no_answer},
+      {"session ended by an administrator command, then nothing listens: a stop seen coming",
+       [&] { auto e = ev(false, "", "Connection refused", true, PS::no_pid_file); e.session_ended_sqlstate = "57P01"; return e; }(),
+       ServerState::shutting_down},
+      {"session ended by 57P01, then a timeout: no answer",
+       [&] { auto e = ev(false, "", "timed out"); e.session_ended_sqlstate = "57P01"; return e; }(), ServerState::no_answer},
+  };
+  for (auto& r : rows) {
+    INFO(r.what);
+    CHECK(server_state_name(server_state(r.e)) == std::string(server_state_name(r.want)));
+  }
+}
+
+TEST_CASE("postmaster.pid's status line is read", "[pg][local]") {
+  auto p = parse_postmaster_pid("123\n/data\n1700000000\n5432\n/tmp\n*\n  1234    5678\nstopping\n");
+  REQUIRE(p);
+  CHECK(p->status == "stopping");
+  auto q = parse_postmaster_pid("123\n/data\n1700000000\n5432\n/tmp\n*\n  1234    5678\nready   \n");
+  REQUIRE(q);
+  CHECK(q->status == "ready");
+  auto r = parse_postmaster_pid("123\n/data\n1700000000\n");
+  REQUIRE(r);
+  CHECK(r->status.empty());
+}

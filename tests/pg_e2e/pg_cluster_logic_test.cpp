@@ -179,3 +179,40 @@ TEST_CASE("synchronous mode degrades after the grace period without a streaming 
     CHECK(s.degraded == st.degraded);
   }
 }
+
+TEST_CASE("replay lag beside flush lag, and the paused flag, in the snapshot", "[pgha][replay]") {
+  auto r1 = row("s1", "streaming", "async", 1000);
+  r1.replay_lsn = 400;
+  r1.has_replay_lsn = true;
+  Probes probes{{"p", primary_probe(1000, {r1})}, {"s1", standby_probe(1000)}, {"s2", standby_probe(900)}};
+  probes["s1"].replay_lsn = 400;
+  probes["s1"].replay_paused = true;
+  probes["s2"].replay_lsn = 700;
+  auto snap = replica_snapshot({"p", "s1", "s2"}, "p", probes, {}, {}, {});
+  CHECK(snap["s1"].lag_bytes == 0);  // flushed everything
+  REQUIRE(snap["s1"].replay_lag_bytes);
+  CHECK(*snap["s1"].replay_lag_bytes == 600);
+  CHECK(snap["s1"].replay_paused);
+  CHECK(snap["s1"].note.find("paused") != std::string::npos);
+  REQUIRE(snap["s2"].replay_lag_bytes);  // no row: from its own probe
+  CHECK(*snap["s2"].replay_lag_bytes == 300);
+  CHECK_FALSE(snap["s2"].replay_paused);
+}
+
+TEST_CASE("a switchover is refused up front on a paused or far-behind target", "[pgha][replay]") {
+  struct Row {
+    bool paused;
+    std::optional<std::uint64_t> lag;
+    bool refused;
+    const char* mentions;
+  };
+  for (auto r : {Row{true, 0, true, "paused"}, Row{true, std::nullopt, true, "unknown"}, Row{false, 0, false, ""},
+                 Row{false, 100, false, ""}, Row{false, 2000, true, "2000 bytes"}, Row{false, std::nullopt, false, ""}}) {
+    auto why = switchover_refusal("node1", r.paused, r.lag, 1000);
+    CHECK(why.has_value() == r.refused);
+    if (why) {
+      CHECK(why->find("node1") != std::string::npos);
+      CHECK(why->find(r.mentions) != std::string::npos);
+    }
+  }
+}
