@@ -569,7 +569,7 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
   // The history row says how far behind the target was when the failover began (what the
   // last shipping and the salvage had to bring over) and where it was promoted: the figures
   // after the shipping alone would read "lag 0" for any target the salvage caught up.
-  const std::uint64_t lag_at_start = target_lag;
+  std::uint64_t lag_at_start = target_lag;
 
   // The file drd replicates from. Normally the request's old primary; after a promotion
   // that failed (the store then names the failed target) it is still the file before it.
@@ -587,6 +587,11 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
       out.notes.push_back("holding the write lock of " + req.old_primary);
     }
     crash_point("sqlite_fenced");
+    // What the target lacks right now, commits no tick has seen yet included.
+    if (auto end = repl_->read_committed_end())
+      for (auto& st : repl_->standbys())
+        if (std::filesystem::path(st.path) == target->sqlite_path && st.seeded && *end > st.applied_bytes)
+          lag_at_start = std::max(lag_at_start, *end - st.applied_bytes);
     // 2. Ship what is left: every committed frame when fenced, else whatever can still be read.
     auto before = replicas();
     auto step = repl_->step();

@@ -985,6 +985,13 @@ std::vector<StandbyStatus> SqliteReplicator::standbys() const {
 
 std::uint64_t SqliteReplicator::primary_wal_end_bytes() const { return bytes_at(committed_.frames); }
 
+Result<std::uint64_t> SqliteReplicator::read_committed_end() {
+  if (!started_) return make_error(Errc::unavailable, "SQLite replicator for " + primary_.string() + " is not started");
+  StepReport rep;
+  if (auto st = refresh(rep); !st) return st.error();
+  return bytes_at(committed_.frames);
+}
+
 Status SqliteReplicator::fence_primary() {
   if (!started_) return make_error(Errc::unavailable, "SQLite replicator for " + primary_.string() + " is not started");
   if (fenced_) return ok_status();

@@ -119,6 +119,9 @@ class SqliteReplicator {
   std::vector<StandbyStatus> standbys() const;
   // Cumulative committed WAL bytes seen on the primary (same units as applied_bytes).
   std::uint64_t primary_wal_end_bytes() const;
+  // Reads what was committed on the primary since the last step, without shipping it, and
+  // returns the committed end (what a failover measures the target's lag against).
+  Result<std::uint64_t> read_committed_end();
 
   // Failover primitives.
   // Holds the primary's write lock through drd's already-open connection
