@@ -69,10 +69,10 @@ std::string render_history(const json::value& entries, const RenderOptions& o) {
   for (const auto& e : a)
     rows.push_back({format_time(jv::str(e, "time")), jv::str(e, "from", "-"), jv::str(e, "to", "-"),
                     jv::str(e, "mode", "-"), jv::str(e, "reason", "-"), ms_or_dash(e, "duration_ms"),
-                    bytes_or_dash(e, "lag_bytes")});
+                    bytes_or_dash(e, "lag_bytes"), int_text(jv::num(e, "position"))});
   return render_table({tr(o, "TIME (UTC)", "时间 (UTC)"), tr(o, "FROM", "原主库"), tr(o, "TO", "新主库"),
                        tr(o, "MODE", "方式"), tr(o, "REASON", "原因"), tr(o, "DURATION", "耗时"),
-                       tr(o, "LAG", "延迟")},
+                       tr(o, "LAG", "延迟"), tr(o, "POSITION", "位置")},
                       rows, o);
 }
 

@@ -60,7 +60,12 @@ struct PromoteRequest {
 
 struct PromoteOutcome {
   std::uint64_t salvaged_bytes = 0;   // frames/WAL saved from the old primary
-  std::uint64_t lag_bytes = 0;        // what the target was behind when promoted
+  // What the target was behind the old primary when the failover began, before the last
+  // shipping and salvage (what those had to bring over; PostgreSQL: as last seen).
+  std::uint64_t lag_bytes = 0;
+  // The target's own position when it was promoted (after the last shipping), in the units
+  // of status `position`; unknown when the engine could not tell.
+  std::optional<std::uint64_t> position;
   bool old_primary_fenced = false;
   std::vector<std::string> notes;     // steps taken, for the log
 };

@@ -358,7 +358,7 @@ void Daemon::finish_failover(const std::string& from, const std::string& to, con
   }
   failed_promotions_.erase(to);
   for (auto& note : outcome->notes) spdlog::info("failover {} -> {}: {}", from, to, note);
-  FailoverRecord rec{to_unix_ms(clock_.now()), from, to, mode, reason, ms, outcome->lag_bytes, term};
+  FailoverRecord rec{to_unix_ms(clock_.now()), from, to, mode, reason, ms, outcome->lag_bytes, term, outcome->position};
   if (auto st = cluster_store().append_history(rec); !st) spdlog::error("cannot record failover history: {}", st.error().message);
   mon_->on_failover(clock_.now(), from, to, mode, term);
   archive_promoted(from, to, mode);  // SQLite point-in-time coverage continues on `to`
@@ -375,6 +375,7 @@ void Daemon::finish_failover(const std::string& from, const std::string& to, con
   notifier_.notify("STATUS=" + status_line());
   json::object h{{"time_ms", rec.time_ms}, {"from", from}, {"to", to}, {"mode", mode}, {"reason", reason},
                  {"duration_ms", ms}, {"lag_bytes", rec.lag_bytes}, {"term", term}};
+  if (rec.position) h["position"] = *rec.position;
   reply(json::value(std::move(h)));
   if (attach_after_failover_) attach_after_failover_ = false;
   schedule_tick();

@@ -200,10 +200,13 @@ Result<json::value> Daemon::history_json(const json::object& params) {
   auto h = cluster_store().history(static_cast<int>(*limit));
   if (!h) return h.error();
   json::array out;
-  for (auto& r : *h)
-    out.push_back(json::object{{"time", iso8601_ms(r.time_ms)}, {"from", r.from}, {"to", r.to}, {"mode", r.mode},
-                               {"reason", r.reason}, {"duration_ms", r.duration_ms}, {"lag_bytes", r.lag_bytes},
-                               {"term", r.term}});
+  for (auto& r : *h) {
+    json::object o{{"time", iso8601_ms(r.time_ms)}, {"from", r.from}, {"to", r.to}, {"mode", r.mode},
+                   {"reason", r.reason}, {"duration_ms", r.duration_ms}, {"lag_bytes", r.lag_bytes},
+                   {"term", r.term}};
+    if (r.position) o["position"] = *r.position;
+    out.push_back(std::move(o));
+  }
   return json::value(std::move(out));
 }
 

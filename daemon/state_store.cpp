@@ -54,6 +54,10 @@ CREATE TABLE pending_failover (id INTEGER PRIMARY KEY CHECK (id = 1), time_ms IN
     R"sql(
 CREATE TABLE cluster_facts (name TEXT PRIMARY KEY, value TEXT NOT NULL, since_ms INTEGER NOT NULL);
 )sql",
+    // 5 -> 6: the new primary's position when it was promoted (NULL: unknown, older rows)
+    R"sql(
+ALTER TABLE history ADD COLUMN position INTEGER;
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteStateStore::kSchemaVersion);
 
@@ -179,10 +183,11 @@ Result<bool> SqliteStateStore::claim_primary(std::int64_t expected_term, const s
 Status SqliteStateStore::append_history(const FailoverRecord& r) {
   std::lock_guard g(mu_);
   if (auto st = exec("BEGIN IMMEDIATE"); !st) return st;
-  Stmt i(db_, "INSERT INTO history (time_ms, from_node, to_node, mode, reason, duration_ms, lag_bytes, term) "
-              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  Stmt i(db_, "INSERT INTO history (time_ms, from_node, to_node, mode, reason, duration_ms, lag_bytes, term, position) "
+              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
   i.bind(1, r.time_ms).bind(2, r.from).bind(3, r.to).bind(4, r.mode).bind(5, r.reason)
       .bind(6, r.duration_ms).bind(7, static_cast<std::int64_t>(r.lag_bytes)).bind(8, r.term);
+  if (r.position) i.bind(9, static_cast<std::int64_t>(*r.position));
   if (i.step() != SQLITE_DONE) {
     auto e = db_error(db_, "appending failover history");
     rollback();
@@ -204,14 +209,16 @@ Status SqliteStateStore::append_history(const FailoverRecord& r) {
 
 Result<std::vector<FailoverRecord>> SqliteStateStore::history(int limit, std::int64_t since_ms) {
   std::lock_guard g(mu_);
-  Stmt q(db_, "SELECT time_ms, from_node, to_node, mode, reason, duration_ms, lag_bytes, term "
+  Stmt q(db_, "SELECT time_ms, from_node, to_node, mode, reason, duration_ms, lag_bytes, term, position "
               "FROM history WHERE time_ms >= ?2 ORDER BY id DESC LIMIT ?1");
   q.bind(1, static_cast<std::int64_t>(limit)).bind(2, since_ms);
   std::vector<FailoverRecord> out;
   int rc;
-  while ((rc = q.step()) == SQLITE_ROW)
+  while ((rc = q.step()) == SQLITE_ROW) {
     out.push_back({q.i64(0), q.text(1), q.text(2), q.text(3), q.text(4), q.i64(5),
                    static_cast<std::uint64_t>(q.i64(6)), q.i64(7)});
+    if (!q.is_null(8)) out.back().position = static_cast<std::uint64_t>(q.i64(8));
+  }
   if (rc != SQLITE_DONE) return db_error(db_, "reading failover history");
   return out;
 }

@@ -34,8 +34,9 @@ struct FailoverRecord {
   std::string mode;    // auto | manual | switchover | startup
   std::string reason;
   std::int64_t duration_ms = 0;
-  std::uint64_t lag_bytes = 0;
+  std::uint64_t lag_bytes = 0;  // the new primary was this far behind when the failover began
   std::int64_t term = 0;
+  std::optional<std::uint64_t> position;  // the new primary's position when promoted (if known)
 };
 
 struct HealthSample {
@@ -84,7 +85,7 @@ class ClusterStore {
 
 class SqliteStateStore : public ClusterStore {
  public:
-  static constexpr int kSchemaVersion = 5;
+  static constexpr int kSchemaVersion = 6;
 
   // Opens (creating the folder and file) and migrates to kSchemaVersion.
   static Result<std::unique_ptr<SqliteStateStore>> open(const std::filesystem::path& file);

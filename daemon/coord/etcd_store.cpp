@@ -9,9 +9,10 @@ namespace drd::coord {
 namespace json = boost::json;
 
 std::string history_to_json(const FailoverRecord& r) {
-  return json::serialize(json::object{{"time_ms", r.time_ms}, {"from", r.from}, {"to", r.to}, {"mode", r.mode},
-                                      {"reason", r.reason}, {"duration_ms", r.duration_ms},
-                                      {"lag_bytes", r.lag_bytes}, {"term", r.term}});
+  json::object o{{"time_ms", r.time_ms}, {"from", r.from}, {"to", r.to}, {"mode", r.mode},
+                 {"reason", r.reason}, {"duration_ms", r.duration_ms}, {"lag_bytes", r.lag_bytes}, {"term", r.term}};
+  if (r.position) o["position"] = *r.position;
+  return json::serialize(o);
 }
 
 std::optional<FailoverRecord> history_from_json(const std::string& text) {
@@ -39,6 +40,7 @@ std::optional<FailoverRecord> history_from_json(const std::string& text) {
   r.duration_ms = i64("duration_ms");
   r.lag_bytes = static_cast<std::uint64_t>(i64("lag_bytes"));
   r.term = i64("term");
+  if (o.if_contains("position")) r.position = static_cast<std::uint64_t>(i64("position"));
   return r;
 }
 

@@ -235,6 +235,7 @@ replication::ReplicatorOptions SqliteCluster::replicator_options() const {
   replication::ReplicatorOptions o;
   o.term = term_;
   o.node = primary_;
+  o.base_bytes = promoted_at_bytes_;
   for (auto& name : discard_)
     if (const NodeConfig* n = node(name)) o.discard.push_back(n->sqlite_path);
   return o;
@@ -568,7 +569,15 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
   if (!target) return make_error(Errc::not_found, "no node named '" + req.target + "'");
   if (!req.old_primary.empty() && !node(req.old_primary)) fence_removed_primary(req.old_primary, out);
   std::uint64_t target_lag = 0;
-  if (auto snap = replicas(); snap.count(req.target)) target_lag = snap[req.target].lag_bytes;
+  std::optional<std::uint64_t> target_position;
+  if (auto snap = replicas(); snap.count(req.target)) {
+    target_lag = snap[req.target].lag_bytes;
+    target_position = snap[req.target].position;
+  }
+  // The history row says how far behind the target was when the failover began (what the
+  // last shipping and the salvage had to bring over) and where it was promoted: the figures
+  // after the shipping alone would read "lag 0" for any target the salvage caught up.
+  std::uint64_t lag_at_start = target_lag;
 
   // The file drd replicates from. Normally the request's old primary; after a promotion
   // that failed (the store then names the failed target) it is still the file before it.
@@ -586,6 +595,11 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
       out.notes.push_back("holding the write lock of " + req.old_primary);
     }
     crash_point("sqlite_fenced");
+    // What the target lacks right now, commits no tick has seen yet included.
+    if (auto end = repl_->read_committed_end())
+      for (auto& st : repl_->standbys())
+        if (std::filesystem::path(st.path) == target->sqlite_path && st.seeded && *end > st.applied_bytes)
+          lag_at_start = std::max(lag_at_start, *end - st.applied_bytes);
     // 2. Ship what is left: every committed frame when fenced, else whatever can still be read.
     auto before = replicas();
     auto step = repl_->step();
@@ -595,7 +609,10 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
     else out.notes.push_back("salvage: " + salvaged.error().message);
     publish();
     auto after = replicas();
-    if (after.count(req.target)) target_lag = after[req.target].lag_bytes;
+    if (after.count(req.target)) {
+      target_lag = after[req.target].lag_bytes;
+      if (after[req.target].position) target_position = after[req.target].position;
+    }
     // Only a standby that holds a copy drd knows (its file as drd left it) may be promoted.
     for (auto& st : repl_->standbys())
       if (std::filesystem::path(st.path) == target->sqlite_path && !st.seeded) {
@@ -615,7 +632,13 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
     retired_.push_back(std::move(repl_));
     if (fenced && !replaced_at_path) held_by_retired_.insert(was);
   }
-  out.lag_bytes = target_lag;
+  out.lag_bytes = lag_at_start;
+  out.position = target_position;
+  if (lag_at_start > 0 || target_lag > 0)
+    out.notes.push_back(req.target + " was " + std::to_string(lag_at_start) + " bytes behind when the failover began; " +
+                        (target_lag == 0 ? std::string("the last shipping brought it up to date")
+                                         : std::to_string(target_lag) + " bytes of the former primary's WAL never reached it") +
+                        (target_position ? " (promoted at position " + std::to_string(*target_position) + ")" : ""));
   crash_point("sqlite_shipped");
   // The node promoted is not fenced any more (a forced promotion of a fenced node). A record
   // drd cannot read does not stop the failover; the note tells the operator to fix the mode.
@@ -654,6 +677,8 @@ Result<PromoteOutcome> SqliteCluster::promote(const PromoteRequest& req) {
   // the former primary's frames into it (attach()), which must land on the file as it was.
   // If this fails, the replicator's start begins the term (the last term is not its own).
   if (req.term > 0) term_ = req.term;
+  // Positions under the new primary continue from its own (replicator_options()).
+  if (target_position) promoted_at_bytes_ = *target_position;
   if (auto st = begin_primary_term(req.target); !st)
     out.notes.push_back("recording term " + std::to_string(term_) + " in " + req.target + "'s history: " +
                         st.error().message + " (retried when replication starts)");

@@ -81,6 +81,7 @@ class SqliteCluster : public ClusterDriver {
   std::uint64_t last_end_bytes_ = 0;
   std::chrono::steady_clock::time_point last_change_{};
   std::int64_t term_ = 0;              // the term of the last promotion this driver ran
+  std::uint64_t promoted_at_bytes_ = 0;  // the current primary's position when this driver promoted it
   std::set<std::string> discard_;      // nodes whose copy the operator allowed drd to overwrite
   std::string primary_problem_;        // see ClusterDriver::primary_problem(); under mu_
   // Standbys' histories read while replication could not start (the primary is lost).

@@ -1,6 +1,7 @@
 #include "daemon/replication/sqlite_replicator.hpp"
 
 #include <algorithm>
+#include <unordered_map>
 #include <thread>
 
 #include "daemon/replication/history_table.hpp"
@@ -171,6 +172,7 @@ Status SqliteReplicator::start(StepReport* report) {
     stop();
     return s;
   }
+  gen_base_bytes_ = opts_.base_bytes;
   for (auto& s : standbys_) {
     s.needs_seed = true;
     s.seeded = false;
@@ -185,7 +187,10 @@ Status SqliteReplicator::start(StepReport* report) {
     } else if (!*lp) {
       rep.notes.push_back("standby " + s.path.string() + " has no position file; re-seeding it");
     } else if ((*lp)->primary != primary_key_) {
-      rep.notes.push_back("standby " + s.path.string() + " followed " + (*lp)->primary + "; re-seeding it");
+      // After a failover: it holds a state of the database the history rule orders against
+      // this primary's; the seed rewrites only the pages that differ when drd left it as is.
+      rep.notes.push_back("standby " + s.path.string() + " followed " + (*lp)->primary + "; seeding it from " +
+                          primary_key_ + " (only the pages that differ, if drd left it as it is)");
     } else if (auto now = file_stamp(s.path); (*lp)->file && !pending_wal(s.path) &&
                                                 (!now || !(*now == *(*lp)->file))) {
       // (With a -wal left by an interrupted apply the file may have changed under drd's own
@@ -630,6 +635,81 @@ void SqliteReplicator::restart_wal(StepReport& rep) {
   if (!st) rep.notes.push_back("WAL truncation skipped: " + st.error().message);
 }
 
+// Is `standby` exactly as drd last left it (its position file's stamp matches the file, or
+// an apply of drd's was interrupted)? Only such a file is private to drd and may be
+// written in place by an incremental seed; anything else (no position file: a former
+// primary applications may still have open, a file replaced by hand) is seeded by a copy
+// renamed over its path.
+static bool left_by_drd(const fs::path& standby) {
+  auto lp = load_position(standby);
+  if (!lp || !*lp || !(*lp)->file) return false;
+  if (pending_wal(standby)) return true;
+  auto now = file_stamp(standby);
+  return now && *now == *(*lp)->file;
+}
+
+// The pinned snapshot, page by page, for an incremental seed (docs/sqlite-replication.md,
+// "Seeding"). The pin was taken at the anchor, so the snapshot is the database file
+// overlaid with the newest copy of each page in the current WAL generation's frames up to
+// the anchor. Nothing can change what is read: a page in none of those frames is not
+// written to the file while the pin is held (a checkpoint only back-fills frames up to the
+// pin's snapshot, i.e. pages of the overlay, and none at all on read mark 0), and the
+// frames themselves can only be overwritten by a WAL restart, which changes the header's
+// salts: every frame read is checked against them, and so is the header once every page was
+// read (before_write), so a restart underneath makes the seed fail, never go wrong. The
+// standby's result passes quick_check too; any failure falls back to a full copy.
+Result<PatchStats> SqliteReplicator::patch_from_pin(const Standby& s) {
+  if (!anchor_.valid || !pinned_) return make_error(Errc::conflict, "no anchored snapshot of the primary");
+  auto count = pin_.query_int("PRAGMA page_count");
+  if (!count) return count.error();
+  if (*count <= 0 || *count > 0xffffffffLL) return make_error(Errc::conflict, "primary snapshot has no pages");
+  sqlite3_file* db_file = nullptr;
+  if (sqlite3_file_control(pin_.get(), "main", SQLITE_FCNTL_FILE_POINTER, &db_file) != SQLITE_OK || !db_file ||
+      !db_file->pMethods)
+    return make_error(Errc::conflict, "cannot reach the primary's database file through drd's connection");
+  // page -> index of its newest frame in [0, anchor)
+  std::unordered_map<std::uint32_t, std::uint32_t> newest;
+  std::uint32_t salt1 = 0, salt2 = 0;
+  if (anchor_.has_header && anchor_.at.frames > 0) {
+    auto h = wal_.read_header();
+    if (!h) return h.error();
+    if (!*h || (*h)->salt1 != anchor_.at.salt1 || (*h)->salt2 != anchor_.at.salt2)
+      return make_error(Errc::conflict, "the primary's WAL moved past the anchored snapshot");
+    salt1 = anchor_.at.salt1;
+    salt2 = anchor_.at.salt2;
+    std::uint32_t index = 0;
+    Status rd = wal_.read_frames(chain_start(**h), anchor_.at.frames, [&](const FrameHeader& fh, const unsigned char*) {
+      newest[fh.page] = index++;
+      return ok_status();
+    });
+    if (!rd) return rd.error();
+  }
+  const std::uint32_t ps = page_size_;
+  PageSource source = [&](std::uint32_t pgno, unsigned char* out) -> Status {
+    if (auto it = newest.find(pgno); it != newest.end()) {
+      auto fh = wal_.read_frame(it->second, ps, out);
+      if (!fh) return fh.error();
+      if (fh->page != pgno || fh->salt1 != salt1 || fh->salt2 != salt2)
+        return make_error(Errc::conflict, "primary WAL frame " + std::to_string(it->second) + " changed while being read");
+      return ok_status();
+    }
+    int rc = db_file->pMethods->xRead(db_file, out, static_cast<int>(ps), static_cast<sqlite3_int64>(pgno - 1) * ps);
+    if (rc != SQLITE_OK)  // a short read (SQLITE_IOERR_SHORT_READ) too: the snapshot says the page exists
+      return make_error(Errc::conflict, "cannot read page " + std::to_string(pgno) + " of primary " + primary_.string() +
+                                            " (SQLite error " + std::to_string(rc) + ")");
+    return ok_status();
+  };
+  auto still_anchored = [&]() -> Status {
+    if (newest.empty()) return ok_status();
+    auto h = wal_.read_header();
+    if (!h) return h.error();
+    if (!*h || (*h)->salt1 != salt1 || (*h)->salt2 != salt2)
+      return make_error(Errc::conflict, "the primary's WAL was restarted while its snapshot was read");
+    return ok_status();
+  };
+  return patch_standby(s.path, ps, static_cast<std::uint32_t>(*count), source, still_anchored);
+}
+
 Status SqliteReplicator::seed(Standby& s, StepReport& rep) {
   auto fail = [&](const Error& e) {
     s.last_error = e.message;
@@ -638,6 +718,8 @@ Status SqliteReplicator::seed(Standby& s, StepReport& rep) {
     return Status(e);
   };
   if (!may_seed(s, rep)) return make_error(Errc::refused, s.last_error);
+  // Decided before the position file goes: it is what says drd left the file as it is.
+  const bool in_place = opts_.incremental_seed && left_by_drd(s.path);
   // Without a position file a crash mid-seed leads to another seed, never to
   // continuing from a stale position.
   if (auto st = remove_if_exists(position_path(s.path)); !st) return fail(st.error());
@@ -645,7 +727,27 @@ Status SqliteReplicator::seed(Standby& s, StepReport& rep) {
     std::error_code ec;
     fs::create_directories(s.path.parent_path(), ec);
   }
-  if (auto st = seed_from_connection(pin_.get(), primary_.string(), s.path); !st) return fail(st.error());
+  std::string how;
+  std::uint64_t written = 0;
+  bool incremental = false;
+  if (in_place) {
+    auto patched = patch_from_pin(s);
+    if (patched) {
+      incremental = true;
+      written = patched->bytes_written;
+      how = " by rewriting " + std::to_string(patched->pages_written) + " of its " + std::to_string(patched->pages) +
+            " pages (" + std::to_string(written) + " bytes; the rest already matched)";
+    } else {
+      rep.notes.push_back("standby " + s.path.string() + " could not be brought up to date page by page (" +
+                          patched.error().message + "); copying the whole snapshot instead");
+    }
+  }
+  if (!incremental) {
+    if (auto st = seed_from_connection(pin_.get(), primary_.string(), s.path); !st) return fail(st.error());
+    std::error_code ec;
+    written = fs::file_size(s.path, ec);
+    how = " by copying the whole database (" + std::to_string(written) + " bytes)";
+  }
   s.pos = position_here();
   if (auto f = file_stamp(s.path)) s.pos.file = *f;
   if (auto st = save_position(s.path, s.pos); !st) return fail(st.error());
@@ -656,13 +758,15 @@ Status SqliteReplicator::seed(Standby& s, StepReport& rep) {
   }
   s.refused.clear();
   if (s.ever_seeded) s.reseeds += 1;
+  (incremental ? s.incremental_seeds : s.full_seeds) += 1;
+  s.seed_bytes_written += written;
   s.ever_seeded = true;
   s.seeded = true;
   s.needs_seed = false;
   s.last_error.clear();
   rep.reseeded = true;
   rep.notes.push_back("seeded standby " + s.path.string() + " from a snapshot of the primary at WAL frame " +
-                      std::to_string(committed_.frames));
+                      std::to_string(committed_.frames) + how);
   return ok_status();
 }
 
@@ -868,6 +972,9 @@ std::vector<StandbyStatus> SqliteReplicator::standbys() const {
     }
     st.last_error = s.last_error;
     st.reseeds = s.reseeds;
+    st.full_seeds = s.full_seeds;
+    st.incremental_seeds = s.incremental_seeds;
+    st.seed_bytes_written = s.seed_bytes_written;
     st.refused = s.refused;
     st.history_known = s.history_known;
     st.history = s.history;
@@ -877,6 +984,13 @@ std::vector<StandbyStatus> SqliteReplicator::standbys() const {
 }
 
 std::uint64_t SqliteReplicator::primary_wal_end_bytes() const { return bytes_at(committed_.frames); }
+
+Result<std::uint64_t> SqliteReplicator::read_committed_end() {
+  if (!started_) return make_error(Errc::unavailable, "SQLite replicator for " + primary_.string() + " is not started");
+  StepReport rep;
+  if (auto st = refresh(rep); !st) return st.error();
+  return bytes_at(committed_.frames);
+}
 
 Status SqliteReplicator::fence_primary() {
   if (!started_) return make_error(Errc::unavailable, "SQLite replicator for " + primary_.string() + " is not started");

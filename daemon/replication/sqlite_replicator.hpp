@@ -36,6 +36,7 @@
 #include "daemon/replication/history.hpp"
 #include "daemon/replication/position_file.hpp"
 #include "daemon/replication/sqlite_util.hpp"
+#include "daemon/replication/standby_ops.hpp"
 #include "daemon/replication/wal_reader.hpp"
 #include "daemon/replication/wal_tap.hpp"
 
@@ -49,6 +50,9 @@ struct StandbyStatus {
   double lag_ms = 0;               // age of the oldest commit not yet applied; 0 when caught up
   std::string last_error;          // empty when the last attempt succeeded
   std::uint64_t reseeds = 0;       // re-seeds in this instance (first seeds of a missing standby excluded)
+  std::uint64_t full_seeds = 0;         // seeds that copied the whole snapshot (this instance)
+  std::uint64_t incremental_seeds = 0;  // seeds that rewrote only the pages that differed
+  std::uint64_t seed_bytes_written = 0; // page bytes all those seeds wrote to this standby
   std::string refused;             // non-empty: drd will not overwrite this file, and why (history.hpp)
   bool history_known = false;      // `history` was read from the file
   FileHistory history;             // the file's own history, as last read
@@ -75,6 +79,13 @@ struct ReplicatorOptions {
   std::chrono::milliseconds refused_retry{5000};  // how often a refused overwrite is looked at again
   // Standbys the operator allowed drd to overwrite whatever they hold (`rejoin --discard`).
   std::vector<std::filesystem::path> discard;
+  // Cumulative WAL bytes before the primary's current WAL: a promoted standby's position,
+  // so positions (and the lag figures built on them) continue across a failover instead of
+  // starting again at 0. Standbys' position files raise it at start when they say more.
+  std::uint64_t base_bytes = 0;
+  // Seed a standby drd left as it is (position file matching the file) by rewriting only the
+  // pages that differ from the primary's snapshot instead of copying the whole database.
+  bool incremental_seed = true;
 };
 
 class SqliteReplicator {
@@ -108,6 +119,9 @@ class SqliteReplicator {
   std::vector<StandbyStatus> standbys() const;
   // Cumulative committed WAL bytes seen on the primary (same units as applied_bytes).
   std::uint64_t primary_wal_end_bytes() const;
+  // Reads what was committed on the primary since the last step, without shipping it, and
+  // returns the committed end (what a failover measures the target's lag against).
+  Result<std::uint64_t> read_committed_end();
 
   // Failover primitives.
   // Holds the primary's write lock through drd's already-open connection
@@ -158,6 +172,7 @@ class SqliteReplicator {
     std::string refused;  // why drd will not overwrite it (history.hpp); empty when it may
     bool history_known = false;
     FileHistory history;
+    std::uint64_t full_seeds = 0, incremental_seeds = 0, seed_bytes_written = 0;
   };
   // Where the read pin was taken under the write lock with everything up to
   // there copied: while it is held, a WAL restart can only follow this point.
@@ -179,6 +194,7 @@ class SqliteReplicator {
   void ship(Standby& s, StepReport& rep);
   Status apply(Standby& s);
   Status seed(Standby& s, StepReport& rep);
+  Result<PatchStats> patch_from_pin(const Standby& s);
   void restart_wal(StepReport& rep);
   Status begin_pin();
   void end_pin();

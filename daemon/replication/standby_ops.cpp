@@ -1,10 +1,18 @@
 #include "daemon/replication/standby_ops.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <fstream>
+#include <optional>
+#include <vector>
 
 #include "daemon/replication/position_file.hpp"
 #include "daemon/replication/sqlite_replicator.hpp"
 #include "daemon/replication/sqlite_util.hpp"
+#include "daemon/replication/wal_writer.hpp"
 
 namespace drd::replication {
 
@@ -157,6 +165,86 @@ Status seed_from_connection(sqlite3* src, const std::string& src_name, const fs:
   if (std::rename(tmp.c_str(), dst.c_str()) != 0)
     return make_error(Errc::io, "cannot rename seed " + tmp.string() + " over " + dst.string());
   return fsync_dir_of(dst);
+}
+
+Result<PatchStats> patch_standby(const fs::path& dst, std::uint32_t page_size, std::uint32_t pages,
+                                 const PageSource& source_page, const std::function<Status()>& before_write) {
+  if (pages == 0) return make_error(Errc::conflict, "the snapshot has no pages");
+  if (auto st = recover_standby(dst); !st) return st.error();
+  auto info = read_db_header(dst);
+  if (!info) return make_error(Errc::conflict, info.error().message);
+  if (info->page_size != page_size || !info->wal_mode)
+    return make_error(Errc::conflict, "standby " + dst.string() + " has page size " + std::to_string(info->page_size) +
+                                          (info->wal_mode ? "" : " and is not in WAL mode") + ", the primary " +
+                                          std::to_string(page_size));
+  std::error_code ec;
+  const auto size = fs::file_size(dst, ec);
+  if (ec || size % page_size != 0)
+    return make_error(Errc::conflict, "standby " + dst.string() + " is not a whole number of pages");
+  const std::uint64_t dst_pages = size / page_size;
+  int fd = ::open(dst.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return make_error(Errc::conflict, "cannot open " + dst.string() + ": " + std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+
+  PatchStats stats;
+  stats.pages = pages;
+  std::vector<unsigned char> src(page_size), cur(page_size), pending(page_size);
+  std::uint32_t pending_pgno = 0;
+  std::optional<StandaloneWalWriter> wal;
+  auto append = [&](std::uint32_t pgno, std::uint32_t commit, const unsigned char* data) -> Status {
+    if (!wal) {
+      auto w = StandaloneWalWriter::create(with_suffix(dst, "-wal"), page_size);
+      if (!w) return w.error();
+      wal.emplace(std::move(*w));
+    }
+    stats.pages_written += 1;
+    stats.bytes_written += page_size;
+    return wal->append(pgno, commit, data);
+  };
+  auto fail = [&](const Error& e) -> Result<PatchStats> {
+    if (wal) wal->abandon();
+    return e;
+  };
+  for (std::uint32_t pgno = 1; pgno <= pages; ++pgno) {
+    if (auto st = source_page(pgno, src.data()); !st) return fail(st.error());
+    bool same = false;
+    if (pgno <= dst_pages) {
+      ssize_t got = ::pread(fd, cur.data(), page_size, static_cast<off_t>(pgno - 1) * page_size);
+      if (got != static_cast<ssize_t>(page_size))
+        return fail(make_error(Errc::conflict, "cannot read page " + std::to_string(pgno) + " of " + dst.string()));
+      same = std::memcmp(cur.data(), src.data(), page_size) == 0;
+    }
+    if (same) continue;
+    // One frame behind: the last differing page becomes the commit frame.
+    if (pending_pgno != 0)
+      if (auto st = append(pending_pgno, 0, pending.data()); !st) return fail(st.error());
+    pending_pgno = pgno;
+    pending.swap(src);
+  }
+  // Every source page is read: is what was read still the snapshot? Before the commit frame
+  // exists, so a failed check leaves nothing SQLite would ever apply.
+  if (auto st = before_write(); !st) return fail(st.error());
+  if (pending_pgno == 0 && dst_pages != pages) {
+    // Only the size differs: page 1 (unchanged) carries the commit and the new size.
+    if (auto st = source_page(1, pending.data()); !st) return fail(st.error());
+    pending_pgno = 1;
+  }
+  if (pending_pgno == 0) return stats;  // already equal: nothing written
+  if (auto st = append(pending_pgno, pages, pending.data()); !st) return fail(st.error());
+  if (auto st = wal->finish(); !st) return fail(st.error());
+  if (auto st = checkpoint_standby(dst, wal->frames()); !st) return st.error();
+  {
+    auto d = SqliteDb::open(dst, SQLITE_OPEN_READWRITE);
+    if (!d) return d.error();
+    auto qc = d->query_text("PRAGMA quick_check");
+    if (!qc) return qc.error();
+    if (*qc != "ok") return make_error(Errc::corrupt, "standby " + dst.string() + " fails quick_check after an incremental seed: " + *qc);
+  }
+  if (auto s = clear_empty_sidecars(dst); !s) return s.error();
+  return stats;
 }
 
 Status seed_copy(const fs::path& src, const fs::path& dst) {

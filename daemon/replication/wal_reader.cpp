@@ -155,4 +155,14 @@ Result<FrameHeader> WalFile::frame_header(std::uint32_t index, std::uint32_t pag
   return parse_frame_header(buf);
 }
 
+Result<FrameHeader> WalFile::read_frame(std::uint32_t index, std::uint32_t page_size, unsigned char* page) const {
+  std::vector<unsigned char> buf(frame_size(page_size));
+  auto got = pread_some(buf.data(), buf.size(), frame_offset(index, page_size));
+  if (!got) return got.error();
+  if (*got < buf.size())
+    return make_error(Errc::conflict, "WAL " + path_.string() + " has no whole frame " + std::to_string(index));
+  std::memcpy(page, buf.data() + kFrameHeaderSize, page_size);
+  return parse_frame_header(buf.data());
+}
+
 }  // namespace drd::replication

@@ -49,6 +49,9 @@ class WalFile {
 
   // The header of frame `index` (0-based) as stored, unvalidated.
   Result<FrameHeader> frame_header(std::uint32_t index, std::uint32_t page_size) const;
+  // Frame `index`'s header and page (page_size bytes into `page`), as stored, unvalidated:
+  // the caller checks the salts against a chain it verified.
+  Result<FrameHeader> read_frame(std::uint32_t index, std::uint32_t page_size, unsigned char* page) const;
 
  private:
   Result<std::size_t> pread_some(unsigned char* buf, std::size_t n, std::uint64_t off) const;

@@ -94,7 +94,7 @@ TEST_CASE("history, flags, fenced nodes and audit persist across reopen", "[stor
   {
     auto s = std::move(SqliteStateStore::open(dir / "state.db").value());
     REQUIRE(s->append_history({1000, "p", "s1", "auto", "p down", 412, 0, 2}).ok());
-    REQUIRE(s->append_history({2000, "s1", "p", "switchover", "planned", 300, 0, 3}).ok());
+    REQUIRE(s->append_history({2000, "s1", "p", "switchover", "planned", 300, 4096, 3, 1409040}).ok());
     REQUIRE(s->set_flag("auto_failover", false).ok());
     REQUIRE(s->set_fenced("p", true).ok());
     REQUIRE(s->append_audit({5, 1000, 42, "failover", "{\"node\":\"s1\"}", true, "ok"}).ok());
@@ -104,6 +104,9 @@ TEST_CASE("history, flags, fenced nodes and audit persist across reopen", "[stor
   REQUIRE(h.size() == 2);
   CHECK(h[0].mode == "switchover");  // newest first
   CHECK(h[1].duration_ms == 412);
+  CHECK(h[0].lag_bytes == 4096);
+  CHECK(h[0].position == std::optional<std::uint64_t>(1409040));
+  CHECK_FALSE(h[1].position.has_value());  // unknown
   CHECK(s->history(10, 1500).value().size() == 1);
   CHECK(s->flag("auto_failover").value() == std::optional<bool>(false));
   CHECK_FALSE(s->flag("monitoring").value().has_value());
@@ -188,7 +191,9 @@ TEST_CASE("cluster facts (the PostgreSQL system identifier) persist across reope
     auto s = std::move(SqliteStateStore::open(dir / "state.db").value());
     CHECK(s->cluster_fact("pg_system_identifier").value() == std::optional<std::string>("7298811202716316541"));
     // A file written by the previous schema (4): the table is dropped and the version set back.
-    sqlite3_exec(s->raw(), "DROP TABLE cluster_facts; PRAGMA user_version=4", nullptr, nullptr, nullptr);
+    // (Schema 6 added history.position: a version-4 file has no such column.)
+    REQUIRE(sqlite3_exec(s->raw(), "DROP TABLE cluster_facts; ALTER TABLE history DROP COLUMN position; PRAGMA user_version=4",
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
   }
   auto s = std::move(SqliteStateStore::open(dir / "state.db").value());
   CHECK(s->schema_version() == SqliteStateStore::kSchemaVersion);

@@ -20,11 +20,11 @@ TEST_CASE("history is a table, newest first as drd sent it", "[render][table]") 
     {"time": "2026-11-24T06:00:00.000Z", "from": "secondary1", "to": "primary", "mode": "switchover",
      "reason": "planned", "duration_ms": 1250, "lag_bytes": 0, "term": 5},
     {"time": "2026-11-24T05:29:20.123Z", "from": "primary", "to": "secondary1", "mode": "auto",
-     "reason": "primary down for 3 probes", "duration_ms": 412, "lag_bytes": 4096, "term": 4}])");
+     "reason": "primary down for 3 probes", "duration_ms": 412, "lag_bytes": 4096, "term": 4, "position": 1409040}])");
   CHECK(render_history(h, RenderOptions{}) ==
-        "TIME (UTC)           FROM        TO          MODE        REASON                     DURATION  LAG\n"
-        "2026-11-24 06:00:00  secondary1  primary     switchover  planned                    1.2 s     0 B\n"
-        "2026-11-24 05:29:20  primary     secondary1  auto        primary down for 3 probes  412 ms    4.0 KiB\n");
+        "TIME (UTC)           FROM        TO          MODE        REASON                     DURATION  LAG      POSITION\n"
+        "2026-11-24 06:00:00  secondary1  primary     switchover  planned                    1.2 s     0 B      -\n"
+        "2026-11-24 05:29:20  primary     secondary1  auto        primary down for 3 probes  412 ms    4.0 KiB  1409040\n");
   CHECK(render_history(json::parse("[]"), RenderOptions{}) == "no failovers recorded\n");
   CHECK(render_history(json::parse("[]"), RenderOptions{Lang::zh}) == "没有故障转移记录\n");
 }

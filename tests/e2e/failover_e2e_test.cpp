@@ -362,3 +362,66 @@ TEST_CASE("drd killed at each step of a SQLite promotion: nothing acknowledged i
     CHECK(hist[0].at("to").as_string() == "secondary1");
   }
 }
+
+// After a failover the standby that followed the old primary holds a prefix of the new
+// primary's history: drd brings it up to date by rewriting the pages that differ, in place,
+// not by copying the whole database again (docs/sqlite-replication.md, "Seeding"). The
+// history rows give the new primary's position at promotion, which goes on growing from
+// one failover to the next instead of starting again at 0.
+TEST_CASE("after a failover with a large database the standby that followed is not copied again",
+          "[e2e][sqlite-ha]") {
+  DrdFixture f;
+  f.start();
+  const auto link = f.dir() / "data/current.db";
+  // About 6 MB.
+  app_exec(link, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000) "
+                 "INSERT INTO images (id, url) SELECT 1000 + x, hex(randomblob(1000)) FROM c");
+  REQUIRE(eventually([&] { return count_rows(f.db("secondary1")) == 3010 && count_rows(f.db("secondary2")) == 3010; }));
+  REQUIRE(eventually([&] { return replicating(f, "secondary1") && replicating(f, "secondary2"); }));
+  // (A reader of ours can hold a batch in the standby's -wal for a moment.)
+  REQUIRE(eventually([&] { return std::filesystem::file_size(f.db("secondary2")) > 5'000'000; }));
+  const auto position_before = f.node_status("secondary1").at("position").to_number<std::uint64_t>();
+  struct stat before {};
+  REQUIRE(::stat(f.db("secondary2").c_str(), &before) == 0);
+
+  std::filesystem::rename(f.db("primary"), f.dir() / "lost-disk.db");
+  REQUIRE(eventually([&] { return f.call("history").as_array().size() == 1; }, std::chrono::seconds(15)));
+  REQUIRE(eventually([&] { return std::filesystem::read_symlink(link) == f.db("secondary1"); }));
+  // Status only until the seed is done: a reader of ours on the standby while drd writes it
+  // would make drd fall back to a full copy (standbys are private to drd).
+  const std::string seeded_line = "replication from secondary1: seeded standby " + f.db("secondary2").string();
+  REQUIRE(eventually([&] { return f.log().find(seeded_line) != std::string::npos && replicating(f, "secondary2"); },
+                     std::chrono::seconds(15)));
+  INFO(f.log());
+  struct stat after {};
+  REQUIRE(::stat(f.db("secondary2").c_str(), &after) == 0);
+  CHECK(after.st_ino == before.st_ino);  // a full seed renames a new copy over the path
+  const std::string log = f.log();
+  const auto at = log.find(seeded_line);
+  const std::string line = log.substr(at, log.find('\n', at) - at);
+  CHECK_THAT(line, Catch::Contains("by rewriting"));
+  CHECK_THAT(line, !Catch::Contains("by copying the whole database"));
+  CHECK(ids_in(f.db("secondary2")) == ids_in(f.db("secondary1")));
+  write_rows(link, 9000, 20);
+  CHECK(eventually([&] { return ids_in(f.db("secondary2")) == ids_in(f.db("secondary1")); }));
+  CHECK(eventually([&] { return replicating(f, "secondary2"); }));
+  CHECK(integrity(f.db("secondary2")) == "ok");
+  CHECK(count_rows(f.db("secondary2")) == 3030);
+
+  auto hist = f.call("history").as_array();
+  const auto first_position = hist[0].at("position").to_number<std::uint64_t>();
+  CHECK(first_position >= position_before);
+  CHECK(hist[0].as_object().contains("lag_bytes"));
+  // A second failover: the position recorded goes on from the first one, it does not start at 0.
+  write_rows(link, 9100, 20);
+  REQUIRE(eventually([&] { return count_rows(f.db("secondary2")) == 3050 && replicating(f, "secondary2"); }));
+  const auto position_now = f.node_status("secondary2").at("position").to_number<std::uint64_t>();
+  CHECK(position_now > first_position);
+  std::filesystem::rename(f.db("secondary1"), f.dir() / "lost-disk1.db");
+  REQUIRE(eventually([&] { return f.call("history").as_array().size() == 2; }, std::chrono::seconds(15)));
+  hist = f.call("history").as_array();
+  CHECK(hist[0].at("to").as_string() == "secondary2");
+  CHECK(hist[0].at("position").to_number<std::uint64_t>() >= position_now);
+  auto shown = f.drctl({"history", "--json"});
+  CHECK_THAT(shown.out, Catch::Contains("\"position\""));
+}
