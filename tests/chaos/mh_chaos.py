@@ -55,8 +55,19 @@ class Etcd:
         deadline = time.time() + 30
         while not all(self.healthy(i) for i in range(3)):
             if time.time() > deadline:
-                raise RuntimeError(f"etcd did not become healthy within 30 s; see {d}/e*.log")
+                raise RuntimeError(f"etcd did not become healthy within 30 s: {self.log_tails()}")
             time.sleep(0.2)
+
+    def log_tails(self):
+        out = []
+        for i in range(3):
+            try:
+                with open(f"{self.dir}/e{i}.log") as f:
+                    lines = f.read().splitlines()[-2:]
+            except OSError:
+                lines = []
+            out.append(f"e{i} ({'running' if self.running(i) else 'exited'}): " + " | ".join(l[:300] for l in lines))
+        return "; ".join(out)
 
     def start(self, i):
         client = f"http://127.0.0.1:{self.client_ports[i]}"
@@ -304,7 +315,8 @@ class MhTrial(PgTrial):
 
     def run(self):
         res = {"failover_ms": None, "lost": 0, "acked": 0, "lag_bytes": 0, "sync": self.sync}
-        for d in self.drds:
+        # In a random order: the first drd up takes the lead, and every host should get to lead.
+        for d in random.sample(self.drds, 3):
             d.start(wait_primary=False, timeout=30)
         if self.settle(30) != "node0":
             raise RuntimeError("the cluster did not start on node0")
