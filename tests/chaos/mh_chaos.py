@@ -165,12 +165,15 @@ def check_etcd_store(kv, prefix, violations, prev=None):
 
 def last_ok_probe_ms(state_dbs, node, before_ms):
     """The last successful probe of `node` at or before `before_ms` by any of these drd
-    (their local health samples)."""
+    (their local health samples). Called once every drd stopped: a plain connection, since a
+    read-only one cannot open a WAL database whose -shm its last user removed."""
     import sqlite3
     best = None
     for db in state_dbs:
+        if not os.path.exists(db):
+            continue
         try:
-            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=2)
+            con = sqlite3.connect(db, timeout=2)
             try:
                 t = con.execute("SELECT max(time_ms) FROM health_samples WHERE node = ? AND ok = 1 AND time_ms <= ?",
                                 (node, before_ms)).fetchone()[0]
@@ -474,6 +477,10 @@ class MhTrial(PgTrial):
         writable = [f"node{i}" for i in range(3) if self.psql(i, q, timeout=5) == "t"]
         if writable != [primary]:
             self.v.add("primaries", f"writable at the end: {writable}; etcd names {primary}")
+        # Each drd writes its health samples to its state file in batches; stopped, it writes
+        # what it holds (the asynchronous bound below reads them). The checks needing drd are done.
+        for d in self.drds:
+            d.stop()
         hist = sorted(snap["history"], key=lambda h: (h.get("term", 0), h.get("time_ms", 0)), reverse=True)
         if hist:
             old = hist[-1].get("from")
