@@ -89,8 +89,9 @@ tsan: deps
 	    build-tsan/bin/$$t || failed=1; done; exit $$failed
 
 # The chaos suite (tests/chaos/, docs/reliability.md): DRD_CHAOS_TRIALS trials of every
-# scenario of both engines, round robin, within DRD_CHAOS_SECONDS; prints a table, exits 1
-# on any broken invariant. Niced: the machine is shared. The short run is part of `make test`.
+# scenario of every engine (sqlite, pg, mh: multi-host with etcd), round robin, within
+# DRD_CHAOS_SECONDS; prints a table, exits 1 on any broken invariant. Niced: the machine is
+# shared. The short run (single-host scenarios only) is part of `make test`.
 DRD_CHAOS_TRIALS ?= 50
 DRD_CHAOS_SECONDS ?= 5400
 DRD_CHAOS_ENGINE ?= all

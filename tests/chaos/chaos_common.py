@@ -40,9 +40,10 @@ class Drd:
     The real clock is never touched: the machine is shared.
     """
 
-    def __init__(self, bin_dir, config, socket_path, log_path, faketime_file=None):
+    def __init__(self, bin_dir, config, socket_path, log_path, faketime_file=None, argv_prefix=None):
         self.bin_dir, self.config, self.socket, self.log_path = bin_dir, config, socket_path, log_path
         self.faketime_file = faketime_file
+        self.argv_prefix = argv_prefix or []  # e.g. ["ip", "netns", "exec", NS]: drd on a cut-off "host"
         self.proc = None
         self.starts = 0
         self.up = False  # started and answered: its fences are in place (attach runs before "ready")
@@ -62,7 +63,8 @@ class Drd:
         log = open(self.log_path, "a")
         log.write(f"\n==== chaos: drd start #{self.starts + 1} at {time.strftime('%H:%M:%S')} ====\n")
         log.flush()
-        self.proc = subprocess.Popen([f"{self.bin_dir}/drd", "--config", self.config, "--foreground"], stdout=log,
+        self.proc = subprocess.Popen(self.argv_prefix + [f"{self.bin_dir}/drd", "--config", self.config, "--foreground"],
+                                     stdout=log,
                                      stderr=subprocess.STDOUT, env=env)
         log.close()
         self.starts += 1

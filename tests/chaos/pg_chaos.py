@@ -104,11 +104,14 @@ class PgObserver:
         self.t = trial
         self.stop_ev = threading.Event()
         self.answers = {n: [] for n in NODES}  # node -> [(sent ms, received ms, writable)]
+        # node -> [(sent ms, received ms, state)]: "w" writable primary, "ro" a primary made
+        # read-only (fenced), "rec" in recovery, None no answer.
+        self.states = {n: [] for n in NODES}
         self.instants = []  # sampling instants (ms)
         self.samples = self.split_instants = self.down_instants = 0
         self.threads = [threading.Thread(target=self.poll, args=(n,), daemon=True) for n in NODES]
         self.threads.append(threading.Thread(target=self.sample, daemon=True))
-        self.store_prev = None
+        self.threads.append(threading.Thread(target=self.watch_store, daemon=True))
 
     def start(self):
         for th in self.threads:
@@ -122,12 +125,15 @@ class PgObserver:
             sent = now_ms()
             try:
                 if conn is None:
-                    conn = PgConn(f"host={self.t.host(i)} port={self.t.ports[i]} user=postgres dbname=postgres "
-                                  f"connect_timeout=1 application_name=chaos_observer")
+                    conn = PgConn(self.t.observer_conninfo(i))
                 rec, ro = conn.row("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')")
-                self.answers[node].append((sent, now_ms(), rec == "f" and ro == "off"))
+                got = now_ms()
+                self.answers[node].append((sent, got, rec == "f" and ro == "off"))
+                self.states[node].append((sent, got, "rec" if rec == "t" else ("w" if ro == "off" else "ro")))
             except OSError:
-                self.answers[node].append((sent, now_ms(), False))  # no answer ends a run
+                got = now_ms()
+                self.answers[node].append((sent, got, False))  # no answer ends a run
+                self.states[node].append((sent, got, None))
                 if conn:
                     conn.close()
                 conn = None
@@ -139,9 +145,27 @@ class PgObserver:
         while not self.stop_ev.is_set():
             t0 = time.time()
             self.instants.append(now_ms())
-            if len(self.instants) % 20 == 0 and self.t.drd.pid:
-                self.store_prev = check_store(self.t.state_db, NODES, self.t.v, prev=self.store_prev)
             self.stop_ev.wait(max(0.0, self.PERIOD - (time.time() - t0)))
+
+    def watch_store(self):
+        """The trial's state store, read every 500 ms (a thread of its own: a store that does
+        not answer, such as etcd without quorum, delays no sampling instant)."""
+        while not self.stop_ev.wait(0.5):
+            self.t.observe_store()
+
+    def fenced_intervals(self, node):
+        """[(from ms, to ms)]: when `node` was a primary made read-only — from the arrival of
+        an answer saying so to the sending of the next question answered writable."""
+        out, start = [], None
+        for sent, received, state in list(self.states[node]):
+            if state == "ro" and start is None:
+                start = received
+            elif state == "w" and start is not None:
+                out.append((start, sent))
+                start = None
+        if start is not None:
+            out.append((start, float("inf")))
+        return out
 
     @staticmethod
     def writable_runs(answers):
@@ -271,6 +295,41 @@ class PgEnv:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def check_acked(trial, res, primary, hist, last_ok_probe):
+    """Every acknowledged id of the writer must be on `primary` (read there): none missing in
+    synchronous mode, at most what the lag drd reported at failover covers otherwise.
+    `hist`: the trial's failovers, newest first; `last_ok_probe(node)`: drd's last successful
+    probe of the old primary before the first failover (ms, or None). Returns False when the
+    primary cannot be read."""
+    acks = read_acks(trial.acks)
+    res["acked"] = len(acks)
+    out = trial.psql(NODES.index(primary), "SELECT id FROM drd_writer", timeout=30)
+    if out is None:
+        trial.v.add("survivor", f"cannot read drd_writer on {primary}")
+        return False
+    present = {int(x) for x in out.split()}
+    lost = [a[0] for a in acks if a[0] not in present]
+    res["lost"] = len(lost)
+    lag = sum(int(h.get("lag_bytes", 0)) for h in hist)
+    res["lag_bytes"] = lag
+    bound = 0 if trial.sync else lag // MIN_WAL_PER_COMMIT
+    # The lag drd reports is the one it last measured; commits the old primary acknowledged
+    # after drd's last successful probe of it are beyond what any reported lag can cover.
+    # In asynchronous mode they are counted (lost_after_probe), not held against the bound.
+    counted = lost
+    if not trial.sync and hist:
+        last_ok = last_ok_probe(hist[-1].get("from"))
+        if last_ok is not None:
+            by_id = {a[0]: a[1] for a in acks}
+            counted = [x for x in lost if by_id[x] <= last_ok]
+            res["lost_after_probe"] = len(lost) - len(counted)
+    if len(counted) > bound:
+        mode = "synchronous mode" if trial.sync else f"the lag drd reported at failover ({lag} bytes) allows {bound}"
+        trial.v.add("lost-commits", f"{len(counted)} acknowledged commits missing on {primary}; {mode} "
+                                    f"(first: {counted[:5]})")
+    return True
+
+
 class PgTrial:
     def __init__(self, bin_dir, scenario, env, k):
         self.bin, self.scenario, self.env = bin_dir, scenario, env
@@ -284,6 +343,7 @@ class PgTrial:
         self.pids = {}
         self.drd = None
         self.writer = None
+        self.store_prev = None
         try:
             if scenario == "partition":
                 self.make_netns()
@@ -351,6 +411,14 @@ class PgTrial:
         with open(f"{self.dir}/drd.yaml", "w") as f:
             f.write("\n".join(cfg) + "\n")
 
+    def observer_conninfo(self, i):
+        return (f"host={self.host(i)} port={self.ports[i]} user=postgres dbname=postgres connect_timeout=1 "
+                f"application_name=chaos_observer")
+
+    def observe_store(self):
+        if self.drd.pid:
+            self.store_prev = check_store(self.state_db, NODES, self.v, prev=self.store_prev)
+
     def postmaster(self, i):
         with open(f"{self.dir}/node{i}/postmaster.pid") as f:
             return int(f.readline())
@@ -369,9 +437,11 @@ class PgTrial:
             time.sleep(0.05)
         raise RuntimeError(f"node{i}: {q} did not become {want}")
 
+    def writer_hosts(self):
+        return ",".join(f"{self.host(i)}:{p}" for i, p in enumerate(self.ports))
+
     def start_writer(self):
-        hosts = ",".join(f"{self.host(i)}:{p}" for i, p in enumerate(self.ports))
-        url = f"postgresql://postgres@{hosts}/postgres?target_session_attrs=read-write&connect_timeout=1"
+        url = f"postgresql://postgres@{self.writer_hosts()}/postgres?target_session_attrs=read-write&connect_timeout=1"
         self.acks = f"{self.dir}/acks.txt"
         self.writer = subprocess.Popen([f"{self.bin}/drd-pg-writer", "--url", url, "--duration", "120", "--rate",
                                         "300", "--ack", self.acks, "--op-timeout", "1000"],
@@ -501,34 +571,9 @@ class PgTrial:
         except (RuntimeError, OSError, ValueError) as e:
             self.v.add("drd", f"drd does not answer at the end: {e}")
             return
-        i = NODES.index(primary)
-        acks = read_acks(self.acks)
-        res["acked"] = len(acks)
-        out = self.psql(i, "SELECT id FROM drd_writer", timeout=30)
-        if out is None:
-            self.v.add("survivor", f"cannot read drd_writer on {primary}")
-            return
-        present = {int(x) for x in out.split()}
-        lost = [a[0] for a in acks if a[0] not in present]
-        res["lost"] = len(lost)
         hist = self.drd.call("history").get("result", [])
-        lag = sum(int(h.get("lag_bytes", 0)) for h in hist)
-        res["lag_bytes"] = lag
-        bound = 0 if self.sync else lag // MIN_WAL_PER_COMMIT
-        # The lag drd reports is the one it last measured; commits the old primary acknowledged
-        # after drd's last successful probe of it are beyond what any reported lag can cover.
-        # In asynchronous mode they are counted (lost_after_probe), not held against the bound.
-        counted = lost
-        if not self.sync and hist:
-            last_ok = last_ok_probe_ms(self.state_db, hist[-1].get("from"))
-            if last_ok is not None:
-                by_id = {a[0]: a[1] for a in acks}
-                counted = [x for x in lost if by_id[x] <= last_ok]
-                res["lost_after_probe"] = len(lost) - len(counted)
-        if len(counted) > bound:
-            mode = "synchronous mode" if self.sync else f"the lag drd reported at failover ({lag} bytes) allows {bound}"
-            self.v.add("lost-commits", f"{len(counted)} acknowledged commits missing on {primary}; {mode} "
-                                       f"(first: {counted[:5]})")
+        if not check_acked(self, res, primary, hist, lambda node: last_ok_probe_ms(self.state_db, node)):
+            return
         snap = check_store(self.state_db, NODES, self.v, claimed_primary=primary)
         if snap and snap["primary"] != primary:
             self.v.add("store", f"the store names {snap['primary']}, drd answers {primary}")
