@@ -375,13 +375,13 @@ Status PostgresNode::fence_sql(SteadyTime deadline, int& terminated) {
   return ok_status();
 }
 
-Status PostgresNode::fence_local(SteadyTime deadline) {
+Status PostgresNode::fence_local(SteadyTime deadline, const std::string& why) {
   if (auto n = need_local("fence"); !n) return n;
   bool was_running = false;
-  auto s = stop_server(deadline, &was_running);
+  auto s = stop_server(deadline, &was_running, /*immediate=*/true);
   if (!s) return s;
   stopped_by_fence_ = true;
-  last_action_ = was_running ? "server stopped with pg_ctl" : "server already stopped";
+  last_action_ = was_running ? "server stopped at once with pg_ctl (-m immediate)" + why : "server already stopped";
   return ok_status();
 }
 
@@ -391,6 +391,35 @@ Status PostgresNode::fence(Millis timeout) {
   tool_log_.clear();
   // Keep time for the local fallback when there is one.
   const auto sql_deadline = local ? t0 + timeout / 2 : t0 + timeout;
+  // Synchronous replication on: COMMITs may be waiting for a standby, and ending their sessions
+  // would finish them locally for others to see and acknowledge on top of. A local server is
+  // stopped at once instead (pg::fence_method says why); read-only is written first so that it
+  // starts fenced whoever starts it (LocalFence also writes it to the file afterwards).
+  std::optional<bool> sync_names;
+  {
+    auto q = sql("SELECT current_setting('synchronous_standby_names') <> ''",
+                 std::min(sql_deadline, t0 + std::max(timeout / 8, Millis(500))));
+    if (q) sync_names = truthy(scalar(q.value()));
+  }
+  if (pg::fence_method(local, sync_names) == pg::FenceMethod::stop_immediate) {
+    const auto ro_deadline = std::min(sql_deadline, t0 + std::max(timeout / 8, Millis(500)));
+    auto ro = sync_names ? sql("ALTER SYSTEM SET default_transaction_read_only = on", ro_deadline)
+                         : Result<Rows>(make_error(Errc::unavailable, "the server did not answer"));
+    if (!ro)
+      spdlog::warn("fence {}: could not set default_transaction_read_only before stopping it ({})", cfg_.name,
+                   pg::scrub(ro.error().message, secrets()));
+    conn_.reset();  // dies with the server
+    auto l = fence_local(t0 + timeout, sync_names ? ": synchronous replication is on, so no session was "
+                                                    "ended one by one"
+                                                  : ": it did not answer SQL");
+    if (!l) return make_error(l.error().code, "fence " + cfg_.name + ": could not stop it: " + l.error().message);
+    spdlog::info("fence {}: {}", cfg_.name, last_action_);
+    return l;
+  }
+  if (sync_names.value_or(false))
+    spdlog::warn("fence {}: synchronous replication is on but the server is not on this host (no data_dir/bin_dir): "
+                 "ending its sessions may let a COMMIT waiting for the standby finish locally",
+                 cfg_.name);
   int terminated = 0;
   auto s = fence_sql(sql_deadline, terminated);
   if (s) {
@@ -406,6 +435,7 @@ Status PostgresNode::fence(Millis timeout) {
                           ") and no data_dir/bin_dir is configured to stop it locally",
                       "stop the server by hand, or configure data_dir and bin_dir for this node");
   spdlog::warn("fence {}: SQL fencing failed ({}); stopping the server with pg_ctl", cfg_.name, why);
+  conn_.reset();
   auto l = fence_local(t0 + timeout);
   if (!l)
     return make_error(l.error().code, "fence " + cfg_.name + ": could not make it read-only (" + why +

@@ -139,7 +139,8 @@ class PostgresNode : public Node {
   std::string admission_refusal(SteadyTime deadline, std::string& message);
   // postmaster.pid's text: read directly, else with cat as os_user. nullopt = no such file.
   Result<std::optional<std::string>> read_pid_file(SteadyTime deadline);
-  Status fence_local(SteadyTime deadline);
+  // Stops the local server at once (pg_ctl stop -m immediate); `why` goes into last_action().
+  Status fence_local(SteadyTime deadline, const std::string& why = "");
   Status wait_writable(SteadyTime deadline);
   Status wait_streaming_from(const NodeConfig& primary, SteadyTime deadline);
 
@@ -150,7 +151,8 @@ class PostgresNode : public Node {
                               std::string stdin_data = {});
   Result<bool> server_running(SteadyTime deadline);
   // Stops the server if it runs (fast, then immediate, then SIGKILL); *was_running tells which.
-  Status stop_server(SteadyTime deadline, bool* was_running = nullptr);
+  // immediate: skip the fast mode (a fence: fast ends sessions with SIGTERM, pg::fence_method).
+  Status stop_server(SteadyTime deadline, bool* was_running = nullptr, bool immediate = false);
   Status start_server(SteadyTime deadline);
   Result<std::map<std::string, std::string>> save_config(SteadyTime deadline);
   Status write_config(const std::map<std::string, std::string>& files, SteadyTime deadline);

@@ -109,18 +109,22 @@ Result<bool> PostgresNode::server_running(SteadyTime deadline) {
                                   std::to_string(out->exit_code) + "): " + out->output);
 }
 
-Status PostgresNode::stop_server(SteadyTime deadline, bool* was_running) {
+Status PostgresNode::stop_server(SteadyTime deadline, bool* was_running, bool immediate) {
   auto running = server_running(deadline);
   if (!running) return running.error();
   if (was_running) *was_running = running.value();
   if (!running.value()) return ok_status();
   const std::string d = cfg_.data_dir->string();
-  // fast first (clean shutdown, pg_rewind likes it); immediate if that hangs.
-  auto budget = ms_left(deadline);
-  auto fast = tool({"pg_ctl", "stop", "-D", d, "-m", "fast", "-w", "-t",
-                    std::to_string(pg::whole_seconds(budget * 2 / 3))},
-                   now() + Millis(budget * 2 / 3 + 1000));
-  if (fast && fast->success()) return ok_status();
+  // fast first (clean shutdown, pg_rewind likes it); immediate if that hangs. A fence asks for
+  // immediate only: fast ends sessions with SIGTERM, which finishes COMMITs waiting for a
+  // synchronous standby locally (pg::fence_method).
+  if (!immediate) {
+    auto budget = ms_left(deadline);
+    auto fast = tool({"pg_ctl", "stop", "-D", d, "-m", "fast", "-w", "-t",
+                      std::to_string(pg::whole_seconds(budget * 2 / 3))},
+                     now() + Millis(budget * 2 / 3 + 1000));
+    if (fast && fast->success()) return ok_status();
+  }
   auto imm = tool({"pg_ctl", "stop", "-D", d, "-m", "immediate", "-w", "-t",
                    std::to_string(pg::whole_seconds(ms_left(deadline)))},
                   deadline);

@@ -324,6 +324,11 @@ std::optional<std::string> rewind_blocker(const ControlData& c) {
   return std::nullopt;
 }
 
+FenceMethod fence_method(bool local, std::optional<bool> sync_names_set) {
+  if (!local) return FenceMethod::sql;
+  return sync_names_set == std::optional<bool>(false) ? FenceMethod::sql : FenceMethod::stop_immediate;
+}
+
 int whole_seconds(long long ms) {
   long long s = (ms + 999) / 1000;
   return s < 1 ? 1 : static_cast<int>(s);

@@ -144,4 +144,26 @@ enum class DataDirState { missing, empty, cluster, other };
 // Seconds for pg_ctl -t / pg_promote wait_seconds: ceil(ms / 1000), at least 1.
 int whole_seconds(long long ms);
 
+// How fence() makes a reachable primary stop taking writes.
+//  - sql: default_transaction_read_only=on, reload, pg_terminate_backend of every client session.
+//  - stop_immediate: default_transaction_read_only=on written first (best effort), then
+//    `pg_ctl stop -m immediate`.
+// pg_terminate_backend (SIGTERM, also what `pg_ctl stop -m fast` sends) ends a COMMIT that waits
+// for a synchronous standby by finishing it locally ("canceling the wait for synchronous
+// replication ... already committed locally"): its row becomes visible, and a session that was
+// blocked behind its lock (a client's retry of the same key, ON CONFLICT DO NOTHING) finds it,
+// writes nothing, has no WAL to wait for and reports success before its own SIGTERM lands: an
+// acknowledgement of a row only the fenced server holds. The sessions are signalled one by one,
+// so no order of terminations closes that window. An immediate stop does: the postmaster sends
+// SIGQUIT to every backend, and a backend quits on SIGQUIT with _exit() without finishing its
+// statement or releasing its locks, so neither the waiting COMMIT nor anyone blocked behind it
+// returns success. (Clearing synchronous_standby_names is no better: it releases the waiters.)
+// So: stop_immediate whenever the server may hold such waiters (synchronous_standby_names is set,
+// or it could not be asked) and the data folder is on this host (pg_ctl); sql otherwise: in
+// asynchronous mode nothing waits for a standby, and a remote server cannot be stopped by drd.
+enum class FenceMethod { sql, stop_immediate };
+// local: data_dir and bin_dir are configured; sync_names_set: whether synchronous_standby_names
+// is non-empty on the server (nullopt: the server did not answer the question).
+FenceMethod fence_method(bool local, std::optional<bool> sync_names_set);
+
 }  // namespace drd::pg

@@ -90,11 +90,101 @@ TEST_CASE("fence of a server drd cannot reach stops it locally with pg_ctl", "[p
   INFO((f.ok() ? "" : f.error().message));
   REQUIRE(f.ok());
   CHECK(std::chrono::steady_clock::now() - t0 < 8s);
-  CHECK(p.last_action() == "server stopped with pg_ctl");
+  CHECK(p.last_action() == "server stopped at once with pg_ctl (-m immediate): it did not answer SQL");
   CHECK_FALSE(c.running(0));
   // Fencing it again: already stopped.
   REQUIRE(p.fence(5s).ok());
   CHECK(p.last_action() == "server already stopped");
+}
+
+namespace {
+
+// Waits (bounded) for the result of a query sent with PQsendQuery; nullopt if none came in time.
+// Returns the status of the last result, or PGRES_FATAL_ERROR once the connection is lost.
+std::optional<ExecStatusType> await_result(PGconn* c, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (PQisBusy(c)) {
+    if (std::chrono::steady_clock::now() >= until) return std::nullopt;
+    if (!PQconsumeInput(c)) return PGRES_FATAL_ERROR;
+    if (PQisBusy(c)) std::this_thread::sleep_for(5ms);
+  }
+  ExecStatusType last = PGRES_FATAL_ERROR;
+  bool any = false;
+  while (PGresult* r = PQgetResult(c)) {
+    last = PQresultStatus(r);
+    any = true;
+    PQclear(r);
+  }
+  return any ? last : PGRES_FATAL_ERROR;
+}
+
+}  // namespace
+
+TEST_CASE("fence in synchronous mode: a retry blocked behind a commit waiting for the standby is not acknowledged",
+          "[pg][fence][sync]") {
+  // The chaos suite's lost acknowledged commit, deterministically: a COMMIT waits for the
+  // synchronous standby (frozen here), the client retries the same key with ON CONFLICT DO
+  // NOTHING and blocks on the first transaction's row lock, then drd fences the primary.
+  // Ending sessions with pg_terminate_backend releases the waiting COMMIT ("already committed
+  // locally"), the retry then sees the row, writes nothing, waits for no WAL and reports
+  // success: an acknowledgement of a row only the fenced server has.
+  PgCluster c(drd::test::PgClusterOptions{1, {{"synchronous_standby_names", "node1"}}, true, {}, {}, {}});
+  c.exec(0, "CREATE TABLE t(id int PRIMARY KEY)");
+  c.wait_streaming();
+  REQUIRE(c.wait_for(0, "SELECT sync_state FROM pg_stat_replication", "sync"));
+  c.sigstop(1);  // the standby acknowledges nothing from now on
+
+  // Idle sessions listed between the two in pg_stat_activity (the order pg_terminate_backend
+  // goes through them): the retry is then ended last, after the waiting COMMIT has finished.
+  const std::string conninfo = c.socket_conninfo(0);
+  PGconn* first = PQconnectdb(conninfo.c_str());
+  REQUIRE(PQstatus(first) == CONNECTION_OK);
+  std::vector<PGconn*> idle;
+  for (int i = 0; i < 60; ++i) {
+    idle.push_back(PQconnectdb(conninfo.c_str()));
+    REQUIRE(PQstatus(idle.back()) == CONNECTION_OK);
+  }
+  PGconn* retry = PQconnectdb(conninfo.c_str());
+  REQUIRE(PQstatus(retry) == CONNECTION_OK);
+  {
+    // Checked, not assumed: the first session is listed before the retry.
+    auto before = c.query(0, "SELECT (SELECT count(*) FROM (SELECT pid, row_number() OVER () AS n"
+                             " FROM pg_stat_activity WHERE backend_type = 'client backend') a, (SELECT pid, row_number()"
+                             " OVER () AS n FROM pg_stat_activity WHERE backend_type = 'client backend') b WHERE a.pid = " +
+                                 std::to_string(PQbackendPID(first)) + " AND b.pid = " +
+                                 std::to_string(PQbackendPID(retry)) + " AND a.n < b.n)");
+    REQUIRE(before == std::optional<std::string>("1"));
+  }
+  REQUIRE(PQsendQuery(first, "INSERT INTO t VALUES (1)"));
+  REQUIRE(c.wait_for(0, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'", "1"));
+  REQUIRE(PQsendQuery(retry, "INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING"));
+  REQUIRE(c.wait_for(0, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'", "1"));
+
+  RealProcessRunner runner;
+  PostgresNode p(c.node_config(0), runner);
+  auto f = p.fence(10s);
+  INFO((f.ok() ? "" : f.error().message));
+  REQUIRE(f.ok());
+  INFO("fence: " << p.last_action());
+
+  // The retry must not succeed: its session is gone (or it failed), never "INSERT 0 0".
+  auto r = await_result(retry, 10s);
+  REQUIRE(r.has_value());
+  CHECK(*r != PGRES_COMMAND_OK);
+  auto r1 = await_result(first, 10s);
+  CHECK((r1.has_value() && *r1 != PGRES_COMMAND_OK));
+  PQfinish(first);
+  PQfinish(retry);
+  for (PGconn* i : idle) PQfinish(i);
+  // Nobody sees the row the standby never got: no session is admitted at all.
+  CHECK(c.query(0, "SELECT count(*) FROM t WHERE id = 1") == std::nullopt);
+
+  // The server was stopped at once, and comes back read-only if anyone starts it.
+  CHECK(p.last_action().find("immediate") != std::string::npos);
+  CHECK_FALSE(c.running(0));
+  c.sigcont(1);
+  c.start(0);
+  CHECK(c.query(0, "SHOW default_transaction_read_only") == std::optional<std::string>("on"));
 }
 
 TEST_CASE("follow: a standby re-points to the promoted one and streams from it", "[pg][follow]") {

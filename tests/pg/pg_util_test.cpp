@@ -354,3 +354,22 @@ TEST_CASE("postmaster.pid's status line is read", "[pg][local]") {
   REQUIRE(r);
   CHECK(r->status.empty());
 }
+
+TEST_CASE("fence_method: a local server with synchronous replication (or unknown) is stopped at once", "[pg][fence]") {
+  struct Row {
+    bool local;
+    std::optional<bool> sync_names_set;
+    FenceMethod want;
+  } rows[] = {
+      {true, true, FenceMethod::stop_immediate},   // COMMITs may wait for the standby
+      {true, std::nullopt, FenceMethod::stop_immediate},  // did not answer: cannot rule it out
+      {true, false, FenceMethod::sql},             // asynchronous: unchanged
+      {false, true, FenceMethod::sql},             // not on this host: no pg_ctl
+      {false, false, FenceMethod::sql},
+      {false, std::nullopt, FenceMethod::sql},
+  };
+  for (const auto& r : rows) {
+    INFO("local " << r.local << ", sync " << (r.sync_names_set ? (*r.sync_names_set ? "set" : "empty") : "unknown"));
+    CHECK(fence_method(r.local, r.sync_names_set) == r.want);
+  }
+}
