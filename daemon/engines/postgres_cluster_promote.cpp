@@ -215,8 +215,9 @@ Result<PromoteOutcome> PostgresCluster::switchover(const PromoteRequest& req, Me
                                   : "wait until " + req.target + " has replayed more, or pick another node");
     }
   }
-  // 1. Fence: no new commit can land on the old primary from here on.
-  if (auto st = old.node->fence(std::min(left(deadline), Millis(10'000))); !st)
+  // 1. Fence: no new commit can land on the old primary from here on. Kept running (SQL fence):
+  //    step 2 needs its WAL position and streams its WAL to the target (fence_keep_running).
+  if (auto st = old.node->fence_keep_running(std::min(left(deadline), Millis(10'000))); !st)
     return abort("cannot fence " + old.cfg.name + ": " + st.error().message, "check the primary, then retry");
   out.old_primary_fenced = true;
   out.notes.push_back("fenced " + old.cfg.name + ": " + old.node->last_action());

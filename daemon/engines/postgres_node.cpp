@@ -385,7 +385,11 @@ Status PostgresNode::fence_local(SteadyTime deadline, const std::string& why) {
   return ok_status();
 }
 
-Status PostgresNode::fence(Millis timeout) {
+Status PostgresNode::fence(Millis timeout) { return fence_impl(timeout, true); }
+
+Status PostgresNode::fence_keep_running(Millis timeout) { return fence_impl(timeout, false); }
+
+Status PostgresNode::fence_impl(Millis timeout, bool may_stop_at_once) {
   const auto t0 = now();
   const bool local = cfg_.data_dir && cfg_.bin_dir;
   tool_log_.clear();
@@ -396,12 +400,12 @@ Status PostgresNode::fence(Millis timeout) {
   // stopped at once instead (pg::fence_method says why); read-only is written first so that it
   // starts fenced whoever starts it (LocalFence also writes it to the file afterwards).
   std::optional<bool> sync_names;
-  {
+  if (may_stop_at_once) {
     auto q = sql("SELECT current_setting('synchronous_standby_names') <> ''",
                  std::min(sql_deadline, t0 + std::max(timeout / 8, Millis(500))));
     if (q) sync_names = truthy(scalar(q.value()));
   }
-  if (pg::fence_method(local, sync_names) == pg::FenceMethod::stop_immediate) {
+  if (may_stop_at_once && pg::fence_method(local, sync_names) == pg::FenceMethod::stop_immediate) {
     const auto ro_deadline = std::min(sql_deadline, t0 + std::max(timeout / 8, Millis(500)));
     auto ro = sync_names ? sql("ALTER SYSTEM SET default_transaction_read_only = on", ro_deadline)
                          : Result<Rows>(make_error(Errc::unavailable, "the server did not answer"));

@@ -55,7 +55,14 @@ class PostgresNode : public Node {
   // (resetting a leftover default_transaction_read_only on the way).
   // Already a writable primary: ok at once.
   Status promote(Millis timeout) override;
+  // Read-only and every client session ended; a local server with synchronous replication
+  // on (or that does not answer) is stopped at once instead (pg::fence_method says why).
   Status fence(Millis timeout) override;
+  // The switchover's fence: always the SQL one (stopping only when that fails), because the
+  // switchover then reads the old primary's flushed WAL position and waits until the target
+  // replayed it. A COMMIT that ending its session finished locally is in that WAL, so the
+  // target has it before it is promoted: nothing acknowledged on top of it is lost.
+  Status fence_keep_running(Millis timeout);
   // ALTER SYSTEM RESET default_transaction_read_only + reload; if fence()
   // stopped the server, starts it again with pg_ctl.
   Status unfence(Millis timeout) override;
@@ -132,6 +139,7 @@ class PostgresNode : public Node {
   std::vector<std::string> secrets() const;
   Error named(const Error& e, const std::string& doing) const;
 
+  Status fence_impl(Millis timeout, bool may_stop_at_once);
   Status fence_sql(SteadyTime deadline, int& terminated);
   // Whether a new session would be admitted now: "" when it is (or the server did not say),
   // else the SQLSTATE the server refused it with (`message` gets the text). The attempt sends

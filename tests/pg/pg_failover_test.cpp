@@ -187,6 +187,19 @@ TEST_CASE("fence in synchronous mode: a retry blocked behind a commit waiting fo
   CHECK(c.query(0, "SHOW default_transaction_read_only") == std::optional<std::string>("on"));
 }
 
+TEST_CASE("the switchover's fence keeps a synchronous primary running, read-only", "[pg][fence][sync]") {
+  PgCluster c(drd::test::PgClusterOptions{1, {{"synchronous_standby_names", "node1"}}, true, {}, {}, {}});
+  c.wait_streaming();
+  RealProcessRunner runner;
+  PostgresNode p(c.node_config(0), runner);
+  auto f = p.fence_keep_running(5s);
+  INFO((f.ok() ? "" : f.error().message));
+  REQUIRE(f.ok());
+  CHECK(p.last_action().find("read-only") != std::string::npos);
+  CHECK(c.running(0));
+  CHECK(c.query(0, "SELECT pg_current_wal_flush_lsn() IS NOT NULL") == std::optional<std::string>("t"));
+}
+
 TEST_CASE("follow: a standby re-points to the promoted one and streams from it", "[pg][follow]") {
   PgCluster c(2);
   c.wait_streaming();
