@@ -153,6 +153,18 @@ class PgObserver:
         while not self.stop_ev.wait(0.5):
             self.t.observe_store()
 
+    def stopped_since(self, node, after):
+        """The arrival time (ms) of the first failed question to `node` at or after `after`
+        from which on it never answered writable again (a fence that stopped the server:
+        drd's immediate stop of a synchronous primary); None if there is none."""
+        found = None
+        for sent, received, state in list(self.states[node]):
+            if state == "w":
+                found = None
+            elif state is None and found is None and received >= after:
+                found = received
+        return found
+
     def fenced_intervals(self, node):
         """[(from ms, to ms)]: when `node` was a primary made read-only — from the arrival of
         an answer saying so to the sending of the next question answered writable."""
