@@ -93,7 +93,7 @@ tsan: deps
 # DRD_CHAOS_SECONDS; prints a table, exits 1 on any broken invariant. Niced: the machine is
 # shared. The short run (single-host scenarios only) is part of `make test`.
 DRD_CHAOS_TRIALS ?= 50
-DRD_CHAOS_SECONDS ?= 5400
+DRD_CHAOS_SECONDS ?= 10800
 DRD_CHAOS_ENGINE ?= all
 chaos: build
 	nice -n 10 python3 tests/chaos/chaos.py --bin $(BUILD)/bin --engine $(DRD_CHAOS_ENGINE) \

@@ -16,15 +16,6 @@ namespace drd::rpc {
 
 namespace {
 
-constexpr std::array kReadOnly = {
-    "status", "test", "primary", "history", "health", "alerts", "backup.list", "ping", "audit",
-};
-
-constexpr std::array kStateChanging = {
-    "monitoring.start", "monitoring.stop", "auto_failover.enable", "auto_failover.disable", "reload",
-    "failover", "switchover", "rejoin", "clone", "backup.create", "backup.verify", "restore",
-};
-
 // Boost.JSON turns a number beyond the range of a double (1e400) into an infinity, which
 // serializes as "Infinity": not JSON. Such requests are refused so nothing drd echoes or
 // stores (replies, the audit log) can become unparsable. (Found by tests/fuzz/fuzz_rpc.)
@@ -44,19 +35,6 @@ bool all_numbers_finite(const json::value& v) {
 }
 
 }  // namespace
-
-bool is_known_method(std::string_view method) {
-  if (is_read_only(method)) return true;
-  for (auto m : kStateChanging)
-    if (method == m) return true;
-  return false;
-}
-
-bool is_read_only(std::string_view method) {
-  for (auto m : kReadOnly)
-    if (method == m) return true;
-  return false;
-}
 
 std::variant<Request, ParseFailure> parse_request(std::string_view line) {
   if (line.size() > kMaxMessageBytes)

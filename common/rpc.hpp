@@ -53,10 +53,7 @@ int code_for(Errc e);
 std::string error_line(const json::value& id, const Error& e);
 std::string notification_line(std::string_view method, json::object params);
 
-// Methods that change nothing; any member of the socket's group may call them.
-bool is_read_only(std::string_view method);
-// Every method drd knows (docs/rpc.md); others get method_not_found.
-bool is_known_method(std::string_view method);
+// Which methods exist and who may call them: daemon/rpc/method_table.hpp.
 
 // Blocking client for drctl and the tests.
 struct CallError {

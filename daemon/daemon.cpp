@@ -4,16 +4,15 @@
 #include <spdlog/spdlog.h>
 
 #include "common/log.hpp"
-#include "daemon/cluster_factory.hpp"
-#include "daemon/engines/postgres_identity.hpp"
+#include "daemon/engines/cluster_factory.hpp"
+#include "daemon/engines/postgres/postgres_identity.hpp"
 #include "daemon/coord/coordinator.hpp"
 #include "daemon/coord/peer_server.hpp"
-#include "daemon/node_factory.hpp"
+#include "daemon/engines/node_factory.hpp"
 
 namespace drd {
 
 namespace {
-constexpr Millis kProbeSlack{50};  // grace past monitoring.timeout before a probe counts as hung
 }
 
 Daemon::Daemon(asio::io_context& io, Config config, std::unique_ptr<SqliteStateStore> store, Clock& clock,
@@ -41,32 +40,34 @@ void Daemon::build_nodes() {
     rt.node = node_factory_ ? node_factory_(nc) : make_node(nc, runner_);
     rt.strand = std::make_unique<asio::strand<asio::io_context::executor_type>>(asio::make_strand(io_));
     rt.timer = std::make_unique<asio::steady_timer>(*rt.strand);
-    rt.deadline = std::make_unique<asio::steady_timer>(*rt.strand);
     rt.worker = std::make_unique<BlockingWorker>();
     order_.push_back(nc.name);
     nodes_.emplace(nc.name, std::move(rt));
   }
 }
 
+void Daemon::load_cluster_state() {
+  auto c = cluster_store().cluster();
+  auto f = cluster_store().fenced_nodes();
+  state_.load(c.ok() ? c->primary : state_.primary(), c.ok() ? c->term : state_.term(),
+              f.ok() ? *f : state_.fenced());
+}
+
 void Daemon::start(std::function<void()> ready) {
   asio::post(control_, [this, ready = std::move(ready)]() mutable {
     started_at_ = clock_.steady();
     last_round_at_ = started_at_;
-    if (auto m = cluster_store().flag("monitoring"); m.ok() && m->has_value()) monitoring_ = **m;
-    else monitoring_ = config_.monitoring.enabled;
-    if (auto a = cluster_store().flag("auto_failover"); a.ok() && a->has_value()) auto_failover_ = **a;
-    else auto_failover_ = config_.failover.auto_failover;
+    if (auto m = cluster_store().flag("monitoring"); m.ok() && m->has_value()) state_.set_monitoring(**m);
+    else state_.set_monitoring(config_.monitoring.enabled);
+    if (auto a = cluster_store().flag("auto_failover"); a.ok() && a->has_value()) state_.set_auto_failover(**a);
+    else state_.set_auto_failover(config_.failover.auto_failover);
     if (!config_.enabled) {  // disaster recovery switched off: serve status, act on nothing
-      monitoring_ = false;
-      auto_failover_ = false;
+      state_.set_monitoring(false);
+      state_.set_auto_failover(false);
     }
-    if (auto f = cluster_store().fenced_nodes(); f.ok()) fenced_ = *f;
-    if (auto c = cluster_store().cluster(); c.ok()) {
-      primary_ = c->primary;
-      term_ = c->term;
-    }
+    load_cluster_state();
     build_nodes();
-    driver_ = make_cluster_driver(config_, runner_);
+    driver_ = driver_factory_ ? driver_factory_(config_) : make_cluster_driver(config_, runner_);
     cluster_worker_ = std::make_unique<BlockingWorker>();
     housekeeping_timer_ = std::make_unique<asio::steady_timer>(control_);
     watchdog_timer_ = std::make_unique<asio::steady_timer>(control_);
@@ -79,12 +80,13 @@ void Daemon::start(std::function<void()> ready) {
       // client ever sees a half-started daemon.
       settle_startup_primary([this, ready = std::move(ready)]() mutable {
         ready_ = true;
+        ready_since_ = std::chrono::steady_clock::now();
         ready();
         auto waiting = std::move(waiting_for_ready_);
         for (auto& w : waiting) w();
       });
       backup_start();
-      if (monitoring_)
+      if (state_.monitoring())
         for (auto& name : order_) schedule_probe(name, config_.monitoring.interval);
       schedule_housekeeping();
       schedule_watchdog();
@@ -97,7 +99,6 @@ void Daemon::stop() {
   stopped_ = true;
   for (auto& [name, n] : nodes_) {
     if (n.timer) n.timer->cancel();
-    if (n.deadline) n.deadline->cancel();
   }
   for (auto* t : {&housekeeping_timer_, &watchdog_timer_, &tick_timer_, &flush_timer_})
     if (*t) (*t)->cancel();
@@ -145,46 +146,33 @@ void Daemon::run_probe(const std::string& name) {
     ProbeResult r;
     r.error = "probe still hanging after " + format_duration(timeout);
     r.response_ms = static_cast<double>(timeout.count());
-    asio::post(control_, [this, name, r]() mutable { on_probe_result(name, std::move(r), true); });
+    asio::post(control_, [this, name, r, began = std::chrono::steady_clock::now()]() mutable {
+      on_probe_result(name, std::move(r), true, began);
+    });
     schedule_probe(name, config_.monitoring.interval);
     return;
   }
-  const std::uint64_t seq = ++n.probe_seq;
   n.probe_outstanding = true;
   bool deep = clock_.steady() - n.last_deep >= config_.monitoring.quick_check_interval;
   if (deep) n.last_deep = clock_.steady();
-  Node* node = n.node.get();
-  auto* strand = n.strand.get();
-  n.deadline->expires_after(timeout + kProbeSlack);
   const auto started = std::chrono::steady_clock::now();
-  n.deadline->async_wait([this, name, seq, timeout, started](const boost::system::error_code& ec) {
-    if (ec || stopped_) return;
-    auto& nn = nodes_.at(name);
-    if (!nn.probe_outstanding || nn.probe_seq != seq) return;
-    nn.probe_outstanding = false;  // late answers with this seq are ignored
-    ProbeResult r;
-    r.error = "probe timed out after " + format_duration(timeout);
-    r.response_ms = static_cast<double>(timeout.count());
-    asio::post(control_, [this, name, r]() mutable { on_probe_result(name, std::move(r), true); });
-    schedule_probe(name, next_probe_delay(false, started));
-  });
-  n.worker->post([this, node, strand, name, seq, timeout, deep, started] {
-    ProbeResult r = node->probe(timeout, deep);
-    asio::post(*strand, [this, name, seq, started, r = std::move(r)]() mutable {
-      if (stopped_) return;
-      auto& nn = nodes_.at(name);
-      if (!nn.probe_outstanding || nn.probe_seq != seq) return;  // already counted as timed out
-      nn.probe_outstanding = false;
-      nn.deadline->cancel();
-      const bool ok = r.ok;
-      asio::post(control_, [this, name, r = std::move(r)]() mutable { on_probe_result(name, std::move(r), false); });
-      if (monitoring_) schedule_probe(name, next_probe_delay(ok, started));
-    });
-  });
+  probe_with_deadline(*n.strand, *n.worker, *n.node, timeout, deep,
+                      [this, name, started](ProbeResult r, bool timed_out) {  // on the node's strand
+                        if (stopped_) return;
+                        nodes_.at(name).probe_outstanding = false;
+                        const bool ok = r.ok;
+                        asio::post(control_, [this, name, r = std::move(r), timed_out, started]() mutable {
+                          on_probe_result(name, std::move(r), timed_out, started);
+                        });
+                        // A probe that hung is retried on schedule even while monitoring is off.
+                        if (timed_out) schedule_probe(name, next_probe_delay(false, started));
+                        else if (state_.monitoring()) schedule_probe(name, next_probe_delay(ok, started));
+                      });
 }
 
 // Runs on the control strand.
-void Daemon::on_probe_result(const std::string& name, ProbeResult r, bool timed_out) {
+void Daemon::on_probe_result(const std::string& name, ProbeResult r, bool timed_out,
+                             std::chrono::steady_clock::time_point began) {
   auto it = nodes_.find(name);
   if (it == nodes_.end() || stopped_) return;
   auto& n = it->second;
@@ -215,9 +203,10 @@ void Daemon::on_probe_result(const std::string& name, ProbeResult r, bool timed_
                name + ": " + r.error);
   n.last_probe_at = clock_.now();
   // Until the primary is settled and attached (ready_), a standby may not exist yet: drd is
-  // about to seed it. Its failed probes then say nothing about an outage, so they are not
-  // recorded in the health history nor shown to the alert rules (issue #18, item 4).
-  if (ready_ || r.ok) {
+  // about to seed it. Failed probes sent before then say nothing about an outage, even when
+  // their answer arrives after, so they are not recorded in the health history nor shown to
+  // the alert rules.
+  if ((ready_ && began >= ready_since_) || r.ok) {
     mon_->on_probe(name, clock_.now(), r.ok, r.response_ms);
     pending_samples_.push_back({name, to_unix_ms(clock_.now()), r.ok, r.response_ms, r.error});
   }
@@ -250,7 +239,7 @@ std::vector<NodeView> Daemon::node_views() const {
     v.healthy = n.health.health == Health::up;
     v.restarting = n.health.health == Health::restarting;
     v.replay_paused = n.last.ok && n.last.replay_paused;
-    v.fenced = std::find(fenced_.begin(), fenced_.end(), name) != fenced_.end();
+    v.fenced = state_.is_fenced(name);
     v.no_failover = c.no_failover;
     v.type_primary = c.type == NodeType::primary;
     if (!v.healthy) v.config_problem = n.last.config_problem;
@@ -271,7 +260,7 @@ std::vector<NodeView> Daemon::node_views() const {
     }
     for (auto& rs : n.last.replicas)
       if (rs.application_name == name && rs.sync_state == "sync") v.sync_standby = true;
-    if (auto p = nodes_.find(primary_); p != nodes_.end())
+    if (auto p = nodes_.find(state_.primary()); p != nodes_.end())
       for (auto& rs : p->second.last.replicas)
         if (rs.application_name == name && rs.sync_state == "sync") v.sync_standby = true;
     out.push_back(std::move(v));
@@ -281,8 +270,8 @@ std::vector<NodeView> Daemon::node_views() const {
 
 ClusterView Daemon::cluster_view() const {
   ClusterView v;
-  v.primary = primary_;
-  if (auto p = nodes_.find(primary_); p != nodes_.end()) {
+  v.primary = state_.primary();
+  if (auto p = nodes_.find(state_.primary()); p != nodes_.end()) {
     v.primary_health = p->second.health.health;
     v.primary_failures = p->second.health.consecutive_failures;
   }
@@ -290,12 +279,12 @@ ClusterView Daemon::cluster_view() const {
     v.primary_health = Health::down;
     v.primary_failures = std::max(v.primary_failures, config_.monitoring.failure_threshold);
   }
-  v.auto_failover = auto_failover_;
-  v.monitoring = monitoring_;
+  v.auto_failover = state_.auto_failover();
+  v.monitoring = state_.monitoring();
   v.failover_running = failover_running_;
-  v.primary_paused = primary_paused_;
+  v.primary_paused = state_.primary_paused();
   if (driver_) v.primary_lost = driver_->primary_problem();
-  if (auto f = failed_promotions_.find(primary_); v.primary_lost.empty() && f != failed_promotions_.end())
+  if (auto f = failed_promotions_.find(state_.primary()); v.primary_lost.empty() && f != failed_promotions_.end())
     v.primary_lost = "its promotion failed (" + f->second + ")";
   v.nodes = node_views();
   v.policy.max_lag_bytes = config_.failover.max_lag_bytes;
@@ -314,7 +303,7 @@ void Daemon::after_round() {
     recheck_start_hold();
     return;
   }
-  if (!started_ || primary_.empty() || refreshing_) return;
+  if (!started_ || state_.primary().empty() || refreshing_) return;
   archive_round();  // a new base backup due for point-in-time coverage
   learn_system_identifier();
   Decision d = decide(cluster_view());
@@ -322,10 +311,10 @@ void Daemon::after_round() {
     // Multi-host: followers only watch; the leader waits while the primary's host drd
     // still vouches for its database (it has not fenced it).
     std::string why;
-    if (!acts()) d = Decision{Decision::Kind::none, "", "primary " + primary_ + " is down; the leading drd acts", d.state};
+    if (!acts()) d = Decision{Decision::Kind::none, "", "primary " + state_.primary() + " is down; the leading drd acts", d.state};
     else if (!coord_allows_failover(why)) d = Decision{Decision::Kind::none, "", why, d.state, /*blocked=*/true};
     else if (primary_host_fenced_)
-      d.reason = "the drd beside " + primary_ + " left the cluster and fenced it (it refuses writes); promoting " + d.target;
+      d.reason = "the drd beside " + state_.primary() + " left the cluster and fenced it (it refuses writes); promoting " + d.target;
   }
   if (d.kind == Decision::Kind::failover) {
     // The standbys' positions are compared, so they must be the final ones:
@@ -339,7 +328,7 @@ void Daemon::after_round() {
         after_round();
         return;
       }
-      log::event(spdlog::level::warn, "failover_start", {{"NODE", primary_}, {"TARGET", d2.target}},
+      log::event(spdlog::level::warn, "failover_start", {{"NODE", state_.primary()}, {"TARGET", d2.target}},
                  "automatic failover: " + d2.reason);
       begin_failover(d2.target, "auto", d2.reason, false, [](Result<json::value>) {});
     });
@@ -352,7 +341,7 @@ void Daemon::after_round() {
   if (log_it && d.reason != last_logged_reason_) {
     log::event(d.kind == Decision::Kind::no_candidate ? spdlog::level::err : spdlog::level::warn,
                d.kind == Decision::Kind::no_candidate ? "no_candidate" : "failover_blocked",
-               {{"NODE", primary_}}, d.reason);
+               {{"NODE", state_.primary()}}, d.reason);
   }
   last_logged_reason_ = log_it ? d.reason : "";
   last_decision_ = d;
@@ -363,7 +352,7 @@ void Daemon::after_round() {
 // the state store, so a later start (or a server re-created with initdb) is compared with it.
 void Daemon::learn_system_identifier() {
   if (cluster_system_id_stored_ || !pg_cluster() || !ready_) return;
-  auto p = nodes_.find(primary_);
+  auto p = nodes_.find(state_.primary());
   if (p == nodes_.end() || !p->second.last.ok || !p->second.last.system_identifier) return;
   const std::string id = *p->second.last.system_identifier;
   if (cluster_system_id_ && *cluster_system_id_ != id) return;  // never taken from an outsider
@@ -373,15 +362,15 @@ void Daemon::learn_system_identifier() {
   }
   cluster_system_id_ = id;
   cluster_system_id_stored_ = true;
-  spdlog::info("cluster system identifier {} (from primary {}) recorded", id, primary_);
+  spdlog::info("cluster system identifier {} (from primary {}) recorded", id, state_.primary());
 }
 
 std::string Daemon::status_line() const {
   int healthy = 0;
   for (auto& [name, n] : nodes_)
     if (n.health.health == Health::up) ++healthy;
-  return "primary " + (primary_.empty() ? std::string("(none)") : primary_) + ", " + std::to_string(healthy) + "/" +
-         std::to_string(nodes_.size()) + " nodes healthy, term " + std::to_string(term_) + ", " +
+  return "primary " + (state_.primary().empty() ? std::string("(none)") : state_.primary()) + ", " + std::to_string(healthy) + "/" +
+         std::to_string(nodes_.size()) + " nodes healthy, term " + std::to_string(state_.term()) + ", " +
          failover_state_name(last_decision_.state);
 }
 
@@ -404,39 +393,14 @@ void Daemon::probe_all_now(std::function<void(json::value)> done, const std::opt
   for (std::size_t i = 0; i < names.size(); ++i) {
     auto name = names[i];
     auto& n = nodes_.at(name);
-    auto finished = std::make_shared<bool>(false);
-    auto complete = [this, g, i, name, finished](ProbeResult r, bool timed_out) {
-      if (*finished) return;
-      *finished = true;
-      json::object row{{"name", name}, {"ok", r.ok}, {"response_time_ms", r.response_ms}};
-      if (!r.ok) row["error"] = r.error;
-      g->rows[i] = std::move(row);
-      on_probe_result(name, std::move(r), timed_out);
-      if (--g->left == 0) g->done(json::object{{"nodes", std::move(g->rows)}});
-    };
-    auto timer = std::make_shared<asio::steady_timer>(control_, timeout + kProbeSlack);
-    timer->async_wait([complete, timer, timeout](const boost::system::error_code&) mutable {
-      ProbeResult r;
-      r.error = "probe timed out after " + format_duration(timeout);
-      r.response_ms = static_cast<double>(timeout.count());
-      complete(std::move(r), true);
-    });
-    Node* node = n.node.get();
-    // Queued behind a scheduled probe that may be running right now; if the worker is
-    // stuck instead, the timer above answers "timed out".
-    bool posted = n.worker->post([this, node, complete, timer, timeout] {
-      ProbeResult r = node->probe(timeout, false);
-      asio::post(control_, [complete, timer, r = std::move(r)]() mutable {
-        timer->cancel();
-        complete(std::move(r), false);
-      });
-    });
-    if (!posted) {
-      timer->cancel();
-      ProbeResult r;
-      r.error = "drd is stopping";
-      asio::post(control_, [complete, r]() mutable { complete(std::move(r), true); });
-    }
+    probe_with_deadline(control_, *n.worker, *n.node, timeout, false,
+                        [this, g, i, name, began = std::chrono::steady_clock::now()](ProbeResult r, bool timed_out) {
+                          json::object row{{"name", name}, {"ok", r.ok}, {"response_time_ms", r.response_ms}};
+                          if (!r.ok) row["error"] = r.error;
+                          g->rows[i] = std::move(row);
+                          on_probe_result(name, std::move(r), timed_out, began);
+                          if (--g->left == 0) g->done(json::object{{"nodes", std::move(g->rows)}});
+                        });
   }
 }
 
@@ -459,26 +423,23 @@ void Daemon::refresh_standbys(std::function<void()> done) {
   timer->async_wait([finish, timer](const boost::system::error_code&) { finish(); });
   for (auto& name : order_) {
     auto& n = nodes_.at(name);
-    if (name == primary_ || n.health.health != Health::up) continue;
-    if (std::find(fenced_.begin(), fenced_.end(), name) != fenced_.end()) continue;
-    Node* node = n.node.get();
+    if (name == state_.primary() || n.health.health != Health::up) continue;
+    if (state_.is_fenced(name)) continue;
     ++g->left;
-    bool posted = n.worker->post([this, node, name, budget, g, finish, timer] {
-      ProbeResult r = node->probe(budget, false);
-      asio::post(control_, [this, name, g, finish, timer, r = std::move(r)]() mutable {
-        if (stopped_) return;
-        if (!g->finished && r.ok) {  // a failure here is left to the regular probes to count
-          auto& nn = nodes_.at(name);
-          nn.health = next_health(nn.health, true, config_.monitoring.failure_threshold);
-          nn.last = std::move(r);
-        }
-        if (--g->left == 0) {
-          timer->cancel();
-          finish();
-        }
-      });
-    });
-    if (!posted) --g->left;
+    probe_with_deadline(control_, *n.worker, *n.node, budget, false,
+                        [this, name, g, finish, timer](ProbeResult r, bool timed_out) {
+                          if (stopped_) return;
+                          // A failure here is left to the regular probes to count.
+                          if (!g->finished && r.ok && !timed_out) {
+                            auto& nn = nodes_.at(name);
+                            nn.health = next_health(nn.health, true, config_.monitoring.failure_threshold);
+                            nn.last = std::move(r);
+                          }
+                          if (--g->left == 0) {
+                            timer->cancel();
+                            finish();
+                          }
+                        });
   }
   if (g->left == 0) {
     timer->cancel();
@@ -505,7 +466,7 @@ void Daemon::schedule_housekeeping() {
                                        now_ms - config_.monitoring.history_retention.count(), 5000);
         !st)
       spdlog::error("cannot prune health history: {}", st.error().message);
-    if (!monitoring_) last_round_at_ = clock_.steady();
+    if (!state_.monitoring()) last_round_at_ = clock_.steady();
     schedule_housekeeping();
   });
 }
@@ -531,7 +492,7 @@ void Daemon::schedule_tick() {
   tick_timer_->expires_after(driver_->tick_interval());
   tick_timer_->async_wait([this](const boost::system::error_code& ec) {
     if (ec || stopped_) return;
-    if (!tick_running_ && !failover_running_ && !primary_.empty() && acts()) {
+    if (!tick_running_ && !failover_running_ && !state_.primary().empty() && acts()) {
       tick_running_ = true;
       auto* d = driver_.get();
       cluster_worker_->post([this, d] {

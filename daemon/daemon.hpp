@@ -23,13 +23,16 @@
 #include "common/config.hpp"
 #include "common/process.hpp"
 #include "daemon/backup/pitr_coverage.hpp"
-#include "daemon/blocking_worker.hpp"
-#include "daemon/cluster_driver.hpp"
-#include "daemon/monitoring/monitoring.hpp"
-#include "daemon/node.hpp"
-#include "daemon/notifier.hpp"
-#include "daemon/policy.hpp"
-#include "daemon/state_store.hpp"
+#include "daemon/monitor/blocking_worker.hpp"
+#include "daemon/monitor/probe_once.hpp"
+#include "daemon/failover/cluster_driver.hpp"
+#include "daemon/cluster_state.hpp"
+#include "daemon/observability/monitoring.hpp"
+#include "daemon/engines/node.hpp"
+#include "daemon/observability/notifier.hpp"
+#include "daemon/failover/policy.hpp"
+#include "daemon/rpc/method_table.hpp"
+#include "daemon/store/state_store.hpp"
 
 namespace drd {
 
@@ -48,15 +51,6 @@ struct CatalogEntry;
 struct Manifest;
 }  // namespace backup
 
-struct Caller {
-  std::int64_t uid = -1, gid = -1, pid = -1;
-  bool admin = false;
-  bool forwarded = false;  // came from another drd's peer endpoint: never forwarded again
-};
-
-using Reply = std::function<void(Result<json::value>)>;
-using ProgressSink = std::function<void(json::object)>;
-
 class Daemon {
  public:
   Daemon(asio::io_context& io, Config config, std::unique_ptr<SqliteStateStore> store, Clock& clock,
@@ -69,6 +63,10 @@ class Daemon {
   // (call before start()).
   using NodeFactory = std::function<std::unique_ptr<Node>(const NodeConfig&)>;
   void set_node_factory(NodeFactory f) { node_factory_ = std::move(f); }
+  // Tests of the failover executor: the engine's cluster driver replaced by a fake
+  // (call before start()).
+  using DriverFactory = std::function<std::unique_ptr<ClusterDriver>(const Config&)>;
+  void set_driver_factory(DriverFactory f) { driver_factory_ = std::move(f); }
 
   // Binds http.listen when configured (an error means drd must not start).
   Status start_http();
@@ -78,7 +76,7 @@ class Daemon {
   Status set_coordinator(std::unique_ptr<coord::Coordinator> c);
   // True when this drd may act on the cluster: always with the local store, only
   // while it leads with etcd.
-  bool acts() const { return !coord_ || leading_; }
+  bool acts() const { return !coord_ || state_.leading(); }
   void start(std::function<void()> ready);
   // Stops timers and workers; flushes health samples. Idempotent.
   void stop();
@@ -101,9 +99,7 @@ class Daemon {
     std::unique_ptr<Node> node;
     std::unique_ptr<asio::strand<asio::io_context::executor_type>> strand;
     std::unique_ptr<asio::steady_timer> timer;
-    std::unique_ptr<asio::steady_timer> deadline;
     std::unique_ptr<BlockingWorker> worker;
-    std::uint64_t probe_seq = 0;
     bool probe_outstanding = false;
     SteadyTime last_deep{};
     // Control-strand state:
@@ -117,7 +113,9 @@ class Daemon {
   void schedule_probe(const std::string& name, Millis delay);
   void run_probe(const std::string& name);
   Millis next_probe_delay(bool ok, std::chrono::steady_clock::time_point started) const;
-  void on_probe_result(const std::string& name, ProbeResult r, bool timed_out);
+  // `began`: when the probe was sent (a probe sent before ready_ may see a standby drd has not
+  // seeded yet, whenever its answer arrives).
+  void on_probe_result(const std::string& name, ProbeResult r, bool timed_out, std::chrono::steady_clock::time_point began);
   void after_round();
   void flush_samples();
   void schedule_housekeeping();
@@ -125,6 +123,9 @@ class Daemon {
   void schedule_tick();
 
   // decisions and actions
+  // The primary, term and fenced nodes as the cluster store has them (a read that fails
+  // keeps what state_ held).
+  void load_cluster_state();
   std::vector<NodeView> node_views() const;
   ClusterView cluster_view() const;
   void settle_startup_primary(std::function<void()> ready);
@@ -149,7 +150,8 @@ class Daemon {
   // records the answers; runs `done` on the control strand.
   void refresh_standbys(std::function<void()> done);
 
-  // RPC methods (daemon_rpc.cpp)
+  // RPC methods (daemon_rpc.cpp); the handlers in rpc::methods() call them.
+  friend std::span<const rpc::Method> rpc::methods();
   json::value status_json() const;
   json::value backups_summary_json() const;  // last good and next scheduled backup
   json::value node_json(const NodeRuntime& n) const;
@@ -227,6 +229,7 @@ class Daemon {
   std::vector<std::string> order_;  // declaration order
   std::unique_ptr<ClusterDriver> driver_;
   NodeFactory node_factory_;
+  DriverFactory driver_factory_;
   std::unique_ptr<monitoring::Monitoring> mon_;  // alerts, /metrics, status page
   SteadyTime last_evaluation_{};
   std::unique_ptr<BlockingWorker> cluster_worker_;
@@ -234,22 +237,15 @@ class Daemon {
   std::unique_ptr<coord::PeerServer> peer_server_;
   std::unique_ptr<BlockingWorker> coord_worker_;  // forwarded calls, writability checks
   std::shared_ptr<const coord::Snapshot> coord_snap_;
-  bool leading_ = false;
   bool primary_host_fenced_ = false;  // the primary's host drd is gone and its database refuses writes
   bool host_check_running_ = false;
   std::vector<std::string> known_hosts_;  // drd names (= their local nodes) ever seen in the store
   SteadyTime last_host_check_{};
   std::unique_ptr<asio::steady_timer> housekeeping_timer_, watchdog_timer_, tick_timer_, flush_timer_;
 
-  std::string primary_;
-  std::int64_t term_ = 0;
-  std::vector<std::string> fenced_;
-  std::atomic<bool> monitoring_{true};
-  bool auto_failover_ = true;
+  // The cluster as this drd holds it (cluster_state.hpp): changed only by its named operations.
+  ClusterState state_;
   bool failover_running_ = false;
-  // Why the primary is stopped on purpose (a backup being restored onto it), "" otherwise:
-  // automatic failover waits, manual failover and rejoin are refused (policy.hpp ClusterView).
-  std::string primary_paused_;
   // PostgreSQL: the system identifier of the cluster's servers (stored, or learned at this
   // start), and why drd waits for an operator instead of electing a primary ("" = it does not).
   std::optional<std::string> cluster_system_id_;
@@ -264,6 +260,7 @@ class Daemon {
   std::map<std::string, std::string> failed_promotions_;
   bool started_ = false;
   bool ready_ = false;  // the startup primary is settled; requests are served
+  std::chrono::steady_clock::time_point ready_since_{};
   std::vector<std::function<void()>> waiting_for_ready_;  // requests that arrived before
   std::atomic<bool> stopped_{false};
   Decision last_decision_;

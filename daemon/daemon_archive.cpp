@@ -23,7 +23,7 @@
 #include "daemon/backup/schedule.hpp"
 #include "daemon/backup/util.hpp"
 #include "daemon/backup/wal_archive.hpp"
-#include "daemon/backup_runtime.hpp"
+#include "daemon/backup/service/backup_runtime.hpp"
 #include "daemon/daemon.hpp"
 
 namespace drd {
@@ -236,7 +236,7 @@ struct Daemon::ArchiveRuntime {
   std::string live_full_id() const {
     std::string id;
     for (auto& [t, c] : chains)
-      if (!c->full_id.empty() && !c->superseded && c->node == d.primary_ && c->full_id > id) id = c->full_id;
+      if (!c->full_id.empty() && !c->superseded && c->node == d.state_.primary() && c->full_id > id) id = c->full_id;
     return id;
   }
   bool chain_starting() const {
@@ -268,12 +268,12 @@ struct Daemon::ArchiveRuntime {
       rebase_due = false;
       return;
     }
-    if (chain_starting() || restore_running || d.failover_running_ || !d.acts() || d.primary_.empty()) return;
+    if (chain_starting() || restore_running || d.failover_running_ || !d.acts() || d.state_.primary().empty()) return;
     if (d.clock_.steady() < rebase_retry_at) return;
-    auto n = d.nodes_.find(d.primary_);
+    auto n = d.nodes_.find(d.state_.primary());
     if (n == d.nodes_.end() || n->second.health.health != Health::up) return;
     rebase_running = true;
-    const std::string node = d.primary_, why = rebase_why;
+    const std::string node = d.state_.primary(), why = rebase_why;
     auto self = d.archive_;
     d.pitr_rebase(node, [self, node, why](Result<json::value> r) {
       self->rebase_running = false;
@@ -431,7 +431,7 @@ void Daemon::archive_arm(const std::string& node, std::function<void(std::shared
   const BackupConfig& cfg = config_.backup;
   const NodeConfig* nc = config_.find_node(node);
   // Only the primary's own stream continues its snapshot; a standby may be behind it.
-  if (!cfg.incremental || cfg.directory.empty() || !nc || nc->engine != Engine::sqlite || node != primary_ ||
+  if (!cfg.incremental || cfg.directory.empty() || !nc || nc->engine != Engine::sqlite || node != state_.primary() ||
       !driver_ || !cluster_worker_)
     return go(nullptr);
   auto self = archive_;

@@ -14,7 +14,7 @@
 // backup_stop() has set `stopped`, late results are dropped without touching the Daemon.
 // A backup still streaming at stop is cancelled (its partial files are removed);
 // anything cut off harder is cleaned by prepare_directory() at the next start.
-#include "daemon/backup_runtime_state.hpp"
+#include "daemon/backup/service/backup_runtime_state.hpp"
 
 namespace drd {
 
@@ -89,7 +89,7 @@ void Daemon::backup_create(const json::object& params, Reply reply, ProgressSink
   if (!backup_) backup_ = std::make_shared<BackupRuntime>(*this);
   BackupRuntime::Request req;
   for (auto [key, out] : {std::pair{"name", &req.name}, std::pair{"node", &req.node}, std::pair{"kind", &req.kind}}) {
-    auto v = str_param(params, key);
+    auto v = text_param(params, key);
     if (!v) return reply(v.error());
     *out = *v;
   }
@@ -109,7 +109,7 @@ void Daemon::pitr_rebase(const std::string& node, Reply reply) {
 
 // WAL segment rows only with {"segments": true}: each full backup sums them up in "restorable".
 Result<json::value> Daemon::backup_list(const json::object& params) {
-  auto segments = bool_param(params, "segments");
+  auto segments = flag_param(params, "segments");
   if (!segments) return segments.error();
   Result<std::vector<backup::CatalogEntry>> list = make_error(Errc::internal, "");
   {

@@ -14,7 +14,7 @@
 #include "daemon/coord/local_fence.hpp"
 #include "daemon/coord/peer_server.hpp"
 #include "daemon/daemon.hpp"
-#include "daemon/monitoring/http_client.hpp"
+#include "daemon/observability/http_client.hpp"
 
 namespace drd {
 
@@ -59,37 +59,29 @@ void Daemon::on_coord_snapshot(const coord::Snapshot& s) {
   coord_snap_ = std::make_shared<const coord::Snapshot>(s);
   for (auto& m : s.members)
     if (std::find(known_hosts_.begin(), known_hosts_.end(), m.name) == known_hosts_.end()) known_hosts_.push_back(m.name);
-  if (s.etcd_ok && !leading_) {
+  if (s.etcd_ok && !state_.leading()) {
     // Followers mirror the shared state, so status and a later lead start from it.
-    if (s.term >= term_) {
-      primary_ = s.primary;
-      term_ = s.term;
-    }
-    fenced_ = s.fenced;
-    if (auto a = s.flags.find("auto_failover"); a != s.flags.end() && config_.enabled) auto_failover_ = a->second;
+    state_.mirror(s.primary, s.term, s.fenced);
+    if (auto a = s.flags.find("auto_failover"); a != s.flags.end() && config_.enabled) state_.set_auto_failover(a->second);
   }
   if (auto n = nodes_.find(config_.local); n != nodes_.end())
     coord_->set_local_report(n->second.health.health != Health::down, n->second.last.ok ? "" : n->second.last.error);
-  if (s.leading && !leading_) {
-    leading_ = true;
+  if (s.leading && !state_.leading()) {
+    state_.set_leading(true);
     if (ready_) become_leader();  // before that, settle_startup_primary() does the same
-  } else if (!s.leading && leading_) {
-    leading_ = false;
+  } else if (!s.leading && state_.leading()) {
+    state_.set_leading(false);
     lose_leader();
   }
-  if (leading_ && ready_) check_primary_host();
+  if (state_.leading() && ready_) check_primary_host();
 }
 
 void Daemon::become_leader() {
   log::event(spdlog::level::warn, "leading", {{"DRD", coord_->name()}},
              "drd " + coord_->name() + " leads the cluster; taking over from the shared state");
   // The previous leader may have changed things since the last snapshot: read again.
-  if (auto c = cluster_store().cluster(); c.ok()) {
-    primary_ = c->primary;
-    term_ = c->term;
-  }
-  if (auto f = cluster_store().fenced_nodes(); f.ok()) fenced_ = *f;
-  if (auto a = cluster_store().flag("auto_failover"); a.ok() && a->has_value() && config_.enabled) auto_failover_ = **a;
+  load_cluster_state();
+  if (auto a = cluster_store().flag("auto_failover"); a.ok() && a->has_value() && config_.enabled) state_.set_auto_failover(**a);
   // Records the first primary, or attaches the engine (or fails over from a dead one).
   settle_startup_primary([] {});
 }
@@ -112,21 +104,21 @@ void Daemon::coord_stop() {
 
 bool Daemon::coord_allows_failover(std::string& reason) const {
   if (!coord_ || !coord_snap_) return true;
-  if (coord_->failsafe_hold(primary_)) {
-    reason = "this drd confirmed " + primary_ + " as primary to its drd (failsafe) less than a TTL ago";
+  if (coord_->failsafe_hold(state_.primary())) {
+    reason = "this drd confirmed " + state_.primary() + " as primary to its drd (failsafe) less than a TTL ago";
     return false;
   }
   std::optional<coord::HostView> host;
-  if (std::find(known_hosts_.begin(), known_hosts_.end(), primary_) != known_hosts_.end()) {
+  if (std::find(known_hosts_.begin(), known_hosts_.end(), state_.primary()) != known_hosts_.end()) {
     host = coord::HostView{};
     for (auto& m : coord_snap_->members) {
-      if (m.name != primary_) continue;
+      if (m.name != state_.primary()) continue;
       host->member_present = true;
       auto* up = m.report.if_contains("local_up");
       host->reports_local_up = up && up->is_bool() && up->as_bool();
     }
   }
-  auto g = coord::failover_host_gate(primary_, host);
+  auto g = coord::failover_host_gate(state_.primary(), host);
   reason = g.reason;
   return g.allow;
 }
@@ -135,16 +127,16 @@ bool Daemon::coord_allows_failover(std::string& reason) const {
 // fenced by that drd before its lease ran out (then it still answers probes but takes
 // no writes). A drd that merely crashed leaves its database writable: no failover.
 void Daemon::check_primary_host() {
-  const bool known = std::find(known_hosts_.begin(), known_hosts_.end(), primary_) != known_hosts_.end();
+  const bool known = std::find(known_hosts_.begin(), known_hosts_.end(), state_.primary()) != known_hosts_.end();
   bool present = false;
   if (coord_snap_)
-    for (auto& m : coord_snap_->members) present = present || m.name == primary_;
-  if (!known || present || primary_.empty()) {
+    for (auto& m : coord_snap_->members) present = present || m.name == state_.primary();
+  if (!known || present || state_.primary().empty()) {
     primary_host_fenced_ = false;
     return;
   }
-  const NodeConfig* nc = config_.find_node(primary_);
-  auto n = nodes_.find(primary_);
+  const NodeConfig* nc = config_.find_node(state_.primary());
+  auto n = nodes_.find(state_.primary());
   if (!nc || n == nodes_.end()) return;
   if (nc->engine == Engine::postgresql) {
     bool fenced = n->second.last.ok && !n->second.last.writable;
@@ -158,13 +150,13 @@ void Daemon::check_primary_host() {
   host_check_running_ = true;
   last_host_check_ = clock_.steady();
   auto path = nc->sqlite_path;
-  auto name = primary_;
+  auto name = state_.primary();
   const Millis wait = std::min<Millis>(config_.monitoring.timeout, Millis(300));
   coord_worker_->post([this, path, name, wait] {
     auto locked = coord::sqlite_write_locked(path, wait);
     asio::post(control_, [this, name, locked] {
       host_check_running_ = false;
-      if (stopped_ || name != primary_) return;
+      if (stopped_ || name != state_.primary()) return;
       bool fenced = locked.ok() && *locked;
       if (fenced && !primary_host_fenced_)
         spdlog::warn("primary {}: its host drd left the cluster and its database refuses writes (fenced by that drd)", name);
@@ -176,11 +168,7 @@ void Daemon::check_primary_host() {
 
 bool Daemon::forward_if_follower(const std::string& method, const json::object& params, const Caller& caller,
                                  Reply& reply) {
-  static const std::set<std::string> kForwarded = {
-      "monitoring.start", "monitoring.stop", "auto_failover.enable", "auto_failover.disable",
-      "failover",         "switchover",      "rejoin",               "clone",
-      "backup.create",    "backup.list",     "backup.verify",        "restore"};
-  if (!coord_ || leading_ || !kForwarded.count(method)) return false;
+  if (!coord_ || state_.leading()) return false;  // only rpc::Method::forwardable methods get here
   const std::string leader = coord_snap_ ? coord_snap_->leader : "";
   if (caller.forwarded) {
     reply(make_error(Errc::unavailable, "drd " + coord_->name() + " does not lead the cluster" +
@@ -280,7 +268,7 @@ json::value Daemon::coord_status_json() const {
                       {"ttl_ms", config_.store.ttl.count()},
                       {"drd", coord_->name()},
                       {"leader", leader},
-                      {"leading", leading_},
+                      {"leading", state_.leading()},
                       {"lease_age_ms", since_renewal < 0 ? json::value(nullptr) : json::value(static_cast<std::int64_t>(since_renewal))},
                       {"store_health", std::move(st)},
                       {"self_fenced", self_fenced},

@@ -7,9 +7,9 @@
 #include "common/log.hpp"
 #include "daemon/coord/coordinator.hpp"
 #include "daemon/daemon.hpp"
-#include "daemon/engines/postgres_cluster.hpp"
-#include "daemon/engines/postgres_cluster_logic.hpp"
-#include "daemon/engines/postgres_identity.hpp"
+#include "daemon/engines/postgres/postgres_cluster.hpp"
+#include "daemon/engines/postgres/postgres_cluster_logic.hpp"
+#include "daemon/engines/postgres/postgres_identity.hpp"
 
 namespace drd {
 
@@ -71,30 +71,29 @@ bool Daemon::settle_pg_identity() {
       // With drd's state at hand a lone primary that is not the recorded one is an
       // unfinished failover, which attach() finishes; without it the servers decide, not
       // the configuration's `type: primary`.
-      if (!primary_.empty() || !nodes_.at(v.primary).last.writable) break;
+      if (!state_.primary().empty() || !nodes_.at(v.primary).last.writable) break;
       [[fallthrough]];
     case pgid::PrimaryVerdict::Kind::winner:
-      if (primary_ != v.primary) {
-        auto cas = cluster_store().compare_and_set_primary(term_, v.primary);
+      if (state_.primary() != v.primary) {
+        auto cas = cluster_store().compare_and_set_primary(state_.term(), v.primary);
         if (!cas.ok() || !*cas) {
           spdlog::error("cannot record the primary {}: {}", v.primary, cas.ok() ? "term changed" : cas.error().message);
           break;
         }
-        const std::string before = primary_;
-        primary_ = v.primary;
-        ++term_;
-        log::event(spdlog::level::warn, "primary_elected", {{"NODE", primary_}, {"TERM", std::to_string(term_)}},
+        const std::string before = state_.primary();
+        state_.primary_recorded(v.primary);
+        log::event(spdlog::level::warn, "primary_elected", {{"NODE", state_.primary()}, {"TERM", std::to_string(state_.term())}},
                    (before.empty() ? std::string("no primary recorded (drd's state is new or was lost); ")
                                    : "recorded primary " + before + " is not the one to keep; ") +
                        v.reason);
       }
       for (auto& loser : v.fence) {
-        if (std::find(fenced_.begin(), fenced_.end(), loser) == fenced_.end()) fenced_.push_back(loser);
+        state_.fence(loser);
         if (auto st = cluster_store().set_fenced(loser, true); !st) spdlog::error("{}", st.error().message);
-        log::event(spdlog::level::warn, "fence", {{"NODE", loser}, {"PRIMARY", primary_}},
+        log::event(spdlog::level::warn, "fence", {{"NODE", loser}, {"PRIMARY", state_.primary()}},
                    loser + " is a primary on an older or abandoned history and is fenced (not re-pointed): " +
                        v.reason + ". Its data is kept; `drctl rejoin " + loser + "` makes it a standby of " +
-                       primary_ + " and discards what it wrote after the fork");
+                       state_.primary() + " and discards what it wrote after the fork");
       }
       break;
   }
@@ -118,7 +117,7 @@ void Daemon::record_interrupted_failover(const std::string& outcome) {
   // older one was recorded already or lost its race, and is just dropped.
   auto hist = cluster_store().history(1);
   const bool recorded = hist.ok() && !hist->empty() && hist->front().term == r.term;
-  if (r.term != term_ || r.to != primary_ || recorded) {
+  if (r.term != state_.term() || r.to != state_.primary() || recorded) {
     (void)cluster_store().set_pending_failover(std::nullopt);
     return;
   }
@@ -161,19 +160,19 @@ void Daemon::settle_startup_primary(std::function<void()> ready) {
   // Servers of another cluster take no part in the choice.
   views.erase(std::remove_if(views.begin(), views.end(), [](const NodeView& v) { return v.not_member.has_value(); }),
               views.end());
-  StartupChoice c = choose_startup_primary(views, primary_);
+  StartupChoice c = choose_startup_primary(views, state_.primary());
   // Attaches the engine to the settled primary, then reports ready. Takes
   // `ready` only when called, so the failover branch below can take it instead.
   auto attach = [this, &ready]() {
     auto done = std::move(ready);
-    if (driver_ && !primary_.empty()) {
+    if (driver_ && !state_.primary().empty()) {
       auto* d = driver_.get();
-      auto primary = primary_;
-      auto fenced = fenced_;
+      auto primary = state_.primary();
+      auto fenced = state_.fenced();
       cluster_worker_->post([this, d, primary, fenced, done = std::move(done)]() mutable {
         Status st = d->attach(primary, fenced);
         asio::post(control_, [this, st = std::move(st), done = std::move(done)]() mutable {
-          if (!st) spdlog::error("cannot attach replication to primary {}: {}", primary_, st.error().message);
+          if (!st) spdlog::error("cannot attach replication to primary {}: {}", state_.primary(), st.error().message);
           record_interrupted_failover(st ? "finished when drd started again"
                                          : "drd started again and keeps converging: " + st.error().message);
           schedule_tick();
@@ -192,13 +191,12 @@ void Daemon::settle_startup_primary(std::function<void()> ready) {
     attach();
     return;
   }
-  if (primary_.empty()) {
+  if (state_.primary().empty()) {
     // First start: nothing to fail over from, just record the choice.
-    auto cas = cluster_store().compare_and_set_primary(term_, *c.primary);
+    auto cas = cluster_store().compare_and_set_primary(state_.term(), *c.primary);
     if (cas.ok() && *cas) {
-      primary_ = *c.primary;
-      ++term_;
-      log::event(spdlog::level::info, "primary_elected", {{"NODE", primary_}, {"TERM", std::to_string(term_)}},
+      state_.primary_recorded(*c.primary);
+      log::event(spdlog::level::info, "primary_elected", {{"NODE", state_.primary()}, {"TERM", std::to_string(state_.term())}},
                  c.reason);
     } else {
       spdlog::error("cannot record the first primary: {}", cas.ok() ? "term changed" : cas.error().message);
@@ -212,19 +210,19 @@ void Daemon::settle_startup_primary(std::function<void()> ready) {
     return;
   }
   // The recorded primary is not healthy at start: that is a failover, if allowed.
-  if (!auto_failover_) {
-    spdlog::warn("recorded primary {} is not healthy at start and automatic failover is disabled", primary_);
+  if (!state_.auto_failover()) {
+    spdlog::warn("recorded primary {} is not healthy at start and automatic failover is disabled", state_.primary());
     attach();
     return;
   }
   if (std::string why; !coord_allows_failover(why)) {
-    spdlog::warn("recorded primary {} is not healthy, but {}", primary_, why);
+    spdlog::warn("recorded primary {} is not healthy, but {}", state_.primary(), why);
     attach();
     return;
   }
   auto target = *c.primary;
   auto reason = c.reason;
-  record_interrupted_failover("not finished: " + primary_ + " was not healthy when drd started again, so a new failover follows");
+  record_interrupted_failover("not finished: " + state_.primary() + " was not healthy when drd started again, so a new failover follows");
   attach_after_failover_ = true;
   begin_failover(target, "auto", reason, false,
                  [ready = std::move(ready)](Result<json::value>) mutable { ready(); });
@@ -249,7 +247,7 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
   // Manual requests are checked here against the same policy as automatic ones.
   if (mode != "auto") {
     FailoverPolicy p{config_.failover.max_lag_bytes, config_.failover.synchronous};
-    Choice c = choose_failover_target(node_views(), primary_, p, force, target);
+    Choice c = choose_failover_target(node_views(), state_.primary(), p, force, target);
     if (!c.target) {
       reply(make_error(Errc::refused, c.reason,
                        c.reason.find("max_lag") != std::string::npos ? "use --force to promote it anyway" : ""));
@@ -272,17 +270,17 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
       }
   }
   failover_running_ = true;
-  const std::string from = primary_;
+  const std::string from = state_.primary();
   const auto started = clock_.steady();
   // 0. What is about to happen, so a drd killed before the history row is
   //    written still records this failover when it starts again.
-  FailoverRecord pending{to_unix_ms(clock_.now()), from, target, mode, reason, 0, 0, term_ + 1};
+  FailoverRecord pending{to_unix_ms(clock_.now()), from, target, mode, reason, 0, 0, state_.term() + 1};
   if (auto st = cluster_store().set_pending_failover(pending); !st)
     spdlog::error("cannot record the pending failover: {}", st.error().message);
   // 1. Claim the new term first: a crash from here on converges to `target`. The old
   //    primary is recorded as fenced in the same transaction (not for a switchover).
   const bool fence_from = mode != "switchover" && !from.empty() && from != target;
-  auto cas = cluster_store().claim_primary(term_, target, fence_from ? from : std::string());
+  auto cas = cluster_store().claim_primary(state_.term(), target, fence_from ? from : std::string());
   if (!cas.ok() || !*cas) {
     (void)cluster_store().set_pending_failover(std::nullopt);
     failover_running_ = false;
@@ -290,10 +288,9 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
                                               : "cannot record the new primary: " + cas.error().message));
     return;
   }
-  ++term_;
-  primary_ = target;
-  if (fence_from && std::find(fenced_.begin(), fenced_.end(), from) == fenced_.end()) fenced_.push_back(from);
-  log::event(spdlog::level::warn, "failover", {{"NODE", target}, {"FROM", from}, {"TERM", std::to_string(term_)}, {"MODE", mode}},
+  state_.primary_recorded(target);
+  if (fence_from) state_.fence(from);
+  log::event(spdlog::level::warn, "failover", {{"NODE", target}, {"FROM", from}, {"TERM", std::to_string(state_.term())}, {"MODE", mode}},
              "promoting " + target + " (" + mode + "): " + reason);
   crash_point("failover_claimed");
   PromoteRequest req;
@@ -307,9 +304,9 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
   }
   req.switchover = mode == "switchover";
   req.timeout = std::max<Millis>(Millis(30'000), config_.monitoring.timeout * 10);
-  req.term = term_;
+  req.term = state_.term();
   auto* d = driver_.get();
-  const std::int64_t term = term_;
+  const std::int64_t term = state_.term();
   d->make_way();  // a tick running now on the cluster worker ends early
   cluster_worker_->post([this, d, req, from, target, mode, reason, started, term, reply = std::move(reply)]() mutable {
     auto outcome = d->promote(req);
@@ -325,16 +322,13 @@ void Daemon::finish_failover(const std::string& from, const std::string& to, con
                              std::int64_t term, Reply reply) {
   failover_running_ = false;
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.steady() - started).count();
-  if (!outcome && mode == "switchover" && outcome.error().code == Errc::refused && primary_ == to) {
+  if (!outcome && mode == "switchover" && outcome.error().code == Errc::refused && state_.primary() == to) {
     // A switchover aborted before promotion: the old primary is still the writable one
     // (the driver unfenced it), so the store goes back to naming it, under a new term.
-    auto cas = cluster_store().compare_and_set_primary(term_, from);
-    if (cas.ok() && *cas) {
-      ++term_;
-      primary_ = from;
-    }
+    auto cas = cluster_store().compare_and_set_primary(state_.term(), from);
+    if (cas.ok() && *cas) state_.primary_recorded(from);
     (void)cluster_store().set_pending_failover(std::nullopt);  // nothing changed hands: no history row
-    log::event(spdlog::level::err, "switchover_aborted", {{"NODE", from}, {"TARGET", to}, {"TERM", std::to_string(term_)}},
+    log::event(spdlog::level::err, "switchover_aborted", {{"NODE", from}, {"TARGET", to}, {"TERM", std::to_string(state_.term())}},
                "switchover to " + to + " aborted before promotion; " + from + " stays primary: " +
                    outcome.error().message);
     reply(outcome.error());
@@ -365,7 +359,7 @@ void Daemon::finish_failover(const std::string& from, const std::string& to, con
   if (mode == "switchover") {
     // The old primary stays a standby, not fenced.
     if (auto st = cluster_store().set_fenced(from, false); !st) spdlog::error("{}", st.error().message);
-    fenced_.erase(std::remove(fenced_.begin(), fenced_.end(), from), fenced_.end());
+    state_.unfence(from);
   }
   // The new primary starts from a clean health slate as far as failures go.
   log::event(spdlog::level::warn, "failover_done",

@@ -32,7 +32,7 @@
 #include "daemon/backup/pg_internal.hpp"
 #include "daemon/backup/pg_wal.hpp"
 #include "daemon/backup/pg_wal_resume.hpp"
-#include "daemon/backup_pg_runtime.hpp"
+#include "daemon/backup/service/backup_pg_runtime.hpp"
 #include "daemon/daemon.hpp"
 
 namespace drd {
@@ -72,7 +72,7 @@ struct Daemon::PgArchiveRuntime {
     if (stopped) return;
     Target t;
     t.cfg = d.config_.backup;
-    const NodeConfig* nc = d.primary_.empty() ? nullptr : d.config_.find_node(d.primary_);
+    const NodeConfig* nc = d.state_.primary().empty() ? nullptr : d.config_.find_node(d.state_.primary());
     if (t.cfg.pg_wal_archive && !t.cfg.directory.empty() && nc && nc->engine == Engine::postgresql) {
       // The catalog grows by a row per archived segment: read it every 5th tick only.
       if (ticks++ % 5 == 0) {

@@ -3,7 +3,7 @@
 // live primary (SQLite: daemon_archive.cpp; PostgreSQL rolled back: swap_primary below).
 // Threading as in daemon_backup.cpp: decisions on the control strand, blocking work on the
 // runtime's `checker` worker, folder swaps on the cluster worker.
-#include "daemon/backup_runtime_state.hpp"
+#include "daemon/backup/service/backup_runtime_state.hpp"
 
 namespace drd {
 
@@ -64,6 +64,117 @@ Result<bkrt::PreparedPrimary> prepare_rollback(const BackupConfig& cfg, const ba
   return p;
 }
 
+// What a restore does on the checker worker (job: the request as the control strand settled
+// it). Sets `work.prepared` / `work.prepared_primary` when a folder swap must follow on the
+// cluster worker, and `work.safety` once a safety backup was taken.
+struct RestoreJob {
+  BackupConfig cfg;
+  std::optional<backup::CatalogEntry> entry;
+  std::string path, target;
+  std::optional<SysTime> to_time;
+  std::vector<std::pair<std::string, fs::path>> node_files;  // files a restore must not overwrite
+  bool overwrite = false;
+  backup::Progress sink;
+  std::optional<bkrt::PgRestoreTarget> pg_where;
+  std::vector<NodeConfig> pg_nodes;
+  ProcessRunner* runner = nullptr;
+  SysTime now{};
+};
+struct RestoreWork {
+  std::optional<bkrt::PreparedStandby> prepared;          // set: the swap follows on the cluster worker
+  std::optional<bkrt::PreparedPrimary> prepared_primary;  // likewise, for the primary
+  std::optional<backup::Manifest> safety;                 // set: entered in the catalog with the reply
+};
+Result<json::value> run_restore_job(const RestoreJob& job, RestoreWork& work) {
+  auto& prepared = work.prepared;
+  auto& prepared_primary = work.prepared_primary;
+  auto& safety = work.safety;
+  for (auto& [name, file] : job.node_files)
+    if (!job.pg_where && bkrt::same_file(job.target, file))
+      return make_error(Errc::refused, "restore job.target " + job.target + " is the database file of " +
+                                           (name == "current_link" ? "the current primary (current_link)" : "node " + name),
+                        "use --node NODE to restore onto a node, or choose a new file");
+  auto opened = bkrt::open_backup(job.cfg, job.entry, job.path, "restore", nullptr);
+  if (!opened) return opened.error();
+  const backup::BackupRef& ref = opened->ref;
+  const auto& key = opened->key;
+  backup::RestoreOptions opts;
+  opts.allow_overwrite = job.overwrite;
+  opts.key = key.ptr();
+  std::string id = ref.manifest ? ref.manifest->id : ref.data.filename().string();
+  const bool pg_backup = ref.manifest && ref.manifest->engine == "postgresql";
+  if (job.pg_where && !pg_backup)
+    return make_error(Errc::invalid_argument, "backup " + id + " is not a PostgreSQL backup; it cannot restore into " +
+                                                  (job.pg_where->node ? "node " + job.pg_where->node->name : "a database URL"));
+  if (pg_backup && job.pg_where && job.pg_where->node && !job.pg_where->node_is_primary && !job.to_time &&
+      ref.manifest->content == "pg-tar") {
+    const NodeConfig& n = *job.pg_where->node;
+    if (job.pg_where->node_on_other_host)
+      return make_error(Errc::refused,
+                        "restore onto " + n.name + ": its data folder is on another host; nothing was changed",
+                        "in multi-host mode only the drd on " + n.name + "'s own host touches its files, and this "
+                        "one leads; restore the backup with --job.target PATH on that host and start the standby from "
+                        "it by hand, or rebuild it from the primary with `drctl rejoin " + n.name + " --reclone`");
+    if (!job.pg_where->primary)
+      return make_error(Errc::unavailable, "no primary is known, so " + n.name + " would have nothing to stream "
+                                           "from; nothing was changed", "retry once drd has settled a primary");
+    auto p = bkrt::prepare_standby_restore(ref, key.ptr(), n, *job.pg_where->primary, *job.runner, job.sink);
+    if (!p) return p.error();
+    prepared = std::move(p.value());
+    return json::value(nullptr);
+  }
+  if (pg_backup && job.pg_where && job.pg_where->node && job.pg_where->node_is_primary && ref.manifest->content == "pg-tar") {
+    auto p = prepare_rollback(job.cfg, ref, key.ptr(), *job.pg_where, job.to_time, *job.runner, job.sink, job.now, safety);
+    if (!p) return p.error();
+    prepared_primary = std::move(p.value());
+    return json::value(nullptr);
+  }
+  if (pg_backup) {
+    // A dump onto the live primary (--force) drops and recreates its objects in one
+    // transaction: a physical safety backup of the primary comes first, as for SQLite.
+    const bool onto_primary = job.pg_where && job.pg_where->node && job.pg_where->node_is_primary && job.pg_where->force &&
+                              !job.to_time && ref.manifest->content == "pg-dump";
+    if (onto_primary) {
+      const NodeConfig& n = *job.pg_where->node;
+      if (job.cfg.directory.empty())
+        return make_error(Errc::refused, "restoring onto the primary takes a safety backup first, and backups are "
+                                         "not configured; nothing was changed",
+                          "set disaster_recovery.backup.directory");
+      backup::NewBackup info;
+      info.name = "before-restore";
+      info.node = n.name;
+      info.now = job.now;
+      auto m = bkrt::take_pg_backup(job.cfg, *job.runner, n, std::move(info), /*logical=*/false, {}, nullptr);
+      if (!m)
+        return make_error(m.error().code, "the safety backup of " + n.name + " failed, so nothing was restored: " +
+                                              m.error().message);
+      safety = m.value();
+    }
+    auto r = bkrt::restore_pg(ref, key.ptr(), job.pg_where.value_or(bkrt::PgRestoreTarget{job.target, std::nullopt, false, job.overwrite}),
+                              *job.runner, job.pg_nodes, job.sink, job.to_time);
+    if (!r && safety)
+      return make_error(r.error().code, r.error().message + " (safety backup " + safety->id + " was taken first)");
+    if (r && safety && r->is_object()) r->as_object()["safety_backup"] = safety->id;
+    return r;
+  }
+  json::object out;
+  if (job.to_time) {
+    if (!ref.manifest)
+      return make_error(Errc::invalid_argument, "point-in-time restore needs a backup with a manifest; " +
+                                                    ref.data.string() + " has none");
+    auto r = backup::restore_sqlite_to_time(ref, job.target, *job.to_time, opts);
+    if (!r) return r.error();
+    out = {{"restored_to", r->restore.restored_to.string()}, {"integrity", r->restore.integrity}, {"id", id},
+           {"bytes", r->restore.bytes}, {"applied_segments", r->applied_segments}};
+    if (r->restored_time) out["restored_time"] = backup::format_time_utc(*r->restored_time);
+  } else {
+    auto r = backup::restore_sqlite(ref, job.target, opts, job.sink);
+    if (!r) return r.error();
+    out = {{"restored_to", r->restored_to.string()}, {"integrity", r->integrity}, {"id", id}, {"bytes", r->bytes}};
+  }
+  return json::value(std::move(out));
+}
+
 }  // namespace
 
 void Daemon::restore(const json::object& params, Reply reply, ProgressSink progress) {
@@ -72,13 +183,13 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
   if (!backup_) backup_ = std::make_shared<BackupRuntime>(*this);
   auto rp = ref_params(params);
   if (!rp) return reply(rp.error());
-  auto target_p = str_param(params, "target");
+  auto target_p = text_param(params, "target");
   if (!target_p) return reply(target_p.error());
-  auto node_p = str_param(params, "node");
+  auto node_p = text_param(params, "node");
   if (!node_p) return reply(node_p.error());
-  auto to_time_p = str_param(params, "to_time");
+  auto to_time_p = text_param(params, "to_time");
   if (!to_time_p) return reply(to_time_p.error());
-  auto force = bool_param(params, "force");
+  auto force = flag_param(params, "force");
   if (!force) return reply(force.error());
   const std::string target = *target_p, node = *node_p;
   if (target.empty() && node.empty())
@@ -90,8 +201,8 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
   // PostgreSQL onto a node or into a database URL: decided in bkrt::restore_pg once the backup is open.
   std::optional<bkrt::PgRestoreTarget> pg_where;
   if (const NodeConfig* pn = node.empty() ? nullptr : config_.find_node(node); pn && pn->engine == Engine::postgresql) {
-    pg_where = bkrt::PgRestoreTarget{"", *pn, node == primary_, *force};
-    if (const NodeConfig* pc = config_.find_node(primary_)) pg_where->primary = *pc;
+    pg_where = bkrt::PgRestoreTarget{"", *pn, node == state_.primary(), *force};
+    if (const NodeConfig* pc = config_.find_node(state_.primary())) pg_where->primary = *pc;
     pg_where->node_on_other_host = coord_ && node != config_.local;
     pg_where->multi_host = coord_ != nullptr;
     if (backup_->restoring.count(node))
@@ -102,7 +213,7 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
   if (!node.empty() && !pg_where) {
     const NodeConfig* nc = config_.find_node(node);
     if (!nc) return reply(make_error(Errc::not_found, "no node named '" + node + "'"));
-    if (node != primary_)
+    if (node != state_.primary())
       return reply(make_error(Errc::refused,
                               node + " is a standby: standbys are re-seeded from the primary automatically, "
                                      "so restoring a backup onto one would be overwritten",
@@ -139,12 +250,9 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
   const BackupConfig cfg = config_.backup;
   auto self = backup_;
   auto sink = forward_progress(progress, backup_->strand);
-  bool overwrite = *force;
-  std::string path = rp->path;
   std::vector<NodeConfig> pg_nodes;
   for (auto& n : config_.nodes)
     if (n.engine == Engine::postgresql) pg_nodes.push_back(n);
-  ProcessRunner* runner = &runner_;
   // One restore at a time onto a node: released when its reply goes out (on this strand).
   if (pg_where && pg_where->node) {
     backup_->restoring.insert(node);
@@ -153,99 +261,17 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
       reply(std::move(r));
     };
   }
-  const SysTime now = clock_.now();
-  bool posted = backup_->checker->post([self, cfg, entry, path, target, to_time, node_files, overwrite, sink, reply,
-                                        pg_where, pg_nodes, runner, now]() mutable {
-    std::optional<bkrt::PreparedStandby> prepared;  // set: the swap follows on the cluster worker
-    std::optional<bkrt::PreparedPrimary> prepared_primary;  // likewise, for the primary
-    std::optional<backup::Manifest> safety;          // set: entered in the catalog with the reply
-    auto work = [&]() -> Result<json::value> {
-      for (auto& [name, file] : node_files)
-        if (!pg_where && bkrt::same_file(target, file))
-          return make_error(Errc::refused, "restore target " + target + " is the database file of " +
-                                               (name == "current_link" ? "the current primary (current_link)" : "node " + name),
-                            "use --node NODE to restore onto a node, or choose a new file");
-      auto opened = bkrt::open_backup(cfg, entry, path, "restore", nullptr);
-      if (!opened) return opened.error();
-      const backup::BackupRef& ref = opened->ref;
-      const auto& key = opened->key;
-      backup::RestoreOptions opts;
-      opts.allow_overwrite = overwrite;
-      opts.key = key.ptr();
-      std::string id = ref.manifest ? ref.manifest->id : ref.data.filename().string();
-      const bool pg_backup = ref.manifest && ref.manifest->engine == "postgresql";
-      if (pg_where && !pg_backup)
-        return make_error(Errc::invalid_argument, "backup " + id + " is not a PostgreSQL backup; it cannot restore into " +
-                                                      (pg_where->node ? "node " + pg_where->node->name : "a database URL"));
-      if (pg_backup && pg_where && pg_where->node && !pg_where->node_is_primary && !to_time &&
-          ref.manifest->content == "pg-tar") {
-        const NodeConfig& n = *pg_where->node;
-        if (pg_where->node_on_other_host)
-          return make_error(Errc::refused,
-                            "restore onto " + n.name + ": its data folder is on another host; nothing was changed",
-                            "in multi-host mode only the drd on " + n.name + "'s own host touches its files, and this "
-                            "one leads; restore the backup with --target PATH on that host and start the standby from "
-                            "it by hand, or rebuild it from the primary with `drctl rejoin " + n.name + " --reclone`");
-        if (!pg_where->primary)
-          return make_error(Errc::unavailable, "no primary is known, so " + n.name + " would have nothing to stream "
-                                               "from; nothing was changed", "retry once drd has settled a primary");
-        auto p = bkrt::prepare_standby_restore(ref, key.ptr(), n, *pg_where->primary, *runner, sink);
-        if (!p) return p.error();
-        prepared = std::move(p.value());
-        return json::value(nullptr);
-      }
-      if (pg_backup && pg_where && pg_where->node && pg_where->node_is_primary && ref.manifest->content == "pg-tar") {
-        auto p = prepare_rollback(cfg, ref, key.ptr(), *pg_where, to_time, *runner, sink, now, safety);
-        if (!p) return p.error();
-        prepared_primary = std::move(p.value());
-        return json::value(nullptr);
-      }
-      if (pg_backup) {
-        // A dump onto the live primary (--force) drops and recreates its objects in one
-        // transaction: a physical safety backup of the primary comes first, as for SQLite.
-        const bool onto_primary = pg_where && pg_where->node && pg_where->node_is_primary && pg_where->force &&
-                                  !to_time && ref.manifest->content == "pg-dump";
-        if (onto_primary) {
-          const NodeConfig& n = *pg_where->node;
-          if (cfg.directory.empty())
-            return make_error(Errc::refused, "restoring onto the primary takes a safety backup first, and backups are "
-                                             "not configured; nothing was changed",
-                              "set disaster_recovery.backup.directory");
-          backup::NewBackup info;
-          info.name = "before-restore";
-          info.node = n.name;
-          info.now = now;
-          auto m = bkrt::take_pg_backup(cfg, *runner, n, std::move(info), /*logical=*/false, {}, nullptr);
-          if (!m)
-            return make_error(m.error().code, "the safety backup of " + n.name + " failed, so nothing was restored: " +
-                                                  m.error().message);
-          safety = m.value();
-        }
-        auto r = bkrt::restore_pg(ref, key.ptr(), pg_where.value_or(bkrt::PgRestoreTarget{target, std::nullopt, false, overwrite}),
-                                  *runner, pg_nodes, sink, to_time);
-        if (!r && safety)
-          return make_error(r.error().code, r.error().message + " (safety backup " + safety->id + " was taken first)");
-        if (r && safety && r->is_object()) r->as_object()["safety_backup"] = safety->id;
-        return r;
-      }
-      json::object out;
-      if (to_time) {
-        if (!ref.manifest)
-          return make_error(Errc::invalid_argument, "point-in-time restore needs a backup with a manifest; " +
-                                                        ref.data.string() + " has none");
-        auto r = backup::restore_sqlite_to_time(ref, target, *to_time, opts);
-        if (!r) return r.error();
-        out = {{"restored_to", r->restore.restored_to.string()}, {"integrity", r->restore.integrity}, {"id", id},
-               {"bytes", r->restore.bytes}, {"applied_segments", r->applied_segments}};
-        if (r->restored_time) out["restored_time"] = backup::format_time_utc(*r->restored_time);
-      } else {
-        auto r = backup::restore_sqlite(ref, target, opts, sink);
-        if (!r) return r.error();
-        out = {{"restored_to", r->restored_to.string()}, {"integrity", r->integrity}, {"id", id}, {"bytes", r->bytes}};
-      }
-      return json::value(std::move(out));
-    };
-    Result<json::value> res = work();
+  RestoreJob job{cfg, entry, rp->path, target, to_time, std::move(node_files), *force, std::move(sink), pg_where,
+                 std::move(pg_nodes), &runner_, clock_.now()};
+  bool posted = backup_->checker->post([self, job = std::move(job), reply]() mutable {
+    RestoreWork work;
+    Result<json::value> res = run_restore_job(job, work);
+    auto& prepared = work.prepared;
+    auto& prepared_primary = work.prepared_primary;
+    auto& safety = work.safety;
+    const auto& cfg = job.cfg;
+    const auto& pg_where = job.pg_where;
+    const auto& target = job.target;
     if (res && prepared_primary) {
       self->post_result([self, prepared = std::move(*prepared_primary), safety, cfg, reply]() mutable {
         if (self->stopped) return;  // the prepared folder is removed by the next restore onto that node
@@ -342,7 +368,7 @@ void Daemon::BackupRuntime::finish_standby(const bkrt::PreparedStandby& prep, Re
   // As after a rejoin: the driver lifted a fence it had on the node.
   if (auto s = d.cluster_store().set_fenced(prep.node, false); !s)
     spdlog::error("restore onto {}: cannot record that it is no longer fenced: {}", prep.node, s.error().message);
-  d.fenced_.erase(std::remove(d.fenced_.begin(), d.fenced_.end(), prep.node), d.fenced_.end());
+  d.state_.unfence(prep.node);
   const std::string detail =
       prep.detail + "; " + out->detail +
       (removal.empty() ? (discard.empty() ? "" : "; the old data folder was removed") : removal);
@@ -376,12 +402,12 @@ void Daemon::BackupRuntime::swap_primary(bkrt::PreparedPrimary prep, std::string
     discard_folders({prep.dir.string()}, os_user, {});
     return reply(make_error(Errc::unavailable, "drd is not managing the cluster yet" + untouched));
   }
-  if (d.primary_ != prep.node || d.failover_running_) {
+  if (d.state_.primary() != prep.node || d.failover_running_) {
     discard_folders({prep.dir.string()}, os_user, {});
     return reply(make_error(Errc::conflict, prep.node + " is no longer the primary, or a failover is running" + untouched));
   }
   // From here until a round of probes after the swap, the primary being down is expected.
-  d.primary_paused_ = "backup " + prep.id + " is being restored onto it";
+  d.state_.pause_primary("backup " + prep.id + " is being restored onto it");
   log::event(spdlog::level::warn, "restore", {{"BACKUP_ID", prep.id}, {"NODE", prep.node}},
              "rolling the primary " + prep.node + " back to backup " + prep.id +
                  ": stopping it to swap its data folder (automatic failover waits)");
@@ -394,7 +420,7 @@ void Daemon::BackupRuntime::swap_primary(bkrt::PreparedPrimary prep, std::string
       // Probes first: the primary's health must be its new one before failover may act again.
       self->d.probe_all_now([self, prep, safety_id, out, discard, reply, os_user](json::value) mutable {
         if (self->stopped) return;
-        self->d.primary_paused_.clear();
+        self->d.state_.resume_primary();
         self->d.after_round();
         self->discard_folders(discard, os_user, [self, prep, safety_id, out, discard, reply](std::vector<std::string> left) {
           self->finish_primary(prep, safety_id, out, discard, left, reply);
@@ -403,7 +429,7 @@ void Daemon::BackupRuntime::swap_primary(bkrt::PreparedPrimary prep, std::string
     });
   });
   if (!posted) {
-    d.primary_paused_.clear();
+    d.state_.resume_primary();
     discard_folders({prep.dir.string()}, os_user, {});
     reply(make_error(Errc::unavailable, "drd is stopping" + untouched));
   }
@@ -430,7 +456,7 @@ void Daemon::BackupRuntime::finish_primary(const bkrt::PreparedPrimary& prep, co
     // As after a rejoin: the driver lifted a fence it had on the node.
     if (auto s = d.cluster_store().set_fenced(name, false); !s)
       spdlog::error("restore onto {}: cannot record that {} is no longer fenced: {}", prep.node, name, s.error().message);
-    d.fenced_.erase(std::remove(d.fenced_.begin(), d.fenced_.end(), name), d.fenced_.end());
+    d.state_.unfence(name);
   }
   std::string detail = prep.detail + "; " + out->detail + "; old data folder " +
                        (removal.empty() && !discard.empty() ? "removed" : "left") + removal;

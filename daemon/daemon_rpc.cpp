@@ -11,39 +11,13 @@
 #include "common/node_url.hpp"
 #include "daemon/backup/schedule.hpp"
 #include "daemon/daemon.hpp"
-#include "daemon/engines/postgres_identity.hpp"
-#include "daemon/health_report.hpp"
+#include "daemon/engines/postgres/postgres_identity.hpp"
+#include "daemon/monitor/health_report.hpp"
+#include "daemon/rpc/params.hpp"
 
 namespace drd {
 
 namespace {
-
-Result<std::string> string_param(const json::object& p, const char* key, bool required) {
-  auto* v = p.if_contains(key);
-  if (!v || v->is_null()) {
-    if (required) return make_error(Errc::invalid_argument, std::string("missing parameter \"") + key + "\"");
-    return std::string();
-  }
-  if (!v->is_string()) return make_error(Errc::invalid_argument, std::string("parameter \"") + key + "\" must be a string");
-  return std::string(v->as_string());
-}
-
-bool bool_param(const json::object& p, const char* key) {
-  auto* v = p.if_contains(key);
-  return v && v->is_bool() && v->as_bool();
-}
-
-Result<std::int64_t> int_param(const json::object& p, const char* key, std::int64_t dflt, std::int64_t lo, std::int64_t hi) {
-  auto* v = p.if_contains(key);
-  if (!v || v->is_null()) return dflt;
-  if (!v->is_int64() && !v->is_uint64())
-    return make_error(Errc::invalid_argument, std::string("parameter \"") + key + "\" must be an integer");
-  auto n = v->is_int64() ? v->as_int64() : static_cast<std::int64_t>(v->as_uint64());
-  if (n < lo || n > hi)
-    return make_error(Errc::invalid_argument, std::string("parameter \"") + key + "\" must be between " +
-                                                  std::to_string(lo) + " and " + std::to_string(hi));
-  return n;
-}
 
 double round2(double v) { return std::round(v * 100.0) / 100.0; }
 
@@ -52,11 +26,11 @@ double round2(double v) { return std::round(v * 100.0) / 100.0; }
 json::value Daemon::node_json(const NodeRuntime& n) const {
   const NodeConfig& c = *config_.find_node(n.node->name());
   const std::string& name = c.name;
-  bool fenced = std::find(fenced_.begin(), fenced_.end(), name) != fenced_.end();
+  bool fenced = state_.is_fenced(name);
   std::string role;
   if (fenced) role = "fenced";
   else if (n.health.health == Health::down) role = "down";
-  else if (name == primary_) role = "primary";
+  else if (name == state_.primary()) role = "primary";
   else role = "standby";
   std::string connection = !n.last_probe_at ? "unknown" : (n.last.ok ? "ok" : "failed");
   json::object o{{"name", name},
@@ -81,7 +55,7 @@ json::value Daemon::node_json(const NodeRuntime& n) const {
   // Monitoring stopped: nothing is checked, so the last verdict is only history. `health`
   // says so; `healthy` keeps the last probe's verdict because HAProxy checks and the
   // metrics read it, and stopping the checks must not take a serving primary out of them.
-  if (!monitoring_.load()) {
+  if (!state_.monitoring()) {
     o["health"] = "stale";
     o["stale"] = true;
   }
@@ -96,7 +70,7 @@ json::value Daemon::node_json(const NodeRuntime& n) const {
         std::chrono::duration_cast<std::chrono::milliseconds>(clock_.steady().time_since_epoch()).count();
     o["restarting_for_ms"] = std::max<std::int64_t>(0, steady_ms - *n.health.restarting_since_ms);
   }
-  if (driver_ && name != primary_) {
+  if (driver_ && name != state_.primary()) {
     auto reps = driver_->replicas();
     if (auto r = reps.find(name); r != reps.end()) {
       o["lag_bytes"] = r->second.lag_bytes;
@@ -116,7 +90,7 @@ json::value Daemon::node_json(const NodeRuntime& n) const {
   } else if (n.last.position) {
     o["position"] = *n.last.position;
   }
-  if (driver_ && name == primary_)
+  if (driver_ && name == state_.primary())
     if (auto lost = driver_->primary_problem(); !lost.empty()) o["copy_problem"] = "lost: " + lost;
   if (n.last.timeline) o["timeline"] = *n.last.timeline;
   if (n.last.ok && n.last.system_identifier) o["system_identifier"] = *n.last.system_identifier;
@@ -143,16 +117,16 @@ json::value Daemon::status_json() const {
   auto uptime = std::chrono::duration_cast<std::chrono::seconds>(clock_.steady() - started_at_).count();
   json::object out{
       {"enabled", config_.enabled},
-      {"primary", primary_},
-      {"term", term_},
-      {"monitoring", monitoring_.load()},
-      {"auto_failover", auto_failover_},
+      {"primary", state_.primary()},
+      {"term", state_.term()},
+      {"monitoring", state_.monitoring()},
+      {"auto_failover", state_.auto_failover()},
       {"auto_backup", config_.backup.enabled && !config_.backup.schedule.empty()},
       {"failure_threshold", config_.monitoring.failure_threshold},
       {"interval_ms", config_.monitoring.interval.count()},
       {"failover_state", failover_running_ ? "failing_over" : failover_state_name(last_decision_.state)},
       {"failover_reason", failover_running_ && last_decision_.state != FailoverState::failing_over
-                              ? "a failover away from " + primary_ + " is running"
+                              ? "a failover away from " + state_.primary() + " is running"
                               : last_decision_.reason},
       {"synchronous", driver_ ? driver_->synchronous_state() : std::string("off")},
       {"nodes", std::move(nodes)},
@@ -162,7 +136,7 @@ json::value Daemon::status_json() const {
                               {"uptime_s", uptime},
                               {"config", config_.file.string()}}},
   };
-  if (!primary_paused_.empty()) out["primary_paused"] = primary_paused_;  // a restore onto it is running
+  if (state_.paused()) out["primary_paused"] = state_.primary_paused();  // a restore onto it is running
   out["backups"] = backups_summary_json();
   if (auto p = pitr_json(); !p.is_null()) out["pitr"] = std::move(p);  // SQLite point-in-time coverage
   return out;
@@ -195,7 +169,7 @@ json::value Daemon::backups_summary_json() const {
 }
 
 Result<json::value> Daemon::history_json(const json::object& params) {
-  auto limit = int_param(params, "limit", 50, 1, 100000);
+  auto limit = rpc::int_param(params, "limit", 50, 1, 100000);
   if (!limit) return limit.error();
   auto h = cluster_store().history(static_cast<int>(*limit));
   if (!h) return h.error();
@@ -211,12 +185,12 @@ Result<json::value> Daemon::history_json(const json::object& params) {
 }
 
 Result<json::value> Daemon::health_json(const json::object& params) {
-  auto since_s = string_param(params, "since", false);
+  auto since_s = rpc::text_param(params, "since", false);
   if (!since_s) return since_s.error();
   std::string since_text = since_s->empty() ? "1h" : *since_s;
   auto since = parse_duration(since_text);
   if (!since) return make_error(Errc::invalid_argument, "\"since\" must be a duration like 1h, 24h or 7d, got '" + since_text + "'");
-  auto node = string_param(params, "node", false);
+  auto node = rpc::text_param(params, "node", false);
   if (!node) return node.error();
   if (!node->empty() && !nodes_.count(*node)) return make_error(Errc::not_found, "no node named '" + *node + "'");
   flush_samples();
@@ -263,7 +237,7 @@ Result<json::value> Daemon::health_json(const json::object& params) {
 }
 
 Result<json::value> Daemon::audit_json(const json::object& params) {
-  auto limit = int_param(params, "limit", 50, 1, 100000);
+  auto limit = rpc::int_param(params, "limit", 50, 1, 100000);
   if (!limit) return limit.error();
   auto a = store_->audit(static_cast<int>(*limit));
   if (!a) return a.error();
@@ -280,7 +254,7 @@ Result<json::value> Daemon::audit_json(const json::object& params) {
 Result<json::value> Daemon::set_flag(const std::string& flag, bool value) {
   if (auto st = cluster_store().set_flag(flag, value); !st) return st.error();
   if (flag == "monitoring") {
-    bool was = monitoring_.exchange(value);
+    bool was = state_.set_monitoring(value);
     if (value && !was)
       for (auto& name : order_) asio::post(*nodes_.at(name).strand, [this, name] { schedule_probe(name, Millis(0)); });
     if (!value)
@@ -290,7 +264,7 @@ Result<json::value> Daemon::set_flag(const std::string& flag, bool value) {
     after_round();  // status shows the new state (and its reason) at once
     return json::value(json::object{{"monitoring", value}});
   }
-  auto_failover_ = value;
+  state_.set_auto_failover(value);
   log::event(spdlog::level::info, value ? "auto_failover_enabled" : "auto_failover_disabled", {},
              std::string("automatic failover ") + (value ? "enabled" : "disabled"));
   after_round();
@@ -298,37 +272,41 @@ Result<json::value> Daemon::set_flag(const std::string& flag, bool value) {
 }
 
 void Daemon::manual_failover(const json::object& params, const std::string& mode, Reply reply) {
-  auto node = string_param(params, "node", true);
+  auto node = rpc::text_param(params, "node", true);
   if (!node) return reply(node.error());
   if (!nodes_.count(*node)) return reply(make_error(Errc::not_found, "no node named '" + *node + "'"));
-  if (*node == primary_) return reply(make_error(Errc::refused, *node + " is already the primary"));
-  if (!primary_paused_.empty())
-    return reply(make_error(Errc::conflict, "the primary " + primary_ + " is stopped on purpose: " + primary_paused_,
+  if (*node == state_.primary()) return reply(make_error(Errc::refused, *node + " is already the primary"));
+  if (state_.paused())
+    return reply(make_error(Errc::conflict, "the primary " + state_.primary() + " is stopped on purpose: " + state_.primary_paused(),
                             "wait for the restore to finish (drctl status), then retry"));
-  bool force = bool_param(params, "force");
+  auto force = rpc::flag_param(params, "force");
+  if (!force) return reply(force.error());
   if (mode == "switchover") {
-    auto p = nodes_.find(primary_);
+    auto p = nodes_.find(state_.primary());
     if (p == nodes_.end() || p->second.health.health != Health::up)
-      return reply(make_error(Errc::refused, "switchover needs a healthy primary; " + primary_ + " is not",
+      return reply(make_error(Errc::refused, "switchover needs a healthy primary; " + state_.primary() + " is not",
                               "use `drctl failover " + *node + "` instead"));
   }
   begin_failover(*node, mode, mode == "switchover" ? "switchover requested by the operator"
                                                    : "manual failover requested by the operator",
-                 force, std::move(reply));
+                 *force, std::move(reply));
 }
 
 void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
-  auto node = string_param(params, "node", true);
+  auto node = rpc::text_param(params, "node", true);
   if (!node) return reply(node.error());
   if (!nodes_.count(*node)) return reply(make_error(Errc::not_found, "no node named '" + *node + "'"));
-  if (*node == primary_) return reply(make_error(Errc::refused, *node + " is the primary; rejoin is for standbys"));
+  if (*node == state_.primary()) return reply(make_error(Errc::refused, *node + " is the primary; rejoin is for standbys"));
   if (!driver_) return reply(make_error(Errc::unsupported, "this drd cannot rejoin nodes of this engine yet"));
-  if (!primary_paused_.empty())
-    return reply(make_error(Errc::conflict, "the primary " + primary_ + " is stopped on purpose: " + primary_paused_ +
+  if (state_.paused())
+    return reply(make_error(Errc::conflict, "the primary " + state_.primary() + " is stopped on purpose: " + state_.primary_paused() +
                                                 "; its standbys are rebuilt when that is done",
                             "wait for the restore to finish (drctl status), then retry"));
-  bool reclone = bool_param(params, "reclone");
-  bool discard = bool_param(params, "discard");
+  auto reclone_p = rpc::flag_param(params, "reclone");
+  if (!reclone_p) return reply(reclone_p.error());
+  auto discard_p = rpc::flag_param(params, "discard");
+  if (!discard_p) return reply(discard_p.error());
+  const bool reclone = *reclone_p, discard = *discard_p;
   // Rejoin lifts a fence. A node that is not fenced already follows the primary: saying
   // "rejoined" there would claim work that was not done. --reclone and clone still rebuild
   // it, and so does rejoin of a copy drd refused to overwrite or cannot apply to (--discard).
@@ -337,12 +315,12 @@ void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
     if (auto reps = driver_->replicas(); reps.count(*node))
       copy_at_risk = !reps[*node].history_problem.empty() || reps[*node].apply_failing;
   if (!clone && !reclone && !discard && !copy_at_risk &&
-      std::find(fenced_.begin(), fenced_.end(), *node) == fenced_.end()) {
+      !state_.is_fenced(*node)) {
     auto it = nodes_.find(*node);
     bool up = it != nodes_.end() && it->second.health.health == Health::up;
     return reply(make_error(
         Errc::refused,
-        *node + " is not fenced: it is already a standby following the primary " + primary_ +
+        *node + " is not fenced: it is already a standby following the primary " + state_.primary() +
             (up ? "" : " (it is down now)") + "; nothing done",
         up ? "rejoin is for a fenced old primary; to copy it afresh anyway: drctl rejoin " + *node + " --reclone"
            : "start it again (it catches up by itself), or rebuild it: drctl rejoin " + *node + " --reclone"));
@@ -362,10 +340,10 @@ void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
       }
       if (!st) return reply(st.error());
       if (auto s2 = cluster_store().set_fenced(name, false); !s2) return reply(s2.error());
-      fenced_.erase(std::remove(fenced_.begin(), fenced_.end(), name), fenced_.end());
+      state_.unfence(name);
       failed_promotions_.erase(name);
-      log::event(spdlog::level::info, "rejoin", {{"NODE", name}}, name + " rejoined as a standby of " + primary_);
-      reply(json::value(json::object{{"node", name}, {"role", "standby"}, {"primary", primary_}}));
+      log::event(spdlog::level::info, "rejoin", {{"NODE", name}}, name + " rejoined as a standby of " + state_.primary());
+      reply(json::value(json::object{{"node", name}, {"role", "standby"}, {"primary", state_.primary()}}));
     });
   });
 }
@@ -383,56 +361,82 @@ void Daemon::dispatch(const std::string& method, const json::object& params, con
     });
     return;
   }
-  if (method == "ping") return reply(json::value(json::object{{"pong", true}, {"version", drd::kVersion}}));
-  if (method == "status") return reply(status_json());
-  if (method == "primary") {
-    const NodeConfig* c = config_.find_node(primary_);
-    return reply(json::value(json::object{{"name", primary_}, {"url", c ? display_url(*c) : ""}, {"term", term_}}));
-  }
-  if (method == "history") return reply(history_json(params));
-  if (method == "health") return reply(health_json(params));
-  if (method == "audit") return reply(audit_json(params));
-  if (method == "test") {
-    auto node = string_param(params, "node", false);
-    if (!node) return reply(node.error());
-    std::optional<std::string> only;
-    if (!node->empty()) {
-      if (!nodes_.count(*node)) return reply(make_error(Errc::not_found, "no node named '" + *node + "'"));
-      only = *node;
-    }
-    return probe_all_now(
-        [this, reply = std::move(reply)](json::value v) {
-          // Each row says what the node is, as the status panel would after this probe.
-          for (auto& row : v.as_object()["nodes"].as_array()) {
-            auto& r = row.as_object();
-            auto it = nodes_.find(std::string(r["name"].as_string()));
-            if (it == nodes_.end()) continue;
-            auto nj = node_json(it->second).as_object();
-            r["role"] = nj.at("role");
-            r["health"] = nj.at("health");
-            // A server that answered but is not plainly serving (saturated, restarting...).
-            if (auto* s = nj.if_contains("server_state")) r["server_state"] = *s;
-          }
-          reply(std::move(v));
-        },
-        only);
-  }
-  if (forward_if_follower(method, params, caller, reply)) return;
-  if (method == "monitoring.start") return reply(set_flag("monitoring", true));
-  if (method == "monitoring.stop") return reply(set_flag("monitoring", false));
-  if (method == "auto_failover.enable") return reply(set_flag("auto_failover", true));
-  if (method == "auto_failover.disable") return reply(set_flag("auto_failover", false));
-  if (method == "reload") return reply(reload());
-  if (method == "failover") return manual_failover(params, "manual", std::move(reply));
-  if (method == "switchover") return manual_failover(params, "switchover", std::move(reply));
-  if (method == "rejoin") return rejoin(params, std::move(reply));
-  if (method == "backup.create") return backup_create(params, std::move(reply), std::move(progress));
-  if (method == "backup.list") return reply(backup_list(params));
-  if (method == "backup.verify") return backup_verify(params, std::move(reply));
-  if (method == "restore") return restore(params, std::move(reply), std::move(progress));
-  if (method == "alerts") return reply(mon_->alerts_json());
-  if (method == "clone") return rejoin(params, std::move(reply), /*clone=*/true);
-  reply(make_error(Errc::not_found, "unknown method '" + method + "'"));
+  const rpc::Method* m = rpc::find_method(method);
+  if (!m) return reply(make_error(Errc::not_found, "unknown method '" + method + "'"));
+  if (m->forwardable && forward_if_follower(method, params, caller, reply)) return;
+  rpc::Call call{params, caller, reply, progress};
+  m->handler(*this, call);
 }
+
+namespace rpc {
+
+std::span<const Method> methods() {
+  // Lambdas in this friend of Daemon: each handler is one line into the part that owns it.
+  static const Method kMethods[] = {
+      {"ping", true, false,
+       [](Daemon&, Call& c) { c.reply(json::value(json::object{{"pong", true}, {"version", drd::kVersion}})); }},
+      {"status", true, false, [](Daemon& d, Call& c) { c.reply(d.status_json()); }},
+      {"test", true, false, [](Daemon& d, Call& c) {
+         auto node = text_param(c.params, "node");
+         if (!node) return c.reply(node.error());
+         std::optional<std::string> only;
+         if (!node->empty()) {
+           if (!d.nodes_.count(*node)) return c.reply(make_error(Errc::not_found, "no node named '" + *node + "'"));
+           only = *node;
+         }
+         d.probe_all_now(
+             [&d, reply = std::move(c.reply)](json::value v) {
+               // Each row says what the node is, as the status panel would after this probe.
+               for (auto& row : v.as_object()["nodes"].as_array()) {
+                 auto& r = row.as_object();
+                 auto it = d.nodes_.find(std::string(r["name"].as_string()));
+                 if (it == d.nodes_.end()) continue;
+                 auto nj = d.node_json(it->second).as_object();
+                 r["role"] = nj.at("role");
+                 r["health"] = nj.at("health");
+                 // A server that answered but is not plainly serving (saturated, restarting...).
+                 if (auto* s = nj.if_contains("server_state")) r["server_state"] = *s;
+               }
+               reply(std::move(v));
+             },
+             only);
+       }},
+      {"primary", true, false, [](Daemon& d, Call& c) {
+         const NodeConfig* n = d.config_.find_node(d.state_.primary());
+         c.reply(json::value(json::object{{"name", d.state_.primary()}, {"url", n ? display_url(*n) : ""}, {"term", d.state_.term()}}));
+       }},
+      {"history", true, false, [](Daemon& d, Call& c) { c.reply(d.history_json(c.params)); }},
+      {"health", true, false, [](Daemon& d, Call& c) { c.reply(d.health_json(c.params)); }},
+      {"alerts", true, false, [](Daemon& d, Call& c) { c.reply(d.mon_->alerts_json()); }},
+      {"audit", true, false, [](Daemon& d, Call& c) { c.reply(d.audit_json(c.params)); }},
+      // The backup catalog of record is the leader's.
+      {"backup.list", true, true, [](Daemon& d, Call& c) { c.reply(d.backup_list(c.params)); }},
+      {"monitoring.start", false, true, [](Daemon& d, Call& c) { c.reply(d.set_flag("monitoring", true)); }},
+      {"monitoring.stop", false, true, [](Daemon& d, Call& c) { c.reply(d.set_flag("monitoring", false)); }},
+      {"auto_failover.enable", false, true, [](Daemon& d, Call& c) { c.reply(d.set_flag("auto_failover", true)); }},
+      {"auto_failover.disable", false, true,
+       [](Daemon& d, Call& c) { c.reply(d.set_flag("auto_failover", false)); }},
+      // Each drd reads its own config file.
+      {"reload", false, false, [](Daemon& d, Call& c) { c.reply(d.reload()); }},
+      {"failover", false, true, [](Daemon& d, Call& c) { d.manual_failover(c.params, "manual", std::move(c.reply)); }},
+      {"switchover", false, true,
+       [](Daemon& d, Call& c) { d.manual_failover(c.params, "switchover", std::move(c.reply)); }},
+      {"rejoin", false, true, [](Daemon& d, Call& c) { d.rejoin(c.params, std::move(c.reply)); }},
+      {"clone", false, true, [](Daemon& d, Call& c) { d.rejoin(c.params, std::move(c.reply), /*clone=*/true); }},
+      {"backup.create", false, true,
+       [](Daemon& d, Call& c) { d.backup_create(c.params, std::move(c.reply), std::move(c.progress)); }},
+      {"backup.verify", false, true, [](Daemon& d, Call& c) { d.backup_verify(c.params, std::move(c.reply)); }},
+      {"restore", false, true, [](Daemon& d, Call& c) { d.restore(c.params, std::move(c.reply), std::move(c.progress)); }},
+  };
+  return kMethods;
+}
+
+const Method* find_method(std::string_view name) {
+  for (const auto& m : methods())
+    if (m.name == name) return &m;
+  return nullptr;
+}
+
+}  // namespace rpc
 
 }  // namespace drd

@@ -15,12 +15,12 @@
 #include "common/log.hpp"
 #include "common/process.hpp"
 #include "daemon/backup/key.hpp"
-#include "daemon/control_server.hpp"
+#include "daemon/rpc/control_server.hpp"
 #include "daemon/coord/coordinator.hpp"
 #include "daemon/coord/host_files.hpp"
-#include "daemon/monitoring/http_server.hpp"
+#include "daemon/observability/http_server.hpp"
 #include "daemon/daemon.hpp"
-#include "daemon/notifier.hpp"
+#include "daemon/observability/notifier.hpp"
 
 namespace asio = boost::asio;
 

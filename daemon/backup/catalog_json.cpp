@@ -10,41 +10,12 @@ namespace drd::backup {
 
 namespace json = boost::json;
 
-namespace {
-
-struct SegRow {
-  std::uint64_t n = 0;
-  bool base = false;
-  SysTime time{}, first{};
-  std::uint64_t frames = 0;
-};
-
-// The segment facts kept in a segment row's source_position (daemon_archive.cpp writes them).
-std::optional<SegRow> seg_row(const Manifest& m) {
-  boost::system::error_code ec;
-  auto v = json::parse(m.source_position, ec);
-  if (ec || !v.is_object()) return std::nullopt;
-  const auto& o = v.as_object();
-  SegRow r;
-  r.time = m.created_at;
-  r.first = m.created_at;
-  if (auto* n = o.if_contains("segment"); n && n->is_int64()) r.n = static_cast<std::uint64_t>(n->as_int64());
-  if (auto* b = o.if_contains("base"); b && b->is_bool()) r.base = b->as_bool();
-  if (auto* f = o.if_contains("frames"); f && f->is_int64()) r.frames = static_cast<std::uint64_t>(f->as_int64());
-  if (auto* f = o.if_contains("first_commit_at"); f && f->is_string())
-    if (auto t = parse_time_utc(std::string(f->as_string()))) r.first = t.value();
-  if (r.n == 0) return std::nullopt;
-  return r;
-}
-
-}  // namespace
-
 json::array catalog_json(const std::vector<CatalogEntry>& list, const std::set<std::string>& archiving, bool segments) {
-  std::map<std::string, std::vector<SegRow>> segs;  // by parent
+  std::map<std::string, std::vector<SegmentInfo>> segs;  // by parent
   std::vector<PgWalSeg> pg_segs;                     // PostgreSQL: one archive for every base backup
   for (auto& e : list) {
     if (e.manifest.content == kWalSegmentContent)
-      if (auto r = seg_row(e.manifest)) segs[e.manifest.parent].push_back(*r);
+      if (auto r = segment_row(e.manifest)) segs[e.manifest.parent].push_back(*r);
     if (auto p = pg_wal_seg(e.manifest)) pg_segs.push_back(*p);
   }
   json::array out;
@@ -63,29 +34,17 @@ json::array catalog_json(const std::vector<CatalogEntry>& list, const std::set<s
       o["last_commit_at"] = p && p->last_commit ? json::value(format_time_utc(*p->last_commit)) : json::value(nullptr);
     } else if (is_wal_segment(m)) {
       if (!segments) continue;
-      auto r = seg_row(m);
+      auto r = segment_row(m);
       o["segment"] = r ? json::value(r->n) : json::value(nullptr);
       o["base"] = r && r->base;
-      o["first_commit_at"] = r ? json::value(format_time_utc(r->first)) : json::value(nullptr);
+      o["first_commit_at"] = r ? json::value(format_time_utc(r->first_time)) : json::value(nullptr);
       o["last_commit_at"] = format_time_utc(m.created_at);
       o["frames"] = r ? r->frames : 0;
     } else if (m.engine == "sqlite" && m.kind == "full") {
       auto it = segs.find(m.id);
       json::value window = nullptr;
       if (it != segs.end()) {
-        auto rows = it->second;
-        std::sort(rows.begin(), rows.end(), [](const SegRow& a, const SegRow& b) { return a.n < b.n; });
-        std::vector<SegmentInfo> contiguous;  // the replay stops at the first missing number
-        for (auto& r : rows) {
-          if (r.n != contiguous.size() + 1) break;
-          SegmentInfo si;
-          si.n = r.n;
-          si.base = r.base;
-          si.time = r.time;
-          si.first_time = r.first;
-          contiguous.push_back(si);
-        }
-        if (auto w = restore_window(m.created_at, contiguous))
+        if (auto w = restore_window(m.created_at, contiguous_segments(it->second)))
           window = json::object{{"from", format_time_utc(w->from)},
                                 {"to", format_time_utc(w->to)},
                                 {"segments", w->segments},

@@ -146,6 +146,35 @@ Status write_sidecar(const SegmentInfo& si, bool encrypted) {
 }  // namespace
 
 std::string segment_id(const std::string& full_id, std::uint64_t n) { return full_id + ".seg-" + std::to_string(n); }
+std::optional<SegmentInfo> segment_row(const Manifest& m) {
+  boost::system::error_code ec;
+  auto v = json::parse(m.source_position, ec);
+  if (ec || !v.is_object()) return std::nullopt;
+  const auto& o = v.as_object();
+  SegmentInfo si;
+  si.time = m.created_at;
+  si.first_time = m.created_at;
+  if (auto* n = o.if_contains("segment"); n && n->is_int64() && n->as_int64() > 0)
+    si.n = static_cast<std::uint64_t>(n->as_int64());
+  if (si.n == 0) return std::nullopt;
+  if (auto* b = o.if_contains("base"); b && b->is_bool()) si.base = b->as_bool();
+  if (auto* f = o.if_contains("frames"); f && f->is_int64() && f->as_int64() >= 0)
+    si.frames = static_cast<std::uint64_t>(f->as_int64());
+  if (auto* f = o.if_contains("first_commit_at"); f && f->is_string())
+    if (auto t = parse_time_utc(std::string(f->as_string()))) si.first_time = t.value();
+  return si;
+}
+
+std::vector<SegmentInfo> contiguous_segments(std::vector<SegmentInfo> rows) {
+  std::sort(rows.begin(), rows.end(), [](const SegmentInfo& a, const SegmentInfo& b) { return a.n < b.n; });
+  std::vector<SegmentInfo> out;
+  for (auto& r : rows) {
+    if (r.n != out.size() + 1) break;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 bool is_wal_segment(const Manifest& m) {
   // PostgreSQL's archived WAL (pg_wal.hpp) is no backup of its own either: listed, retained and
   // verified with the full backups it extends.

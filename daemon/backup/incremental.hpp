@@ -90,6 +90,14 @@ struct RestoreWindow {
 };
 std::optional<RestoreWindow> restore_window(SysTime full_created_at, const std::vector<SegmentInfo>& segments);
 
+// A SQLite WAL segment's catalog row, decoded from what the archiver keeps in its
+// source_position (number, base, frames, first commit): n, base, frames, time (the row's
+// created_at, the cut) and first_time. nullopt when the row is not a readable segment row.
+// The one decoder for the catalog listing and the point-in-time coverage.
+std::optional<SegmentInfo> segment_row(const Manifest& m);
+// The rows of one chain in order, cut at the first missing number (a replay stops there).
+std::vector<SegmentInfo> contiguous_segments(std::vector<SegmentInfo> rows);
+
 // The spool the archiver (wal_archive.hpp) writes while a segment is open: the segment's
 // frame records (kSegFrameHeader bytes from put_frame_header, then the page) without the
 // segment header. write_segment_from_spool streams it into segment `n` and removes it.

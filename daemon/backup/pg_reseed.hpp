@@ -5,7 +5,7 @@
 // finds in pg_wal/ first and only then streams from the primary, so the primary no longer needs
 // to hold the WAL written since the backup.
 //
-// Pure logic; the I/O is bkrt::prepare_standby_restore (daemon/backup_pg_standby.cpp).
+// Pure logic; the I/O is bkrt::prepare_standby_restore (daemon/backup/service/backup_pg_standby.cpp).
 #include <string>
 #include <vector>
 

@@ -6,7 +6,7 @@
 // cluster has ever used must have its history file staged, else the copy could reuse a timeline
 // ID the archive already holds WAL for (two different histories under one name).
 //
-// Pure logic; the I/O is bkrt::prepare_primary_restore (daemon/backup_pg_primary.cpp).
+// Pure logic; the I/O is bkrt::prepare_primary_restore (daemon/backup/service/backup_pg_primary.cpp).
 #include <cstdint>
 #include <optional>
 #include <string>

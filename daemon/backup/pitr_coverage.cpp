@@ -12,45 +12,18 @@ namespace drd::backup {
 
 namespace json = boost::json;
 
-namespace {
-
-// The segment facts kept in a segment row's source_position (daemon_archive.cpp writes them).
-std::optional<SegmentInfo> seg_info(const Manifest& m) {
-  boost::system::error_code ec;
-  auto v = json::parse(m.source_position, ec);
-  if (ec || !v.is_object()) return std::nullopt;
-  const auto& o = v.as_object();
-  SegmentInfo si;
-  si.time = m.created_at;
-  si.first_time = m.created_at;
-  if (auto* n = o.if_contains("segment"); n && n->is_int64() && n->as_int64() > 0)
-    si.n = static_cast<std::uint64_t>(n->as_int64());
-  if (auto* b = o.if_contains("base"); b && b->is_bool()) si.base = b->as_bool();
-  if (si.n == 0) return std::nullopt;
-  return si;
-}
-
-}  // namespace
-
 std::vector<ChainWindow> sqlite_chain_windows(const std::vector<CatalogEntry>& list, const std::set<std::string>& live) {
   std::map<std::string, std::vector<SegmentInfo>> segs;  // by parent
   for (auto& e : list)
     if (e.manifest.content == kWalSegmentContent)
-      if (auto si = seg_info(e.manifest)) segs[e.manifest.parent].push_back(*si);
+      if (auto si = segment_row(e.manifest)) segs[e.manifest.parent].push_back(*si);
   std::vector<ChainWindow> out;
   for (auto& e : list) {
     const Manifest& m = e.manifest;
     if (m.engine != "sqlite" || m.kind != "full" || is_wal_segment(m)) continue;
     auto it = segs.find(m.id);
     if (it == segs.end()) continue;
-    auto rows = it->second;
-    std::sort(rows.begin(), rows.end(), [](const SegmentInfo& a, const SegmentInfo& b) { return a.n < b.n; });
-    std::vector<SegmentInfo> contiguous;
-    for (auto& r : rows) {
-      if (r.n != contiguous.size() + 1) break;
-      contiguous.push_back(r);
-    }
-    if (auto w = restore_window(m.created_at, contiguous)) out.push_back({m.id, w->from, w->to, live.count(m.id) > 0});
+    if (auto w = restore_window(m.created_at, contiguous_segments(it->second))) out.push_back({m.id, w->from, w->to, live.count(m.id) > 0});
   }
   return out;
 }

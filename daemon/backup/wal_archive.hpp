@@ -26,7 +26,7 @@
 
 #include "common/clock.hpp"
 #include "daemon/backup/incremental.hpp"
-#include "daemon/replication/wal_tap.hpp"
+#include "daemon/engines/sqlite/replication/wal_tap.hpp"
 
 namespace drd::backup {
 

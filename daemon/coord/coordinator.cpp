@@ -8,7 +8,7 @@
 
 #include "common/clock.hpp"
 #include "common/log.hpp"
-#include "daemon/monitoring/http_client.hpp"
+#include "daemon/observability/http_client.hpp"
 
 namespace drd::coord {
 

@@ -1,5 +1,5 @@
 #pragma once
-// EtcdClusterStore: the ClusterStore (daemon/state_store.hpp) kept in etcd, shared by
+// EtcdClusterStore: the ClusterStore (daemon/store/state_store.hpp) kept in etcd, shared by
 // one drd per host (docs/multi-host.md). Keys under the configured prefix P:
 //   P/state/term            decimal term
 //   P/state/primary         node name
@@ -17,7 +17,7 @@
 #include <string>
 
 #include "daemon/coord/etcd_client.hpp"
-#include "daemon/state_store.hpp"
+#include "daemon/store/state_store.hpp"
 
 namespace drd::coord {
 

@@ -3,7 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "daemon/node_factory.hpp"
+#include "daemon/engines/node_factory.hpp"
 
 namespace drd::coord {
 

@@ -16,7 +16,7 @@
 
 #include "common/config.hpp"
 #include "common/process.hpp"
-#include "daemon/node.hpp"
+#include "daemon/engines/node.hpp"
 
 namespace drd::coord {
 

@@ -5,7 +5,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
-#include "daemon/monitoring/http_server.hpp"
+#include "daemon/observability/http_server.hpp"
 
 namespace drd::coord {
 

@@ -77,19 +77,6 @@ TEST_CASE("replies are one line of JSON-RPC 2.0 carrying the id", "[rpc]") {
   CHECK(rpc::code_for(Errc::permission_denied) == rpc::permission_denied);
 }
 
-TEST_CASE("method table: read-only methods and known methods", "[rpc]") {
-  for (auto m : {"status", "test", "primary", "history", "health", "alerts", "backup.list", "ping", "audit"}) {
-    CHECK(rpc::is_read_only(m));
-    CHECK(rpc::is_known_method(m));
-  }
-  for (auto m : {"failover", "switchover", "rejoin", "clone", "reload", "backup.create", "backup.verify", "restore",
-                 "monitoring.start", "monitoring.stop", "auto_failover.enable", "auto_failover.disable"}) {
-    CHECK_FALSE(rpc::is_read_only(m));
-    CHECK(rpc::is_known_method(m));
-  }
-  CHECK_FALSE(rpc::is_known_method("frobnicate"));
-}
-
 TEST_CASE("the client reports an unreachable socket as such", "[rpc]") {
   rpc::Client c("/nonexistent/drd.sock", std::chrono::milliseconds(200));
   auto r = c.call("status");

@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "daemon/health_report.hpp"
+#include "daemon/monitor/health_report.hpp"
 
 using namespace drd;
 

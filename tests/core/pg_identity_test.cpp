@@ -2,8 +2,8 @@
 // table-driven, no server.
 #include <catch2/catch.hpp>
 
-#include "daemon/engines/postgres_identity.hpp"
-#include "daemon/policy.hpp"
+#include "daemon/engines/postgres/postgres_identity.hpp"
+#include "daemon/failover/policy.hpp"
 
 using namespace drd;
 using namespace drd::pgid;

@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "daemon/policy.hpp"
+#include "daemon/failover/policy.hpp"
 
 using namespace drd;
 

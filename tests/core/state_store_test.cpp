@@ -3,7 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "daemon/state_store.hpp"
+#include "daemon/store/state_store.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace drd;

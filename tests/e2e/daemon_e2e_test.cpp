@@ -145,6 +145,14 @@ TEST_CASE("malformed requests get JSON-RPC errors and never hurt the daemon", "[
   CHECK_THAT(raw(R"({"jsonrpc":"2.0","id":1,"method":"history","params":{"limit":"x"}})").out, Catch::Contains("-32602"));
   CHECK_THAT(raw(R"({"jsonrpc":"2.0","id":1,"method":"failover","params":{"node":"nope"}})").out,
              Catch::Contains("no node named"));
+  // One rule for every parameter: a wrong type is an error naming it, never read as false.
+  auto wrong_force = raw(R"({"jsonrpc":"2.0","id":1,"method":"failover","params":{"node":"secondary1","force":"yes"}})").out;
+  CHECK_THAT(wrong_force, Catch::Contains("-32602"));
+  CHECK_THAT(wrong_force, Catch::Contains(R"(parameter \"force\" must be true or false)"));
+  auto wrong_progress = raw(R"({"jsonrpc":"2.0","id":1,"method":"status","params":{"progress":1}})").out;
+  CHECK_THAT(wrong_progress, Catch::Contains("-32602"));
+  CHECK_THAT(wrong_progress, Catch::Contains("progress"));
+  CHECK(f.call("status").at("primary").as_string() == "primary");  // nothing changed hands
   // Over 1 MiB without a newline: refused and disconnected.
   auto big = run({"python3", "-c",
                   "import socket,sys\n"

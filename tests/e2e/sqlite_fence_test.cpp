@@ -12,7 +12,7 @@
 #include <set>
 #include <thread>
 
-#include "daemon/engines/sqlite_fence.hpp"
+#include "daemon/engines/sqlite/sqlite_fence.hpp"
 #include "tests/e2e/drd_fixture.hpp"
 
 using namespace drd;

@@ -3,7 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "common/config.hpp"
-#include "daemon/engines/sqlite_cluster.hpp"
+#include "daemon/engines/sqlite/sqlite_cluster.hpp"
 #include "tests/e2e/drd_fixture.hpp"
 
 using namespace drd;

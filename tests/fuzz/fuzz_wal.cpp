@@ -1,4 +1,4 @@
-// libFuzzer target: the SQLite WAL reader (daemon/replication/wal_reader.hpp and the pure
+// libFuzzer target: the SQLite WAL reader (daemon/engines/sqlite/replication/wal_reader.hpp and the pure
 // parsers of wal_format.hpp) on arbitrary bytes presented as a `-wal` file.
 //
 // Input: byte 0 holds flags, the rest is the file. Random bytes almost never carry a valid
@@ -22,8 +22,8 @@
 #include <string>
 #include <vector>
 
-#include "daemon/replication/wal_format.hpp"
-#include "daemon/replication/wal_reader.hpp"
+#include "daemon/engines/sqlite/replication/wal_format.hpp"
+#include "daemon/engines/sqlite/replication/wal_reader.hpp"
 #include "tests/fuzz/fuzz_check.hpp"
 
 using namespace drd::replication;

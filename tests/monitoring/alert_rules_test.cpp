@@ -5,7 +5,7 @@
 
 #include <optional>
 
-#include "daemon/monitoring/alert_rules.hpp"
+#include "daemon/observability/alert_rules.hpp"
 
 using namespace drd;
 using namespace drd::monitoring;

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "common/process.hpp"
-#include "daemon/monitoring/http_server.hpp"
+#include "daemon/observability/http_server.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace drd;

@@ -6,8 +6,8 @@
 #include <sys/stat.h>
 
 #include "common/process.hpp"
-#include "daemon/monitoring/alert_manager.hpp"
-#include "daemon/monitoring/channels.hpp"
+#include "daemon/observability/alert_manager.hpp"
+#include "daemon/observability/channels.hpp"
 #include "tests/monitoring/receiver.hpp"
 #include "tests/support/temp_dir.hpp"
 

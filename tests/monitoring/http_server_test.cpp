@@ -11,9 +11,9 @@
 #include <thread>
 
 #include "common/process.hpp"
-#include "daemon/monitoring/http_client.hpp"
-#include "daemon/monitoring/http_server.hpp"
-#include "daemon/monitoring/monitoring.hpp"
+#include "daemon/observability/http_client.hpp"
+#include "daemon/observability/http_server.hpp"
+#include "daemon/observability/monitoring.hpp"
 #include "tests/monitoring/receiver.hpp"
 #include "tests/support/temp_dir.hpp"
 

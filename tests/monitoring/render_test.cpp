@@ -7,9 +7,9 @@
 #include <set>
 #include <sstream>
 
-#include "daemon/monitoring/prometheus.hpp"
-#include "daemon/monitoring/recorder.hpp"
-#include "daemon/monitoring/status_page.hpp"
+#include "daemon/observability/prometheus.hpp"
+#include "daemon/observability/recorder.hpp"
+#include "daemon/observability/status_page.hpp"
 
 using namespace drd;
 using namespace drd::monitoring;
@@ -100,6 +100,7 @@ PrometheusSnapshot sample_snapshot() {
   p.up = true;
   p.response_ms = 0.42;
   p.response = rec.histograms().at("primary");
+  p.server_state = "saturated";
   NodeMetrics q;
   q.name = "odd \"name\"\\x";
   q.role = "standby";
@@ -107,6 +108,8 @@ PrometheusSnapshot sample_snapshot() {
   q.up = false;
   q.lag_bytes = 4096;
   q.lag_ms = 1500;
+  q.replay_lag_bytes = 8192;
+  q.replay_paused = true;
   s.nodes = {p, q};
   s.last_backup = BackupRecord{1'700'000'000'000, false, 0};
   s.last_good_backup = BackupRecord{1'699'990'000'000, true, 123456};
@@ -136,6 +139,15 @@ TEST_CASE("/metrics text is valid exposition format with the expected series", "
   REQUIRE(find(v, "drd_node_replication_lag_bytes"));
   CHECK(find(v, "drd_node_replication_lag_bytes")->labels.at("node") == "odd \\\"name\\\"\\\\x");
   CHECK(find(v, "drd_node_replication_lag_seconds")->value == Approx(1.5));
+  // What the server answered: one series per state, 1 for the current one; none before a probe.
+  CHECK(find(v, "drd_node_server_state", {{"node", "primary"}, {"state", "saturated"}})->value == 1);
+  CHECK(find(v, "drd_node_server_state", {{"node", "primary"}, {"state", "answering"}})->value == 0);
+  std::size_t server_state_series = 0;
+  for (auto& sample : v) server_state_series += sample.name == "drd_node_server_state";
+  CHECK(server_state_series == 7);  // the standby was never probed: no series for it
+  CHECK(find(v, "drd_node_replay_lag_bytes")->value == 8192);
+  CHECK(find(v, "drd_node_replay_paused")->value == 1);
+  CHECK_FALSE(find(v, "drd_node_replay_paused", {{"node", "primary"}}));
 
   // Histogram: cumulative buckets, +Inf == count, failed probes not observed.
   CHECK(find(v, "drd_probe_duration_seconds_bucket", {{"node", "primary"}, {"le", "0.0005"}})->value == 1);

@@ -3,7 +3,7 @@
 // URL points at a closed loopback port, so every SQL step fails at once.
 #include <catch2/catch.hpp>
 
-#include "daemon/engines/postgres_node.hpp"
+#include "daemon/engines/postgres/postgres_node.hpp"
 #include "tests/support/pg_cluster.hpp"
 #include "tests/support/recording_runner.hpp"
 

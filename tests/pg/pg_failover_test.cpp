@@ -6,8 +6,8 @@
 #include <chrono>
 #include <thread>
 
-#include "daemon/engines/postgres_local_kill.hpp"
-#include "daemon/engines/postgres_node.hpp"
+#include "daemon/engines/postgres/postgres_local_kill.hpp"
+#include "daemon/engines/postgres/postgres_node.hpp"
 #include "tests/support/pg_cluster.hpp"
 #include "tests/support/process.hpp"
 

@@ -2,7 +2,7 @@
 // verdict on a postmaster, the process tree. Table-driven, no server.
 #include <catch2/catch.hpp>
 
-#include "daemon/engines/postgres_local.hpp"
+#include "daemon/engines/postgres/postgres_local.hpp"
 
 using namespace drd::pg;
 

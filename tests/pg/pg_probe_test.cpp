@@ -5,7 +5,7 @@
 #include <chrono>
 #include <thread>
 
-#include "daemon/engines/postgres_node.hpp"
+#include "daemon/engines/postgres/postgres_node.hpp"
 #include "tests/support/pg_cluster.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"

@@ -7,7 +7,7 @@
 // tests/pg_e2e/pg_standby_restore_e2e_test.cpp and pg_primary_restore_e2e_test.cpp.
 #include <catch2/catch.hpp>
 
-#include "daemon/engines/postgres_node.hpp"
+#include "daemon/engines/postgres/postgres_node.hpp"
 #include "tests/support/pg_cluster.hpp"
 #include "tests/support/recording_runner.hpp"
 

@@ -1,7 +1,7 @@
 // Pure helpers of the PostgreSQL engine, table-driven.
 #include <catch2/catch.hpp>
 
-#include "daemon/engines/postgres_util.hpp"
+#include "daemon/engines/postgres/postgres_util.hpp"
 
 using namespace drd;
 using namespace drd::pg;

@@ -1,7 +1,7 @@
 // The PostgreSQL cluster driver's pure decisions, table-driven.
 #include <catch2/catch.hpp>
 
-#include "daemon/engines/postgres_cluster_logic.hpp"
+#include "daemon/engines/postgres/postgres_cluster_logic.hpp"
 
 using namespace drd;
 using namespace drd::pgha;

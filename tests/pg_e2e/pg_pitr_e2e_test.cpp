@@ -149,6 +149,10 @@ static void failover_case(Case c) {
   o.extra_yaml = backup_yaml(tmp / "backups", std::nullopt, tmp / "spool", 1);
   // The lagging standby is ~40 MB behind when promoted: allowed here (the default is 16MB).
   if (c == Case::lagging_standby) o.extra_failover_yaml = "    max_lag: 1GB\n";
+  // no_receiver: the receiver must never reach the old primary, whatever the timing. A file
+  // where the spool folder goes keeps pg_receivewal from starting (drd says why and tries again
+  // on every tick) until the test removes it after the crash.
+  if (c == Case::no_receiver) std::ofstream(tmp / "spool") << "in the way of the spool folder\n";
   PgDrdFixture f(o);
   f.start();
   f.pg().exec(0, "CREATE TABLE items(id int PRIMARY KEY, v text)");
@@ -194,9 +198,17 @@ static void failover_case(Case c) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     REQUIRE(fs::exists(archived));
   }
+  if (c == Case::no_receiver) {  // drd tried to start the receiver and could not
+    const std::string tried = "cannot create " + (tmp / "spool").string();
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < until && f.log().find(tried) == std::string::npos)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    CHECK(f.log().find(tried) != std::string::npos);
+  }
   f.pg().kill9(0);
   if (!walreceiver.empty()) ::kill(std::stoi(walreceiver), SIGCONT);  // it finds its primary gone
   REQUIRE(f.wait_primary("node1", std::chrono::seconds(20)));
+  if (c == Case::no_receiver) fs::remove(tmp / "spool");  // now the receiver may start, on node1
   // The store names the new primary before the promotion runs: wait until it takes writes.
   REQUIRE(f.pg().wait_for(1, "SHOW transaction_read_only", "off"));
   const std::string t = time_between(f.pg(), 1, "INSERT INTO items VALUES (2, 'B')", "INSERT INTO items VALUES (3, 'C')");

@@ -9,11 +9,11 @@
 #include <set>
 #include <vector>
 
-#include "daemon/replication/position_file.hpp"
-#include "daemon/replication/sqlite_replicator.hpp"
-#include "daemon/replication/standby_ops.hpp"
-#include "daemon/replication/wal_reader.hpp"
-#include "daemon/replication/wal_writer.hpp"
+#include "daemon/engines/sqlite/replication/position_file.hpp"
+#include "daemon/engines/sqlite/replication/sqlite_replicator.hpp"
+#include "daemon/engines/sqlite/replication/standby_ops.hpp"
+#include "daemon/engines/sqlite/replication/wal_reader.hpp"
+#include "daemon/engines/sqlite/replication/wal_writer.hpp"
 #include "tests/replication/db_helpers.hpp"
 #include "tests/support/temp_dir.hpp"
 

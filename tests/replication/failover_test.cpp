@@ -2,8 +2,8 @@
 // promotion clean-up and snapshot copies.
 #include <catch2/catch.hpp>
 
-#include "daemon/replication/position_file.hpp"
-#include "daemon/replication/sqlite_replicator.hpp"
+#include "daemon/engines/sqlite/replication/position_file.hpp"
+#include "daemon/engines/sqlite/replication/sqlite_replicator.hpp"
 #include "tests/replication/db_helpers.hpp"
 #include "tests/support/temp_dir.hpp"
 

@@ -3,8 +3,8 @@
 // source does not continue, whatever the side files say.
 #include <catch2/catch.hpp>
 
-#include "daemon/replication/history_table.hpp"
-#include "daemon/replication/sqlite_replicator.hpp"
+#include "daemon/engines/sqlite/replication/history_table.hpp"
+#include "daemon/engines/sqlite/replication/sqlite_replicator.hpp"
 #include "tests/replication/db_helpers.hpp"
 #include "tests/support/temp_dir.hpp"
 

@@ -1,8 +1,8 @@
-// The rule every path that overwrites a SQLite copy obeys (daemon/replication/history.hpp):
+// The rule every path that overwrites a SQLite copy obeys (daemon/engines/sqlite/replication/history.hpp):
 // two histories in, a relation and a verdict out.
 #include <catch2/catch.hpp>
 
-#include "daemon/replication/history.hpp"
+#include "daemon/engines/sqlite/replication/history.hpp"
 
 using namespace drd::replication;
 

@@ -5,9 +5,9 @@
 #include <catch2/catch.hpp>
 #include <sys/stat.h>
 
-#include "daemon/replication/history_table.hpp"
-#include "daemon/replication/position_file.hpp"
-#include "daemon/replication/sqlite_replicator.hpp"
+#include "daemon/engines/sqlite/replication/history_table.hpp"
+#include "daemon/engines/sqlite/replication/position_file.hpp"
+#include "daemon/engines/sqlite/replication/sqlite_replicator.hpp"
 #include "tests/replication/db_helpers.hpp"
 #include "tests/support/temp_dir.hpp"
 

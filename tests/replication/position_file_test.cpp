@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "daemon/replication/position_file.hpp"
+#include "daemon/engines/sqlite/replication/position_file.hpp"
 
 using namespace drd::replication;
 

@@ -5,8 +5,8 @@
 #include <atomic>
 #include <thread>
 
-#include "daemon/replication/position_file.hpp"
-#include "daemon/replication/sqlite_replicator.hpp"
+#include "daemon/engines/sqlite/replication/position_file.hpp"
+#include "daemon/engines/sqlite/replication/sqlite_replicator.hpp"
 #include "tests/replication/db_helpers.hpp"
 #include "tests/support/temp_dir.hpp"
 

@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "daemon/replication/wal_format.hpp"
+#include "daemon/engines/sqlite/replication/wal_format.hpp"
 
 using namespace drd::replication;
 
