@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "daemon/daemon.hpp"
+#include "tests/support/stub_node.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace drd;
@@ -20,10 +21,9 @@ using namespace drd;
 namespace {
 
 // Answers every probe at once: ok while the node's flag in `up` says so.
-class ScriptedNode : public Node {
+class ScriptedNode : public test::StubNode {
  public:
-  ScriptedNode(NodeConfig c, std::atomic<bool>& up) : cfg_(std::move(c)), up_(up) {}
-  const NodeConfig& config() const override { return cfg_; }
+  ScriptedNode(NodeConfig c, std::atomic<bool>& up) : StubNode(std::move(c)), up_(up) {}
   ProbeResult probe(Millis, bool) override {
     ProbeResult r;
     r.ok = up_.load();
@@ -32,13 +32,8 @@ class ScriptedNode : public Node {
     if (!r.ok) r.error = "connection refused (scripted)";
     return r;
   }
-  Status promote(Millis) override { return ok_status(); }
-  Status fence(Millis) override { return ok_status(); }
-  Status unfence(Millis) override { return ok_status(); }
-  Status follow(const NodeConfig&, Millis) override { return ok_status(); }
 
  private:
-  NodeConfig cfg_;
   std::atomic<bool>& up_;
 };
 
@@ -88,19 +83,13 @@ class FakeDriver : public ClusterDriver {
   DriverScript& s_;
 };
 
-class SilentNotifier : public Notifier {
- public:
-  void notify(const std::string&) override {}
-  long long watchdog_usec() const override { return 0; }
-};
-
 // One drd in this process: three SQLite nodes a (type primary, priority 0), b (1), c (2).
 struct Harness {
   test::TempDir dir;
   std::optional<Config> config;
   asio::io_context io{1};
   ManualClock clock;
-  SilentNotifier notifier;
+  test::SilentNotifier notifier;
   RealProcessRunner runner;
   std::map<std::string, std::atomic<bool>> up;
   DriverScript script;

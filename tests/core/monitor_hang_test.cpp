@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "daemon/daemon.hpp"
+#include "tests/support/stub_node.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace drd;
@@ -27,10 +28,9 @@ struct Gate {
 };
 
 // Answers instantly while `hang` is false; otherwise blocks until the gate opens.
-class ScriptedNode : public Node {
+class ScriptedNode : public test::StubNode {
  public:
-  ScriptedNode(NodeConfig c, std::atomic<bool>& hang, Gate& gate) : cfg_(std::move(c)), hang_(hang), gate_(gate) {}
-  const NodeConfig& config() const override { return cfg_; }
+  ScriptedNode(NodeConfig c, std::atomic<bool>& hang, Gate& gate) : StubNode(std::move(c)), hang_(hang), gate_(gate) {}
   ProbeResult probe(Millis, bool) override {
     if (hang_) {
       std::unique_lock lk(gate_.mu);
@@ -41,21 +41,10 @@ class ScriptedNode : public Node {
     r.response_ms = 0.1;
     return r;
   }
-  Status promote(Millis) override { return ok_status(); }
-  Status fence(Millis) override { return ok_status(); }
-  Status unfence(Millis) override { return ok_status(); }
-  Status follow(const NodeConfig&, Millis) override { return ok_status(); }
 
  private:
-  NodeConfig cfg_;
   std::atomic<bool>& hang_;
   Gate& gate_;
-};
-
-class SilentNotifier : public Notifier {
- public:
-  void notify(const std::string&) override {}
-  long long watchdog_usec() const override { return 0; }
 };
 
 json::value call(asio::io_context& io, Daemon& d, const std::string& method) {
@@ -87,7 +76,7 @@ TEST_CASE("a probe that never returns is cut off by the timeout and the node goe
   REQUIRE(store.ok());
   asio::io_context io(1);
   SystemClock clock;
-  SilentNotifier notifier;
+  test::SilentNotifier notifier;
   RealProcessRunner runner;
   std::atomic<bool> hang_b{false};
   Gate gate;
