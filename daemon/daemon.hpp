@@ -155,9 +155,6 @@ class Daemon {
   json::value status_json() const;
   json::value backups_summary_json() const;  // last good and next scheduled backup
   json::value node_json(const NodeRuntime& n) const;
-  Result<json::value> history_json(const json::object& params);
-  Result<json::value> health_json(const json::object& params);
-  Result<json::value> audit_json(const json::object& params);
   Result<json::value> set_flag(const std::string& flag, bool value);
   void manual_failover(const json::object& params, const std::string& mode, Reply reply);
   void rejoin(const json::object& params, Reply reply, bool clone = false);

@@ -14,12 +14,12 @@
 #include "daemon/engines/postgres/postgres_identity.hpp"
 #include "daemon/monitor/health_report.hpp"
 #include "daemon/rpc/params.hpp"
+#include "daemon/rpc/records.hpp"
 
 namespace drd {
 
 namespace {
 
-double round2(double v) { return std::round(v * 100.0) / 100.0; }
 
 }  // namespace
 
@@ -41,7 +41,7 @@ json::value Daemon::node_json(const NodeRuntime& n) const {
                  {"healthy", n.health.health == Health::up},
                  {"health", health_name(n.health.health)},
                  {"connection", connection},
-                 {"response_time_ms", round2(n.last.response_ms)},
+                 {"response_time_ms", rpc::round2(n.last.response_ms)},
                  {"lag_bytes", 0},
                  {"lag_ms", 0},
                  {"url", display_url(c)},
@@ -74,7 +74,7 @@ json::value Daemon::node_json(const NodeRuntime& n) const {
     auto reps = driver_->replicas();
     if (auto r = reps.find(name); r != reps.end()) {
       o["lag_bytes"] = r->second.lag_bytes;
-      o["lag_ms"] = round2(r->second.lag_ms);
+      o["lag_ms"] = rpc::round2(r->second.lag_ms);
       if (r->second.replay_lag_bytes) o["replay_lag_bytes"] = *r->second.replay_lag_bytes;
       if (c.engine == Engine::postgresql) o["replay_paused"] = r->second.replay_paused;
       if (r->second.position) o["position"] = *r->second.position;
@@ -166,89 +166,6 @@ json::value Daemon::backups_summary_json() const {
         b["next_in_s"] = std::max<std::int64_t>(0, (to_unix_ms(*next) - now_ms) / 1000);
       }
   return b;
-}
-
-Result<json::value> Daemon::history_json(const json::object& params) {
-  auto limit = rpc::int_param(params, "limit", 50, 1, 100000);
-  if (!limit) return limit.error();
-  auto h = cluster_store().history(static_cast<int>(*limit));
-  if (!h) return h.error();
-  json::array out;
-  for (auto& r : *h) {
-    json::object o{{"time", iso8601_ms(r.time_ms)}, {"from", r.from}, {"to", r.to}, {"mode", r.mode},
-                   {"reason", r.reason}, {"duration_ms", r.duration_ms}, {"lag_bytes", r.lag_bytes},
-                   {"term", r.term}};
-    if (r.position) o["position"] = *r.position;
-    out.push_back(std::move(o));
-  }
-  return json::value(std::move(out));
-}
-
-Result<json::value> Daemon::health_json(const json::object& params) {
-  auto since_s = rpc::text_param(params, "since", false);
-  if (!since_s) return since_s.error();
-  std::string since_text = since_s->empty() ? "1h" : *since_s;
-  auto since = parse_duration(since_text);
-  if (!since) return make_error(Errc::invalid_argument, "\"since\" must be a duration like 1h, 24h or 7d, got '" + since_text + "'");
-  auto node = rpc::text_param(params, "node", false);
-  if (!node) return node.error();
-  if (!node->empty() && !nodes_.count(*node)) return make_error(Errc::not_found, "no node named '" + *node + "'");
-  flush_samples();
-  const std::int64_t now_ms = to_unix_ms(clock_.now());
-  const std::int64_t from_ms = now_ms - since->count();
-  json::array rows;
-  for (auto& name : order_) {
-    if (!node->empty() && name != *node) continue;
-    // Up to 6 hours: every raw sample (exact percentiles and outage times); beyond,
-    // the per-minute rows, so a 7-day question stays cheap.
-    HealthReport rep;
-    if (since->count() <= 6 * 3'600'000LL) {
-      auto samples = store_->health_samples(name, from_ms);
-      if (!samples) return samples.error();
-      rep = analyse_health({}, *samples);
-    } else {
-      auto minutes = store_->health_minutes(name, from_ms - from_ms % 60000);
-      if (!minutes) return minutes.error();
-      rep = analyse_health(*minutes, {});
-    }
-    json::array outages;
-    for (auto& o : rep.outages) {
-      auto end = o.end_ms.value_or(now_ms);
-      outages.push_back(json::object{{"start", iso8601_ms(o.start_ms)},
-                                     {"end", o.end_ms ? json::value(iso8601_ms(*o.end_ms)) : json::value(nullptr)},
-                                     {"duration_ms", end - o.start_ms}});
-    }
-    rows.push_back(json::object{
-        {"name", name},
-        {"samples", rep.samples},
-        {"availability_pct", round2(rep.availability_pct)},
-        {"p50_ms", round2(rep.p50_ms)},
-        {"p95_ms", round2(rep.p95_ms)},
-        {"p99_ms", round2(rep.p99_ms)},
-        {"failures", rep.failures},
-        {"outages", std::move(outages)},
-    });
-  }
-  json::array failovers;
-  if (auto h = cluster_store().history(1000, from_ms); h)
-    for (auto& r : *h)
-      failovers.push_back(json::object{{"time", iso8601_ms(r.time_ms)}, {"from", r.from}, {"to", r.to}, {"mode", r.mode}});
-  return json::value(json::object{{"since", since_text}, {"nodes", std::move(rows)}, {"failovers", std::move(failovers)}});
-}
-
-Result<json::value> Daemon::audit_json(const json::object& params) {
-  auto limit = rpc::int_param(params, "limit", 50, 1, 100000);
-  if (!limit) return limit.error();
-  auto a = store_->audit(static_cast<int>(*limit));
-  if (!a) return a.error();
-  json::array out;
-  for (auto& r : *a) {
-    json::error_code ec;
-    json::value params_v = json::parse(r.params, ec);
-    out.push_back(json::object{{"time", iso8601_ms(r.time_ms)}, {"uid", r.uid}, {"pid", r.pid}, {"method", r.method},
-                               {"params", ec ? json::value(r.params) : params_v}, {"ok", r.ok}, {"result", r.result}});
-  }
-  return json::value(std::move(out));
 }
 
 Result<json::value> Daemon::set_flag(const std::string& flag, bool value) {
@@ -405,10 +322,13 @@ std::span<const Method> methods() {
          const NodeConfig* n = d.config_.find_node(d.state_.primary());
          c.reply(json::value(json::object{{"name", d.state_.primary()}, {"url", n ? display_url(*n) : ""}, {"term", d.state_.term()}}));
        }},
-      {"history", true, false, [](Daemon& d, Call& c) { c.reply(d.history_json(c.params)); }},
-      {"health", true, false, [](Daemon& d, Call& c) { c.reply(d.health_json(c.params)); }},
+      {"history", true, false, [](Daemon& d, Call& c) { c.reply(history_answer(d.cluster_store(), c.params)); }},
+      {"health", true, false, [](Daemon& d, Call& c) {
+         d.flush_samples();  // the answer includes the probes of the last moments
+         c.reply(health_answer(*d.store_, d.cluster_store(), d.order_, to_unix_ms(d.clock_.now()), c.params));
+       }},
       {"alerts", true, false, [](Daemon& d, Call& c) { c.reply(d.mon_->alerts_json()); }},
-      {"audit", true, false, [](Daemon& d, Call& c) { c.reply(d.audit_json(c.params)); }},
+      {"audit", true, false, [](Daemon& d, Call& c) { c.reply(audit_answer(*d.store_, c.params)); }},
       // The backup catalog of record is the leader's.
       {"backup.list", true, true, [](Daemon& d, Call& c) { c.reply(d.backup_list(c.params)); }},
       {"monitoring.start", false, true, [](Daemon& d, Call& c) { c.reply(d.set_flag("monitoring", true)); }},
