@@ -428,9 +428,18 @@ class SqliteTrial:
             for o in orphan_backups(self.backups, listed):
                 if os.path.exists(o[:-len(".drdbk")] + ".manifest.json"):
                     self.v.add("catalog", f"finished backup {os.path.basename(o)} (data + manifest) is not in the catalog")
+            # A .partial the running drd is writing right now (a segment being cut as the trial
+            # ends) is no leftover; one last written before drd was killed, or idle for 10 s, is.
+            killed_at = self.drd.down[-1][0] if self.drd.down else None
             for rootd, _, files in os.walk(self.backups):
                 for f in files:
-                    if f.endswith(".partial"):
+                    if not f.endswith(".partial"):
+                        continue
+                    try:
+                        written = os.stat(os.path.join(rootd, f)).st_mtime * 1000
+                    except FileNotFoundError:
+                        continue  # renamed into place meanwhile: it was a write in progress
+                    if (killed_at is not None and written <= killed_at) or now_ms() - written > 10_000:
                         self.v.add("catalog", f"partial file {f} left after drd restarted")
         # Standbys that drd still replicates to converge on the primary's rows.
         self.check_standbys_converge(primary, present)
@@ -438,14 +447,19 @@ class SqliteTrial:
     def check_standbys_converge(self, primary, present):
         st = self.drd.call("status").get("result", {})
         live = [n["name"] for n in st.get("nodes", []) if n.get("role") == "standby"]
-        deadline = time.time() + 5
+        # Convergence is the invariant; how fast it comes is a performance figure, and on a loaded
+        # machine (the suite runs beside builds) a re-seed can take longer than the 5 s it takes
+        # when idle. So 30 s, and a standby that never gets there is reported with what drd says.
+        deadline = time.time() + 30
         pending = list(live)
         while pending and time.time() < deadline:
             pending = [n for n in pending if self.ids_safe(n) != present]
             if pending:
                 time.sleep(0.1)
         for n in pending:
-            self.v.add("standby", f"standby {n} does not converge on {primary}'s rows within 5 s")
+            row = next((x for x in self.drd.call("status").get("result", {}).get("nodes", []) if x.get("name") == n), {})
+            said = {k: row.get(k) for k in ("role", "replication", "copy_problem", "lag_bytes") if k in row}
+            self.v.add("standby", f"standby {n} does not converge on {primary}'s rows within 30 s (drd: {said})")
 
     def ids_safe(self, node):
         try:
