@@ -26,9 +26,11 @@ for t in "${targets[@]}"; do
   mkdir -p "$work" "$art"
   dict=()
   [ -f "$here/dict/$t.dict" ] && dict=(-dict="$here/dict/$t.dict")
-  # -timeout: one input may take at most 5 s (a hang is a finding); -rss_limit_mb: so is
-  # runaway memory. Leaks are reported by LeakSanitizer (on by default under libFuzzer).
-  "$bin" "$work" "$here/corpus/$t" "${dict[@]}" -max_total_time="$seconds" -timeout=5 \
+  # -timeout: one input may take at most DRD_FUZZ_TIMEOUT s (default 25; a hang is a finding;
+  # every input of the corpora runs in well under a second, but a fuzzer starved by other
+  # work on the machine once stalled 6 s in ASan's allocator on an input that runs in 0.3 s,
+  # so the bound leaves room for that); -rss_limit_mb: so is runaway memory. Leaks are reported by LeakSanitizer (on by default under libFuzzer).
+  "$bin" "$work" "$here/corpus/$t" "${dict[@]}" -max_total_time="$seconds" -timeout="${DRD_FUZZ_TIMEOUT:-25}" \
     -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$art" >"$log" 2>&1
   rc=$?
   execs=$(grep -oP 'stat::number_of_executed_units:\s*\K[0-9]+' "$log" | tail -1)
