@@ -165,7 +165,9 @@ def check_etcd_store(kv, prefix, violations, prev=None):
 
 def last_ok_probe_ms(state_dbs, node, before_ms):
     """The last successful probe of `node` at or before `before_ms` by any of these drd
-    (their local health samples). Called once every drd stopped: a plain connection, since a
+    (their local health samples), as the time the probe was sent: a sample is stamped when its
+    answer is recorded, and commits acknowledged while the probe was under way are not ones
+    the probe saw (reading the stamp instead let ~3 such commits count against the bound). Called once every drd stopped: a plain connection, since a
     read-only one cannot open a WAL database whose -shm its last user removed."""
     import sqlite3
     best = None
@@ -175,7 +177,7 @@ def last_ok_probe_ms(state_dbs, node, before_ms):
         try:
             con = sqlite3.connect(db, timeout=2)
             try:
-                t = con.execute("SELECT max(time_ms) FROM health_samples WHERE node = ? AND ok = 1 AND time_ms <= ?",
+                t = con.execute("SELECT max(time_ms - response_ms) FROM health_samples WHERE node = ? AND ok = 1 AND time_ms <= ?",
                                 (node, before_ms)).fetchone()[0]
             finally:
                 con.close()

@@ -32,7 +32,8 @@ NODES = ["node0", "node1", "node2"]
 
 
 def last_ok_probe_ms(state_db, node):
-    """drd's last successful probe of `node` before the first failover, from its health samples."""
+    """drd's last successful probe of `node` before the first failover, from its health samples,
+    as the time the probe was sent (stamp minus response time; see mh_chaos.last_ok_probe_ms)."""
     import sqlite3
     try:
         con = sqlite3.connect(f"file:{state_db}?mode=ro", uri=True, timeout=2)
@@ -40,7 +41,7 @@ def last_ok_probe_ms(state_db, node):
             first = con.execute("SELECT time_ms FROM history ORDER BY id LIMIT 1").fetchone()
             if not first:
                 return None
-            return con.execute("SELECT max(time_ms) FROM health_samples WHERE node = ? AND ok = 1 AND time_ms <= ?",
+            return con.execute("SELECT max(time_ms - response_ms) FROM health_samples WHERE node = ? AND ok = 1 AND time_ms <= ?",
                                (node, first[0])).fetchone()[0]
         finally:
             con.close()
