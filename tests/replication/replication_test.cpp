@@ -3,10 +3,13 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "daemon/engines/sqlite/replication/position_file.hpp"
 #include "daemon/engines/sqlite/replication/sqlite_replicator.hpp"
+#include "daemon/engines/sqlite/replication/wal_reader.hpp"
 #include "tests/replication/db_helpers.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -325,5 +328,65 @@ TEST_CASE("a damaged position file or an empty standby leads to a seed", "[repli
   StepReport rep;
   REQUIRE(r.start(&rep).ok());
   CHECK(rep.reseeded);
+  f.step_and_check(r);
+}
+
+TEST_CASE("a commit a dying writer wrote but SQLite never published is taken back from the standbys",
+          "[replication][crash]") {
+  // A writer killed after writing its transaction's commit frame, before publishing it in the
+  // WAL index: the frames verify, drd reads and ships them, but to SQLite they are no commit
+  // and the next writer writes over them (found by the chaos suite, writer-kill9).
+  Fixture f;
+  SqliteReplicator r(f.primary, {f.s1, f.s2});
+  REQUIRE(r.start().ok());
+  Conn app(f.primary);
+  app.exec("INSERT INTO items(name, n) VALUES ('before', 1)");
+  f.step_and_check(r);
+  app.exec("INSERT INTO items(name, n) VALUES ('before 2', 2)");  // the WAL has a header and frames
+
+  // The dying writer's frames: made on a copy of the two files (the same WAL, so they chain
+  // on where the primary's published frames end) and written into the primary's WAL at that
+  // place, without touching its -shm, as the killed writer left them.
+  const fs::path wal = f.primary.string() + "-wal";
+  auto wf = WalFile::open(wal);
+  REQUIRE(wf.ok());
+  auto hdr = wf->read_header();
+  REQUIRE(hdr.ok());
+  REQUIRE(hdr->has_value());
+  auto published = wf->scan(chain_start(**hdr));
+  REQUIRE(published.ok());
+  const std::uint64_t frame_bytes = 24 + (*hdr)->page_size;
+  const std::uint64_t end = 32 + std::uint64_t(published->committed.frames) * frame_bytes;
+  const fs::path scratch = f.dir / "scratch";
+  fs::create_directories(scratch);
+  fs::copy_file(f.primary, scratch / "primary.db");
+  fs::copy_file(wal, scratch / "primary.db-wal");
+  std::string ghost_frames;
+  {
+    Conn ghost(scratch / "primary.db");
+    ghost.exec("INSERT INTO items(name, n) VALUES ('never committed', 99)");
+    std::ifstream in(scratch / "primary.db-wal", std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    REQUIRE(all.size() > end);
+    ghost_frames = all.substr(end);
+  }
+  {
+    std::fstream out(wal, std::ios::binary | std::ios::in | std::ios::out);
+    out.seekp(static_cast<std::streamoff>(end));
+    out.write(ghost_frames.data(), static_cast<std::streamsize>(ghost_frames.size()));
+  }
+  // drd reads and ships them: the standbys now hold a row the primary does not.
+  REQUIRE(r.step().ok());
+  CHECK(Conn(f.s1, 5000, true).integer("SELECT count(*) FROM items WHERE name = 'never committed'") == 1);
+  CHECK(Conn(f.primary).integer("SELECT count(*) FROM items WHERE name = 'never committed'") == 0);
+
+  // The next writer writes over them; drd notices under its write lock and takes them back.
+  app.exec("INSERT INTO items(name, n) VALUES ('after', 3)");
+  REQUIRE(r.checkpoint(false).ok());
+  f.step_and_check(r);
+  CHECK(Conn(f.s1, 5000, true).integer("SELECT count(*) FROM items WHERE name = 'never committed'") == 0);
+  CHECK(Conn(f.s2, 5000, true).integer("SELECT count(*) FROM items WHERE name = 'after'") == 1);
+  // And replication goes on.
+  app.exec("INSERT INTO items(name, n) VALUES ('later', 4)");
   f.step_and_check(r);
 }

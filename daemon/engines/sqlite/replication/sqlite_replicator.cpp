@@ -547,6 +547,22 @@ Status SqliteReplicator::reconcile_with_index(std::uint32_t mx, StepReport& rep)
     if (has_header_) adopt_generation(nullptr, rep);
     return ok_status();
   }
+  // A writer killed after writing its transaction's commit frame but before publishing it in
+  // the WAL index leaves frames that verify (drd may have read and shipped them) yet are no
+  // commit to SQLite: the next writer writes over them. Then the frame drd's verified chain
+  // ends on is no longer the one in the file, whatever the frame counts say (the same count:
+  // silent divergence; a larger one: a chain drd can no longer follow).
+  if (committed_.frames > 0 && committed_.frames <= mx) {
+    auto fh = wal_.frame_header(committed_.frames - 1, page_size_);
+    if (!fh || fh->salt1 != committed_.salt1 || fh->salt2 != committed_.salt2 || !(fh->checksum == committed_.checksum)) {
+      rep.notes.push_back("primary WAL frames drd had read up to frame " + std::to_string(committed_.frames) +
+                          " were written over (a writer died after writing a commit SQLite never published); "
+                          "re-reading the WAL and re-seeding the standbys that applied it");
+      if (auto st = rescan_from_header(mx, false, rep); !st) return st;
+      reseed_if_off_chain(rep);
+      if (committed_.frames == mx) return ok_status();
+    }
+  }
   if (mx == committed_.frames) return ok_status();
   if (mx < committed_.frames) {
     rep.notes.push_back("primary WAL holds committed-looking frames past SQLite's index (a writer died mid-commit?); "
@@ -556,6 +572,26 @@ Status SqliteReplicator::reconcile_with_index(std::uint32_t mx, StepReport& rep)
   }
   return make_error(Errc::corrupt, "primary WAL index says " + std::to_string(mx) + " frames but only " +
                                        std::to_string(committed_.frames) + " verify in " + wal_.path().string());
+}
+
+// Standbys whose last applied frame is not the frame now at that place in the primary's WAL
+// (same generation, different content) hold a transaction the primary does not have: they
+// are re-seeded (the seed rewrites only the pages that differ).
+void SqliteReplicator::reseed_if_off_chain(StepReport& rep) {
+  for (auto& s : standbys_) {
+    if (s.needs_seed || !same_gen(s.pos) || s.pos.chain.frames == 0) continue;
+    bool on_chain = false;
+    if (s.pos.chain.frames <= committed_.frames) {
+      auto fh = wal_.frame_header(s.pos.chain.frames - 1, page_size_);
+      on_chain = fh && fh->salt1 == s.pos.chain.salt1 && fh->salt2 == s.pos.chain.salt2 && fh->is_commit() &&
+                 fh->checksum == s.pos.chain.checksum;
+    }
+    if (on_chain) continue;
+    s.needs_seed = true;
+    s.seeded = false;
+    rep.notes.push_back("standby " + s.path.string() + " applied frames up to " + std::to_string(s.pos.chain.frames) +
+                        " that the primary's WAL no longer holds; re-seeding it");
+  }
 }
 
 Status SqliteReplicator::locked_sync(bool truncate, StepReport& rep) {

@@ -187,6 +187,7 @@ class SqliteReplicator {
   Status initial_scan_locked(StepReport& rep);
   Status rescan_from_header(std::uint32_t max_frames, bool reseed_all, StepReport& rep);
   Status reconcile_with_index(std::uint32_t mx, StepReport& rep);
+  void reseed_if_off_chain(StepReport& rep);
   void adopt_generation(const WalHeader* h, StepReport& rep);
   bool lossless_restart(const WalHeader* h) const;
   Status refresh(StepReport& rep);
