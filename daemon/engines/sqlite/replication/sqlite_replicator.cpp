@@ -576,7 +576,7 @@ Status SqliteReplicator::reconcile_with_index(std::uint32_t mx, StepReport& rep)
 
 // Standbys whose last applied frame is not the frame now at that place in the primary's WAL
 // (same generation, different content) hold a transaction the primary does not have: they
-// are re-seeded (the seed rewrites only the pages that differ).
+// are re-seeded from the primary.
 void SqliteReplicator::reseed_if_off_chain(StepReport& rep) {
   for (auto& s : standbys_) {
     if (s.needs_seed || !same_gen(s.pos) || s.pos.chain.frames == 0) continue;
