@@ -32,13 +32,15 @@ NODES = ["node0", "node1", "node2"]
 
 
 def last_ok_probe_ms(state_db, node):
-    """drd's last successful probe of `node` before the first failover, from its health samples,
-    as the time the probe was sent (stamp minus response time; see mh_chaos.last_ok_probe_ms)."""
+    """drd's last successful probe of `node` before the first failover began, from its health
+    samples, as the time the probe was sent (stamp minus response time; see
+    mh_chaos.last_ok_probe_ms)."""
     import sqlite3
     try:
         con = sqlite3.connect(f"file:{state_db}?mode=ro", uri=True, timeout=2)
         try:
-            first = con.execute("SELECT time_ms FROM history ORDER BY id LIMIT 1").fetchone()
+            # A history row is stamped when the failover ended; it began duration_ms earlier.
+            first = con.execute("SELECT time_ms - duration_ms FROM history ORDER BY id LIMIT 1").fetchone()
             if not first:
                 return None
             return con.execute("SELECT max(time_ms - response_ms) FROM health_samples WHERE node = ? AND ok = 1 AND time_ms <= ?",
