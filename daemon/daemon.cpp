@@ -6,14 +6,80 @@
 #include "common/log.hpp"
 #include "daemon/engines/cluster_factory.hpp"
 #include "daemon/engines/postgres/postgres_identity.hpp"
+#include "daemon/coord/cluster_link.hpp"
 #include "daemon/coord/coordinator.hpp"
-#include "daemon/coord/peer_server.hpp"
 #include "daemon/engines/node_factory.hpp"
 
 namespace drd {
 
-namespace {
-}
+// What the failover executor may call of the daemon (FailoverExecutor::Host); all on the
+// control strand.
+struct Daemon::ExecutorHost final : FailoverExecutor::Host {
+  explicit ExecutorHost(Daemon& daemon) : d(daemon) {}
+  Daemon& d;
+
+  ClusterStore& cluster_store() override { return d.cluster_store(); }
+  ClusterDriver* driver() override { return d.driver_.get(); }
+  BlockingWorker* cluster_worker() override { return d.cluster_worker_.get(); }
+  std::vector<std::string> node_names() const override { return d.order_; }
+  const ProbeResult* last_probe(const std::string& node) const override {
+    auto it = d.nodes_.find(node);
+    return it == d.nodes_.end() ? nullptr : &it->second.last;
+  }
+  std::vector<NodeView> node_views() const override { return d.node_views(); }
+  ClusterView cluster_view() const override { return d.cluster_view(); }
+  void refresh_standbys(std::function<void()> done) override { d.refresh_standbys(std::move(done)); }
+  void after_round() override { d.after_round(); }
+  void schedule_tick() override { d.schedule_tick(); }
+  bool ready() const override { return d.ready_; }
+  void failover_recorded(const FailoverRecord& r, bool promoted_now) override {
+    d.mon_->on_failover(d.clock_.now(), r.from, r.to, r.mode, r.term);
+    if (promoted_now) d.archive_promoted(r.from, r.to, r.mode);  // SQLite point-in-time coverage continues on `to`
+  }
+  void status_changed() override { d.notifier_.notify("STATUS=" + d.status_line()); }
+  bool acts() const override { return d.acts(); }
+  bool coord_allows_failover(std::string& why) const override { return !d.link_ || d.link_->allows_failover(why); }
+  std::optional<std::string> coord_name() const override {
+    return d.link_ ? std::optional<std::string>(d.link_->name()) : std::nullopt;
+  }
+  bool primary_host_fenced() const override { return d.link_ && d.link_->primary_host_fenced(); }
+};
+
+// What the multi-host link may call of the daemon (coord::ClusterLink::Host); all on the
+// control strand.
+struct Daemon::LinkHost final : coord::ClusterLink::Host {
+  explicit LinkHost(Daemon& daemon) : d(daemon) {}
+  Daemon& d;
+
+  void dispatch(const std::string& method, const json::object& params, const Caller& caller, Reply reply) override {
+    d.dispatch(method, params, caller, std::move(reply));
+  }
+  const ProbeResult* last_probe(const std::string& node) const override {
+    auto it = d.nodes_.find(node);
+    return it == d.nodes_.end() ? nullptr : &it->second.last;
+  }
+  bool local_up() const override {
+    auto it = d.nodes_.find(d.config_.local);
+    return it != d.nodes_.end() && it->second.health.health != Health::down;
+  }
+  bool ready() const override { return d.ready_; }
+  bool stopped() const override { return d.stopped_; }
+  void took_lead() override {
+    // The previous leader may have changed things since the last snapshot: read again.
+    d.load_cluster_state();
+    if (auto a = d.cluster_store().flag("auto_failover"); a.ok() && a->has_value() && d.config_.enabled)
+      d.state_.set_auto_failover(**a);
+    // Records the first primary, or attaches the engine (or fails over from a dead one).
+    d.failover_->settle_startup([] {});
+  }
+  void lost_lead() override {
+    if (d.driver_ && d.cluster_worker_) {
+      auto* driver = d.driver_.get();
+      d.cluster_worker_->post([driver] { driver->detach(); });
+    }
+  }
+  void after_round() override { d.after_round(); }
+};
 
 Daemon::Daemon(asio::io_context& io, Config config, std::unique_ptr<SqliteStateStore> store, Clock& clock,
                Notifier& notifier, ProcessRunner& runner)
@@ -26,9 +92,19 @@ Daemon::Daemon(asio::io_context& io, Config config, std::unique_ptr<SqliteStateS
                2 * (config_.monitoring.interval + config_.monitoring.timeout) + std::chrono::seconds(5);
       }};
   mon_ = std::make_unique<monitoring::Monitoring>(io_, control_, config_, runner_, std::move(hooks), drd::kVersion);
+  executor_host_ = std::make_unique<ExecutorHost>(*this);
+  failover_ = std::make_unique<FailoverExecutor>(*executor_host_, control_, clock_, config_, state_, *store_);
 }
 
 Status Daemon::start_http() { return mon_->start(); }
+
+Status Daemon::set_coordinator(std::unique_ptr<coord::Coordinator> c) {
+  link_host_ = std::make_unique<LinkHost>(*this);
+  link_ = std::make_unique<coord::ClusterLink>(*link_host_, io_, control_, config_, clock_, state_, std::move(c));
+  return link_->start();
+}
+
+ClusterStore& Daemon::cluster_store() { return link_ ? link_->store() : *store_; }
 
 Daemon::~Daemon() { stop(); }
 
@@ -78,7 +154,7 @@ void Daemon::start(std::function<void()> ready) {
     probe_all_now([this, ready = std::move(ready)](json::value) mutable {
       // Requests are answered only once the primary is settled (ready_), so no
       // client ever sees a half-started daemon.
-      settle_startup_primary([this, ready = std::move(ready)]() mutable {
+      failover_->settle_startup([this, ready = std::move(ready)]() mutable {
         ready_ = true;
         ready_since_ = std::chrono::steady_clock::now();
         ready();
@@ -104,7 +180,7 @@ void Daemon::stop() {
     if (*t) (*t)->cancel();
   flush_samples();
   backup_stop();
-  coord_stop();
+  if (link_) link_->stop();
   if (mon_) mon_->stop();
   if (driver_ && cluster_worker_) {
     auto* d = driver_.get();
@@ -244,7 +320,7 @@ std::vector<NodeView> Daemon::node_views() const {
     v.type_primary = c.type == NodeType::primary;
     if (!v.healthy) v.config_problem = n.last.config_problem;
     if (c.engine == Engine::postgresql && n.last.ok)
-      v.not_member = pgid::not_member_reason(cluster_system_id_, n.last.system_identifier);
+      v.not_member = pgid::not_member_reason(failover_->system_id(), n.last.system_identifier);
     v.position = n.last.position;
     v.timeline = n.last.timeline;
     if (auto r = reps.find(name); r != reps.end()) {
@@ -275,17 +351,17 @@ ClusterView Daemon::cluster_view() const {
     v.primary_health = p->second.health.health;
     v.primary_failures = p->second.health.consecutive_failures;
   }
-  if (primary_host_fenced_) {  // its host drd is gone and fenced it before its lease ran out
+  if (link_ && link_->primary_host_fenced()) {  // its host drd is gone and fenced it before its lease ran out
     v.primary_health = Health::down;
     v.primary_failures = std::max(v.primary_failures, config_.monitoring.failure_threshold);
   }
   v.auto_failover = state_.auto_failover();
   v.monitoring = state_.monitoring();
-  v.failover_running = failover_running_;
+  v.failover_running = failover_->promoting();
   v.primary_paused = state_.primary_paused();
   if (driver_) v.primary_lost = driver_->primary_problem();
-  if (auto f = failed_promotions_.find(state_.primary()); v.primary_lost.empty() && f != failed_promotions_.end())
-    v.primary_lost = "its promotion failed (" + f->second + ")";
+  if (auto f = failover_->failed_promotion(state_.primary()); v.primary_lost.empty() && f)
+    v.primary_lost = "its promotion failed (" + *f + ")";
   v.nodes = node_views();
   v.policy.max_lag_bytes = config_.failover.max_lag_bytes;
   v.policy.synchronous = config_.failover.synchronous;
@@ -299,70 +375,9 @@ void Daemon::after_round() {
     last_evaluation_ = last_round_at_;
     mon_->evaluate(clock_.now());
   }
-  if (!start_hold_.empty()) {  // no primary elected at start: ask the servers again
-    recheck_start_hold();
-    return;
-  }
-  if (!started_ || state_.primary().empty() || refreshing_) return;
-  archive_round();  // a new base backup due for point-in-time coverage
-  learn_system_identifier();
-  Decision d = decide(cluster_view());
-  if (d.kind == Decision::Kind::failover && coord_) {
-    // Multi-host: followers only watch; the leader waits while the primary's host drd
-    // still vouches for its database (it has not fenced it).
-    std::string why;
-    if (!acts()) d = Decision{Decision::Kind::none, "", "primary " + state_.primary() + " is down; the leading drd acts", d.state};
-    else if (!coord_allows_failover(why)) d = Decision{Decision::Kind::none, "", why, d.state, /*blocked=*/true};
-    else if (primary_host_fenced_)
-      d.reason = "the drd beside " + state_.primary() + " left the cluster and fenced it (it refuses writes); promoting " + d.target;
-  }
-  if (d.kind == Decision::Kind::failover) {
-    // The standbys' positions are compared, so they must be the final ones:
-    // ask them again now that the primary is down, then decide for real.
-    refreshing_ = true;
-    refresh_standbys([this] {
-      refreshing_ = false;
-      Decision d2 = decide(cluster_view());
-      last_decision_ = d2;
-      if (d2.kind != Decision::Kind::failover) {
-        after_round();
-        return;
-      }
-      log::event(spdlog::level::warn, "failover_start", {{"NODE", state_.primary()}, {"TARGET", d2.target}},
-                 "automatic failover: " + d2.reason);
-      begin_failover(d2.target, "auto", d2.reason, false, [](Result<json::value>) {});
-    });
-    return;
-  }
-  // Logged once per new reason, and only when a failover is needed and cannot happen: a
-  // stopped monitor or a down standby is not a blocked failover (monitoring_stopped and
-  // node_down say those when they happen).
-  const bool log_it = d.kind == Decision::Kind::no_candidate || d.blocked;
-  if (log_it && d.reason != last_logged_reason_) {
-    log::event(d.kind == Decision::Kind::no_candidate ? spdlog::level::err : spdlog::level::warn,
-               d.kind == Decision::Kind::no_candidate ? "no_candidate" : "failover_blocked",
-               {{"NODE", state_.primary()}}, d.reason);
-  }
-  last_logged_reason_ = log_it ? d.reason : "";
-  last_decision_ = d;
-  notifier_.notify("STATUS=" + status_line());
-}
-
-// The cluster's system identifier comes from the first primary drd manages and is kept in
-// the state store, so a later start (or a server re-created with initdb) is compared with it.
-void Daemon::learn_system_identifier() {
-  if (cluster_system_id_stored_ || !pg_cluster() || !ready_) return;
-  auto p = nodes_.find(state_.primary());
-  if (p == nodes_.end() || !p->second.last.ok || !p->second.last.system_identifier) return;
-  const std::string id = *p->second.last.system_identifier;
-  if (cluster_system_id_ && *cluster_system_id_ != id) return;  // never taken from an outsider
-  if (auto st = store_->set_cluster_fact("pg_system_identifier", id); !st) {
-    spdlog::error("cannot record the cluster's system identifier: {}", st.error().message);
-    return;
-  }
-  cluster_system_id_ = id;
-  cluster_system_id_stored_ = true;
-  spdlog::info("cluster system identifier {} (from primary {}) recorded", id, state_.primary());
+  if (!started_) return;
+  if (failover_->deciding()) archive_round();  // a new base backup due for point-in-time coverage
+  failover_->round();
 }
 
 std::string Daemon::status_line() const {
@@ -371,7 +386,7 @@ std::string Daemon::status_line() const {
     if (n.health.health == Health::up) ++healthy;
   return "primary " + (state_.primary().empty() ? std::string("(none)") : state_.primary()) + ", " + std::to_string(healthy) + "/" +
          std::to_string(nodes_.size()) + " nodes healthy, term " + std::to_string(state_.term()) + ", " +
-         failover_state_name(last_decision_.state);
+         failover_state_name(failover_->last_decision().state);
 }
 
 void Daemon::probe_all_now(std::function<void(json::value)> done, const std::optional<std::string>& only) {
@@ -492,7 +507,7 @@ void Daemon::schedule_tick() {
   tick_timer_->expires_after(driver_->tick_interval());
   tick_timer_->async_wait([this](const boost::system::error_code& ec) {
     if (ec || stopped_) return;
-    if (!tick_running_ && !failover_running_ && !state_.primary().empty() && acts()) {
+    if (!tick_running_ && !failover_->promoting() && !state_.primary().empty() && acts()) {
       tick_running_ = true;
       auto* d = driver_.get();
       cluster_worker_->post([this, d] {

@@ -23,9 +23,11 @@
 #include "common/config.hpp"
 #include "common/process.hpp"
 #include "daemon/backup/pitr_coverage.hpp"
+#include "daemon/backup/service/pg_archive_service.hpp"
 #include "daemon/monitor/blocking_worker.hpp"
 #include "daemon/monitor/probe_once.hpp"
 #include "daemon/failover/cluster_driver.hpp"
+#include "daemon/failover/executor.hpp"
 #include "daemon/cluster_state.hpp"
 #include "daemon/observability/monitoring.hpp"
 #include "daemon/engines/node.hpp"
@@ -37,9 +39,8 @@
 namespace drd {
 
 namespace coord {
+class ClusterLink;
 class Coordinator;
-class PeerServer;
-struct Snapshot;
 }  // namespace coord
 
 namespace asio = boost::asio;
@@ -70,13 +71,13 @@ class Daemon {
 
   // Binds http.listen when configured (an error means drd must not start).
   Status start_http();
-  // Multi-host mode (store.type etcd, daemon_coord.cpp): call before start(). The
+  // Multi-host mode (store.type etcd, coord/cluster_link.hpp): call before start(). The
   // cluster's primary, term, history, flags and fenced nodes then live in etcd, only
   // the leading drd acts, and the peer endpoint (store.peer_listen) is bound here.
   Status set_coordinator(std::unique_ptr<coord::Coordinator> c);
   // True when this drd may act on the cluster: always with the local store, only
   // while it leads with etcd.
-  bool acts() const { return !coord_ || state_.leading(); }
+  bool acts() const { return !link_ || state_.leading(); }
   void start(std::function<void()> ready);
   // Stops timers and workers; flushes health samples. Idempotent.
   void stop();
@@ -128,23 +129,6 @@ class Daemon {
   void load_cluster_state();
   std::vector<NodeView> node_views() const;
   ClusterView cluster_view() const;
-  void settle_startup_primary(std::function<void()> ready);
-  // PostgreSQL identity at start (daemon_failover.cpp): which servers belong to the cluster
-  // and, when several are primaries, which one to keep (postgres_identity.hpp). Returns
-  // false when drd must wait for an operator (start_hold_ says why; nothing is elected).
-  bool settle_pg_identity();
-  // While held: the same question again after each round of probes; carries on once answered.
-  void recheck_start_hold();
-  bool pg_cluster() const;
-  void learn_system_identifier();
-  // A failover recorded as pending at start (drd was killed during it) gets its
-  // history row, with `outcome` in the reason; a stale pending record is dropped.
-  void record_interrupted_failover(const std::string& outcome);
-  void begin_failover(const std::string& target, const std::string& mode, const std::string& reason,
-                      bool force, Reply reply);
-  void finish_failover(const std::string& from, const std::string& to, const std::string& mode,
-                       const std::string& reason, SteadyTime started, Result<PromoteOutcome> outcome,
-                       std::int64_t term, Reply reply);
   void probe_all_now(std::function<void(json::value)> done, const std::optional<std::string>& only = std::nullopt);
   // Probes every healthy, non-fenced standby once more (bounded, ~ms) and
   // records the answers; runs `done` on the control strand.
@@ -159,17 +143,6 @@ class Daemon {
   void manual_failover(const json::object& params, const std::string& mode, Reply reply);
   void rejoin(const json::object& params, Reply reply, bool clone = false);
 
-  // Multi-host (daemon_coord.cpp).
-  void on_coord_snapshot(const coord::Snapshot& s);
-  void become_leader();
-  void lose_leader();
-  bool forward_if_follower(const std::string& method, const json::object& params, const Caller& caller, Reply& reply);
-  json::value coord_status_json() const;
-  // An automatic failover may go ahead (false + reason while the primary's host drd
-  // still vouches for its database).
-  bool coord_allows_failover(std::string& reason) const;
-  void check_primary_host();
-  void coord_stop();
 
   // Backups (daemon_backup.cpp). backup_start() runs from start() once the
   // primary is settled; backup_stop() from stop().
@@ -207,12 +180,8 @@ class Daemon {
   void restore_onto_primary(const json::object& params, Reply reply);
   std::shared_ptr<ArchiveRuntime> archive_;
 
-  // PostgreSQL continuous WAL archiving (daemon_pg_archive.cpp): pg_receivewal on the primary.
-  struct PgArchiveRuntime;
-  void pg_archive_start();
-  void pg_archive_stop();
-  bool pg_archive_live() const;
-  std::shared_ptr<PgArchiveRuntime> pg_archive_;
+  // PostgreSQL continuous WAL archiving: pg_receivewal on the primary (backup/service/).
+  std::unique_ptr<PgArchiveService> pg_archive_;
 
   asio::io_context& io_;
   asio::strand<asio::io_context::executor_type> control_;
@@ -230,38 +199,25 @@ class Daemon {
   std::unique_ptr<monitoring::Monitoring> mon_;  // alerts, /metrics, status page
   SteadyTime last_evaluation_{};
   std::unique_ptr<BlockingWorker> cluster_worker_;
-  std::unique_ptr<coord::Coordinator> coord_;
-  std::unique_ptr<coord::PeerServer> peer_server_;
-  std::unique_ptr<BlockingWorker> coord_worker_;  // forwarded calls, writability checks
-  std::shared_ptr<const coord::Snapshot> coord_snap_;
-  bool primary_host_fenced_ = false;  // the primary's host drd is gone and its database refuses writes
-  bool host_check_running_ = false;
-  std::vector<std::string> known_hosts_;  // drd names (= their local nodes) ever seen in the store
-  SteadyTime last_host_check_{};
   std::unique_ptr<asio::steady_timer> housekeeping_timer_, watchdog_timer_, tick_timer_, flush_timer_;
 
   // The cluster as this drd holds it (cluster_state.hpp): changed only by its named operations.
   ClusterState state_;
-  bool failover_running_ = false;
-  // PostgreSQL: the system identifier of the cluster's servers (stored, or learned at this
-  // start), and why drd waits for an operator instead of electing a primary ("" = it does not).
-  std::optional<std::string> cluster_system_id_;
-  bool cluster_system_id_stored_ = false;
-  std::string start_hold_;
-  SteadyTime start_hold_logged_at_{};
+  // The primary at start and every failover (failover/executor.hpp); ExecutorHost is what it
+  // may call of the daemon (daemon.cpp).
+  struct ExecutorHost;
+  std::unique_ptr<ExecutorHost> executor_host_;
+  std::unique_ptr<FailoverExecutor> failover_;
+  // Multi-host mode only (null with the local store); LinkHost is what it may call (daemon.cpp).
+  struct LinkHost;
+  std::unique_ptr<LinkHost> link_host_;
+  std::unique_ptr<coord::ClusterLink> link_;
   bool tick_running_ = false;
-  bool refreshing_ = false;  // standbys are asked again before an automatic failover
-  bool attach_after_failover_ = false;
-  // SQLite: a node whose promotion failed (the store names it, the engine could not make
-  // it primary): it counts as a lost primary, so the next candidate is promoted at once.
-  std::map<std::string, std::string> failed_promotions_;
   bool started_ = false;
   bool ready_ = false;  // the startup primary is settled; requests are served
   std::chrono::steady_clock::time_point ready_since_{};
   std::vector<std::function<void()>> waiting_for_ready_;  // requests that arrived before
   std::atomic<bool> stopped_{false};
-  Decision last_decision_;
-  std::string last_logged_reason_;
   std::string last_tick_error_;
   std::vector<HealthSample> pending_samples_;
   SteadyTime started_at_;

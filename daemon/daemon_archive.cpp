@@ -268,7 +268,7 @@ struct Daemon::ArchiveRuntime {
       rebase_due = false;
       return;
     }
-    if (chain_starting() || restore_running || d.failover_running_ || !d.acts() || d.state_.primary().empty()) return;
+    if (chain_starting() || restore_running || d.failover_->promoting() || !d.acts() || d.state_.primary().empty()) return;
     if (d.clock_.steady() < rebase_retry_at) return;
     auto n = d.nodes_.find(d.state_.primary());
     if (n == d.nodes_.end() || n->second.health.health != Health::up) return;
@@ -534,7 +534,7 @@ backup::Coverage Daemon::pitr_coverage(const std::vector<backup::CatalogEntry>& 
 
 json::array Daemon::backups_json(const std::vector<backup::CatalogEntry>& list, bool segments) const {
   std::set<std::string> live = archiving_live();
-  if (pg_archive_live()) live.insert(backup::kPgArchivingLive);
+  if (pg_archive_ && pg_archive_->live()) live.insert(backup::kPgArchivingLive);
   json::array out = backup::catalog_json(list, live, segments);
   // Each gap in point-in-time coverage on the full backup whose window it follows.
   auto cov = pitr_coverage(list);

@@ -35,7 +35,13 @@ void Daemon::backup_start() {
         }
   }
   archive_start();
-  pg_archive_start();
+  if (!pg_archive_)
+    pg_archive_ = std::make_unique<PgArchiveService>(PgArchiveService::Wiring{
+        control_, runner_, clock_, *store_, [this] { return config_.backup; },
+        [this]() -> std::optional<NodeConfig> {
+          const NodeConfig* nc = state_.primary().empty() ? nullptr : config_.find_node(state_.primary());
+          return nc ? std::optional<NodeConfig>(*nc) : std::nullopt;
+        }});
   const BackupConfig cfg = config_.backup;
   if (cfg.directory.empty()) {
     if (cfg.enabled) spdlog::warn("backup.enabled is set but backup.directory is not; no backups");
@@ -71,7 +77,7 @@ void Daemon::backup_start() {
 }
 
 void Daemon::backup_stop() {
-  pg_archive_stop();
+  if (pg_archive_) pg_archive_->stop();
   archive_stop();
   if (!backup_) return;
   backup_->stopped = true;

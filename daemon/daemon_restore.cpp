@@ -203,8 +203,8 @@ void Daemon::restore(const json::object& params, Reply reply, ProgressSink progr
   if (const NodeConfig* pn = node.empty() ? nullptr : config_.find_node(node); pn && pn->engine == Engine::postgresql) {
     pg_where = bkrt::PgRestoreTarget{"", *pn, node == state_.primary(), *force};
     if (const NodeConfig* pc = config_.find_node(state_.primary())) pg_where->primary = *pc;
-    pg_where->node_on_other_host = coord_ && node != config_.local;
-    pg_where->multi_host = coord_ != nullptr;
+    pg_where->node_on_other_host = link_ && node != config_.local;
+    pg_where->multi_host = link_ != nullptr;
     if (backup_->restoring.count(node))
       return reply(make_error(Errc::conflict, "a restore onto " + node + " is already running"));
   }
@@ -402,7 +402,7 @@ void Daemon::BackupRuntime::swap_primary(bkrt::PreparedPrimary prep, std::string
     discard_folders({prep.dir.string()}, os_user, {});
     return reply(make_error(Errc::unavailable, "drd is not managing the cluster yet" + untouched));
   }
-  if (d.state_.primary() != prep.node || d.failover_running_) {
+  if (d.state_.primary() != prep.node || d.failover_->promoting()) {
     discard_folders({prep.dir.string()}, os_user, {});
     return reply(make_error(Errc::conflict, prep.node + " is no longer the primary, or a failover is running" + untouched));
   }

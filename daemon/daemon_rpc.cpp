@@ -4,12 +4,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cmath>
 #include <unistd.h>
 
 #include "common/log.hpp"
 #include "common/node_url.hpp"
 #include "daemon/backup/schedule.hpp"
+#include "daemon/coord/cluster_link.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/engines/postgres/postgres_identity.hpp"
 #include "daemon/monitor/health_report.hpp"
@@ -95,7 +95,7 @@ json::value Daemon::node_json(const NodeRuntime& n) const {
   if (n.last.timeline) o["timeline"] = *n.last.timeline;
   if (n.last.ok && n.last.system_identifier) o["system_identifier"] = *n.last.system_identifier;
   if (c.engine == Engine::postgresql && n.last.ok) {
-    if (auto why = pgid::not_member_reason(cluster_system_id_, n.last.system_identifier)) {
+    if (auto why = pgid::not_member_reason(failover_->system_id(), n.last.system_identifier)) {
       // Another cluster's server in this node's place: say so wherever status is read
       // (drctl status prints role and, for an unusable node, last_error).
       o["role"] = "not a member";
@@ -124,13 +124,13 @@ json::value Daemon::status_json() const {
       {"auto_backup", config_.backup.enabled && !config_.backup.schedule.empty()},
       {"failure_threshold", config_.monitoring.failure_threshold},
       {"interval_ms", config_.monitoring.interval.count()},
-      {"failover_state", failover_running_ ? "failing_over" : failover_state_name(last_decision_.state)},
-      {"failover_reason", failover_running_ && last_decision_.state != FailoverState::failing_over
+      {"failover_state", failover_->promoting() ? "failing_over" : failover_state_name(failover_->last_decision().state)},
+      {"failover_reason", failover_->promoting() && failover_->last_decision().state != FailoverState::failing_over
                               ? "a failover away from " + state_.primary() + " is running"
-                              : last_decision_.reason},
+                              : failover_->last_decision().reason},
       {"synchronous", driver_ ? driver_->synchronous_state() : std::string("off")},
       {"nodes", std::move(nodes)},
-      {"cluster", coord_status_json()},
+      {"cluster", link_ ? link_->status_json() : json::value(json::object{{"store", "local"}})},
       {"daemon", json::object{{"pid", static_cast<std::int64_t>(::getpid())},
                               {"version", drd::kVersion},
                               {"uptime_s", uptime},
@@ -204,7 +204,7 @@ void Daemon::manual_failover(const json::object& params, const std::string& mode
       return reply(make_error(Errc::refused, "switchover needs a healthy primary; " + state_.primary() + " is not",
                               "use `drctl failover " + *node + "` instead"));
   }
-  begin_failover(*node, mode, mode == "switchover" ? "switchover requested by the operator"
+  failover_->begin(*node, mode, mode == "switchover" ? "switchover requested by the operator"
                                                    : "manual failover requested by the operator",
                  *force, std::move(reply));
 }
@@ -248,7 +248,7 @@ void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
     if (discard) d->allow_discard(name);
     Status st = clone ? d->clone(name) : d->rejoin(name, reclone);
     asio::post(control_, [this, name, st = std::move(st), reply = std::move(reply)]() mutable {
-      if (!st && coord_ && name != config_.local && st.error().message.find("data_dir") != std::string::npos) {
+      if (!st && link_ && name != config_.local && st.error().message.find("data_dir") != std::string::npos) {
         // Multi-host: the files are on another host (daemon/coord/host_files.hpp), not missing.
         Error e = st.error();
         e.hint = "in multi-host mode only the drd on " + name + "'s own host touches its files, and this one leads; "
@@ -258,7 +258,7 @@ void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
       if (!st) return reply(st.error());
       if (auto s2 = cluster_store().set_fenced(name, false); !s2) return reply(s2.error());
       state_.unfence(name);
-      failed_promotions_.erase(name);
+      failover_->forget_failed_promotion(name);
       log::event(spdlog::level::info, "rejoin", {{"NODE", name}}, name + " rejoined as a standby of " + state_.primary());
       reply(json::value(json::object{{"node", name}, {"role", "standby"}, {"primary", state_.primary()}}));
     });
@@ -280,7 +280,7 @@ void Daemon::dispatch(const std::string& method, const json::object& params, con
   }
   const rpc::Method* m = rpc::find_method(method);
   if (!m) return reply(make_error(Errc::not_found, "unknown method '" + method + "'"));
-  if (m->forwardable && forward_if_follower(method, params, caller, reply)) return;
+  if (m->forwardable && link_ && link_->forward_if_follower(method, params, caller, reply)) return;
   rpc::Call call{params, caller, reply, progress};
   m->handler(*this, call);
 }

@@ -1,8 +1,6 @@
-// Multi-host mode (docs/multi-host.md): this drd's part in a cluster coordinated
-// through etcd. The Coordinator (daemon/coord/) renews the lease, takes the lead and
-// fences the local database on its own threads; here its snapshots become daemon
-// state on the control strand, the leader starts and stops acting, and
-// state-changing calls made to a follower go to the leader's peer endpoint.
+// The daemon's side of multi-host mode (cluster_link.hpp).
+#include "daemon/coord/cluster_link.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -13,23 +11,29 @@
 #include "daemon/coord/coordinator.hpp"
 #include "daemon/coord/local_fence.hpp"
 #include "daemon/coord/peer_server.hpp"
-#include "daemon/daemon.hpp"
 #include "daemon/observability/http_client.hpp"
 
-namespace drd {
+namespace drd::coord {
 
-ClusterStore& Daemon::cluster_store() {
-  if (coord_) return coord_->store();
-  return *store_;
-}
+namespace asio = boost::asio;
+namespace json = boost::json;
 
-Status Daemon::set_coordinator(std::unique_ptr<coord::Coordinator> c) {
-  coord_ = std::move(c);
-  coord_worker_ = std::make_unique<BlockingWorker>();
+ClusterLink::ClusterLink(Host& host, asio::io_context& io, asio::strand<asio::io_context::executor_type>& control,
+                         const Config& config, Clock& clock, ClusterState& state,
+                         std::unique_ptr<Coordinator> coordinator)
+    : host_(host), io_(io), control_(control), config_(config), clock_(clock), state_(state),
+      coord_(std::move(coordinator)), worker_(std::make_unique<BlockingWorker>()) {}
+
+ClusterLink::~ClusterLink() { stop(); }
+
+ClusterStore& ClusterLink::store() { return coord_->store(); }
+const std::string& ClusterLink::name() const { return coord_->name(); }
+
+Status ClusterLink::start() {
   if (!config_.store.peer_listen.empty()) {
-    coord::PeerHandlers h;
+    PeerHandlers h;
     h.failsafe = [this](const json::object& body) -> json::object {
-      coord::FailsafeAsk ask;
+      FailsafeAsk ask;
       if (auto* n = body.if_contains("node"); n && n->is_string()) ask.node = std::string(n->as_string());
       if (auto* t = body.if_contains("term"); t && t->is_int64()) ask.term = t->as_int64();
       auto a = coord_->failsafe_request(ask);
@@ -40,23 +44,23 @@ Status Daemon::set_coordinator(std::unique_ptr<coord::Coordinator> c) {
       Caller caller;
       caller.admin = true;  // the forwarding drd checked its caller's rights
       caller.forwarded = true;
-      dispatch(method, params, caller, std::move(done));
+      host_.dispatch(method, params, caller, std::move(done));
     };
-    peer_server_ = std::make_unique<coord::PeerServer>(io_, control_, config_.store.peer_listen, coord_->peer_token(),
+    peer_server_ = std::make_unique<PeerServer>(io_, control_, config_.store.peer_listen, coord_->peer_token(),
                                                        std::move(h));
     if (auto st = peer_server_->start(); !st) return st;
   }
-  coord_->start([this](const coord::Snapshot& s) {
-    auto copy = std::make_shared<const coord::Snapshot>(s);
-    asio::post(control_, [this, copy] {
-      if (!stopped_) on_coord_snapshot(*copy);
+  coord_->start([this, alive = alive_](const Snapshot& s) {
+    auto copy = std::make_shared<const Snapshot>(s);
+    asio::post(control_, [this, alive, copy] {
+      if (*alive && !host_.stopped()) on_snapshot(*copy);
     });
   });
   return ok_status();
 }
 
-void Daemon::on_coord_snapshot(const coord::Snapshot& s) {
-  coord_snap_ = std::make_shared<const coord::Snapshot>(s);
+void ClusterLink::on_snapshot(const Snapshot& s) {
+  snap_ = std::make_shared<const Snapshot>(s);
   for (auto& m : s.members)
     if (std::find(known_hosts_.begin(), known_hosts_.end(), m.name) == known_hosts_.end()) known_hosts_.push_back(m.name);
   if (s.etcd_ok && !state_.leading()) {
@@ -64,46 +68,34 @@ void Daemon::on_coord_snapshot(const coord::Snapshot& s) {
     state_.mirror(s.primary, s.term, s.fenced);
     if (auto a = s.flags.find("auto_failover"); a != s.flags.end() && config_.enabled) state_.set_auto_failover(a->second);
   }
-  if (auto n = nodes_.find(config_.local); n != nodes_.end())
-    coord_->set_local_report(n->second.health.health != Health::down, n->second.last.ok ? "" : n->second.last.error);
+  if (const ProbeResult* local = host_.last_probe(config_.local))
+    coord_->set_local_report(host_.local_up(), local->ok ? "" : local->error);
   if (s.leading && !state_.leading()) {
     state_.set_leading(true);
-    if (ready_) become_leader();  // before that, settle_startup_primary() does the same
+    if (host_.ready()) {  // before that, the startup settle does the same
+      log::event(spdlog::level::warn, "leading", {{"DRD", coord_->name()}},
+                 "drd " + coord_->name() + " leads the cluster; taking over from the shared state");
+      host_.took_lead();
+    }
   } else if (!s.leading && state_.leading()) {
     state_.set_leading(false);
-    lose_leader();
+    log::event(spdlog::level::warn, "following", {{"DRD", coord_->name()}},
+               "drd " + coord_->name() + " no longer leads; stopping replication and automatic actions");
+    primary_host_fenced_ = false;
+    host_.lost_lead();
   }
-  if (state_.leading() && ready_) check_primary_host();
+  if (state_.leading() && host_.ready()) check_primary_host();
 }
 
-void Daemon::become_leader() {
-  log::event(spdlog::level::warn, "leading", {{"DRD", coord_->name()}},
-             "drd " + coord_->name() + " leads the cluster; taking over from the shared state");
-  // The previous leader may have changed things since the last snapshot: read again.
-  load_cluster_state();
-  if (auto a = cluster_store().flag("auto_failover"); a.ok() && a->has_value() && config_.enabled) state_.set_auto_failover(**a);
-  // Records the first primary, or attaches the engine (or fails over from a dead one).
-  settle_startup_primary([] {});
-}
-
-void Daemon::lose_leader() {
-  log::event(spdlog::level::warn, "following", {{"DRD", coord_->name()}},
-             "drd " + coord_->name() + " no longer leads; stopping replication and automatic actions");
-  primary_host_fenced_ = false;
-  if (driver_ && cluster_worker_) {
-    auto* d = driver_.get();
-    cluster_worker_->post([d] { d->detach(); });
-  }
-}
-
-void Daemon::coord_stop() {
+void ClusterLink::stop() {
+  *alive_ = false;
   if (peer_server_) peer_server_->stop();
   if (coord_) coord_->stop();  // hands the lead over at once (lease revoked)
-  coord_worker_.reset();
+  worker_.reset();
 }
 
-bool Daemon::coord_allows_failover(std::string& reason) const {
-  if (!coord_ || !coord_snap_) return true;
+bool ClusterLink::allows_failover(std::string& reason) const {
+  if (!snap_) return true;
   if (coord_->failsafe_hold(state_.primary())) {
     reason = "this drd confirmed " + state_.primary() + " as primary to its drd (failsafe) less than a TTL ago";
     return false;
@@ -111,14 +103,14 @@ bool Daemon::coord_allows_failover(std::string& reason) const {
   std::optional<coord::HostView> host;
   if (std::find(known_hosts_.begin(), known_hosts_.end(), state_.primary()) != known_hosts_.end()) {
     host = coord::HostView{};
-    for (auto& m : coord_snap_->members) {
+    for (auto& m : snap_->members) {
       if (m.name != state_.primary()) continue;
       host->member_present = true;
       auto* up = m.report.if_contains("local_up");
       host->reports_local_up = up && up->is_bool() && up->as_bool();
     }
   }
-  auto g = coord::failover_host_gate(state_.primary(), host);
+  auto g = failover_host_gate(state_.primary(), host);
   reason = g.reason;
   return g.allow;
 }
@@ -126,23 +118,23 @@ bool Daemon::coord_allows_failover(std::string& reason) const {
 // A primary whose host drd vanished from the store is either on a dead host or was
 // fenced by that drd before its lease ran out (then it still answers probes but takes
 // no writes). A drd that merely crashed leaves its database writable: no failover.
-void Daemon::check_primary_host() {
+void ClusterLink::check_primary_host() {
   const bool known = std::find(known_hosts_.begin(), known_hosts_.end(), state_.primary()) != known_hosts_.end();
   bool present = false;
-  if (coord_snap_)
-    for (auto& m : coord_snap_->members) present = present || m.name == state_.primary();
+  if (snap_)
+    for (auto& m : snap_->members) present = present || m.name == state_.primary();
   if (!known || present || state_.primary().empty()) {
     primary_host_fenced_ = false;
     return;
   }
   const NodeConfig* nc = config_.find_node(state_.primary());
-  auto n = nodes_.find(state_.primary());
-  if (!nc || n == nodes_.end()) return;
+  const ProbeResult* last = host_.last_probe(state_.primary());
+  if (!nc || !last) return;
   if (nc->engine == Engine::postgresql) {
-    bool fenced = n->second.last.ok && !n->second.last.writable;
+    bool fenced = last->ok && !last->writable;
     if (fenced != primary_host_fenced_) {
       primary_host_fenced_ = fenced;
-      if (fenced) after_round();
+      if (fenced) host_.after_round();
     }
     return;
   }
@@ -152,24 +144,25 @@ void Daemon::check_primary_host() {
   auto path = nc->sqlite_path;
   auto name = state_.primary();
   const Millis wait = std::min<Millis>(config_.monitoring.timeout, Millis(300));
-  coord_worker_->post([this, path, name, wait] {
-    auto locked = coord::sqlite_write_locked(path, wait);
-    asio::post(control_, [this, name, locked] {
+  worker_->post([this, path, name, wait] {
+    auto locked = sqlite_write_locked(path, wait);
+    asio::post(control_, [this, alive = alive_, name, locked] {
+      if (!*alive) return;
       host_check_running_ = false;
-      if (stopped_ || name != state_.primary()) return;
+      if (host_.stopped() || name != state_.primary()) return;
       bool fenced = locked.ok() && *locked;
       if (fenced && !primary_host_fenced_)
         spdlog::warn("primary {}: its host drd left the cluster and its database refuses writes (fenced by that drd)", name);
       primary_host_fenced_ = fenced;
-      if (fenced) after_round();
+      if (fenced) host_.after_round();
     });
   });
 }
 
-bool Daemon::forward_if_follower(const std::string& method, const json::object& params, const Caller& caller,
+bool ClusterLink::forward_if_follower(const std::string& method, const json::object& params, const Caller& caller,
                                  Reply& reply) {
-  if (!coord_ || state_.leading()) return false;  // only rpc::Method::forwardable methods get here
-  const std::string leader = coord_snap_ ? coord_snap_->leader : "";
+  if (state_.leading()) return false;  // only rpc::Method::forwardable methods get here
+  const std::string leader = snap_ ? snap_->leader : "";
   if (caller.forwarded) {
     reply(make_error(Errc::unavailable, "drd " + coord_->name() + " does not lead the cluster" +
                                             (leader.empty() ? std::string() : " (" + leader + " does)"),
@@ -192,7 +185,7 @@ bool Daemon::forward_if_follower(const std::string& method, const json::object& 
   const std::string token = coord_->peer_token();
   const std::string body = json::serialize(json::object{{"method", method}, {"params", params}});
   spdlog::info("forwarding {} to the leading drd {} at {}", method, leader, *peer);
-  coord_worker_->post([this, u = *url, token, body, leader, reply = std::move(reply)]() mutable {
+  worker_->post([this, u = *url, token, body, leader, reply = std::move(reply)]() mutable {
     monitoring::HttpRequest req;
     req.method = "POST";
     req.content_type = "application/json";
@@ -208,7 +201,7 @@ bool Daemon::forward_if_follower(const std::string& method, const json::object& 
       auto v = json::parse(r->body, ec);
       if (ec || !v.is_object()) out = make_error(Errc::internal, "unreadable answer from the leading drd " + leader);
       else if (auto* res = v.as_object().if_contains("result")) out = *res;
-      else if (auto* err = v.as_object().if_contains("error")) out = coord::error_from_json(*err);
+      else if (auto* err = v.as_object().if_contains("error")) out = error_from_json(*err);
       else out = make_error(Errc::internal, "empty answer from the leading drd " + leader);
     }
     asio::post(control_, [reply = std::move(reply), out = std::move(out)]() mutable { reply(std::move(out)); });
@@ -216,22 +209,21 @@ bool Daemon::forward_if_follower(const std::string& method, const json::object& 
   return true;
 }
 
-json::value Daemon::coord_status_json() const {
-  if (!coord_) return json::object{{"store", "local"}};
+json::value ClusterLink::status_json() const {
   const auto now_ms = to_unix_ms(clock_.now());
   json::array members;
   std::string leader;
   bool etcd_ok = false, self_fenced = false;
   std::string error, fence_reason;
   double since_renewal = -1;
-  if (coord_snap_) {
-    leader = coord_snap_->leader;
-    etcd_ok = coord_snap_->etcd_ok;
-    error = coord_snap_->error;
-    self_fenced = coord_snap_->local_fenced;
-    fence_reason = coord_snap_->fence_reason;
-    since_renewal = coord_snap_->since_renewal_ms;
-    for (auto& m : coord_snap_->members) {
+  if (snap_) {
+    leader = snap_->leader;
+    etcd_ok = snap_->etcd_ok;
+    error = snap_->error;
+    self_fenced = snap_->local_fenced;
+    fence_reason = snap_->fence_reason;
+    since_renewal = snap_->since_renewal_ms;
+    for (auto& m : snap_->members) {
       json::object o{{"name", m.name}, {"leader", m.is_leader}, {"peer", m.peer}};
       auto get = [&](const char* k) -> const json::value* { return m.report.if_contains(k); };
       if (auto* r = get("renewed_ms"); r && r->is_int64() && r->as_int64() > 0)
@@ -246,8 +238,8 @@ json::value Daemon::coord_status_json() const {
   if (!etcd_ok) st["error"] = error;
   // Each endpoint's own answer, from the coordinator's health thread (every 2 s).
   json::array per;
-  if (coord_snap_)
-    for (auto& e : coord_snap_->endpoints) {
+  if (snap_)
+    for (auto& e : snap_->endpoints) {
       json::object o{{"endpoint", e.endpoint},
                      {"reachable", e.reachable},
                      {"ok", e.ok},
@@ -260,8 +252,8 @@ json::value Daemon::coord_status_json() const {
       per.push_back(std::move(o));
     }
   st["per_endpoint"] = std::move(per);
-  st["checked_ms_ago"] = coord_snap_ && coord_snap_->endpoints_age_ms >= 0
-                             ? json::value(static_cast<std::int64_t>(coord_snap_->endpoints_age_ms))
+  st["checked_ms_ago"] = snap_ && snap_->endpoints_age_ms >= 0
+                             ? json::value(static_cast<std::int64_t>(snap_->endpoints_age_ms))
                              : json::value(nullptr);
   return json::object{{"store", "etcd"},
                       {"prefix", config_.store.prefix},
@@ -276,4 +268,4 @@ json::value Daemon::coord_status_json() const {
                       {"members", std::move(members)}};
 }
 
-}  // namespace drd
+}  // namespace drd::coord

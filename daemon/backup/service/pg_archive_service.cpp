@@ -17,7 +17,7 @@
 // Threading: the control strand computes the target (primary, config, parent backup) once a
 // second and hands it over under `mu`; everything else — the child process, the spool, the
 // archive files and their catalog rows (under the store's lock) — is on this runtime's own
-// thread, which pg_archive_stop() joins before the daemon goes away.
+// thread, which stop() joins before the daemon goes away.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -33,18 +33,20 @@
 #include "daemon/backup/pg_wal.hpp"
 #include "daemon/backup/pg_wal_resume.hpp"
 #include "daemon/backup/service/backup_pg_runtime.hpp"
-#include "daemon/daemon.hpp"
+#include "daemon/backup/service/pg_archive_service.hpp"
+#include "daemon/store/state_store.hpp"
 
 namespace drd {
 
 namespace fs = std::filesystem;
+namespace asio = boost::asio;
 
 namespace {
 constexpr const char* kSlot = "drd_archive";
 constexpr std::chrono::seconds kRestartDelay{5};
 }  // namespace
 
-struct Daemon::PgArchiveRuntime {
+struct PgArchiveService::Impl {
   struct Target {
     bool on = false;
     NodeConfig node;
@@ -52,9 +54,14 @@ struct Daemon::PgArchiveRuntime {
     std::string parent;  // the newest physical full backup (the chain new segments extend); "" before the first
   };
 
-  explicit PgArchiveRuntime(Daemon& daemon) : d(daemon), timer(daemon.control_) {}
+  explicit Impl(Wiring w) : wiring(std::move(w)), runner(wiring.runner), clock(wiring.clock), store(wiring.store),
+                            timer(wiring.control) {}
 
-  Daemon& d;
+  Wiring wiring;
+  ProcessRunner& runner;
+  Clock& clock;
+  SqliteStateStore& store;
+  std::weak_ptr<Impl> self;  // for the timer: a tick after stop() finds nothing
   asio::steady_timer timer;
   bool stopped = false;  // control strand
   std::string parent;    // control strand: the newest physical full backup, re-read every few ticks
@@ -71,13 +78,13 @@ struct Daemon::PgArchiveRuntime {
   void tick() {
     if (stopped) return;
     Target t;
-    t.cfg = d.config_.backup;
-    const NodeConfig* nc = d.state_.primary().empty() ? nullptr : d.config_.find_node(d.state_.primary());
+    t.cfg = wiring.backup_config();
+    const std::optional<NodeConfig> nc = wiring.primary_node();
     if (t.cfg.pg_wal_archive && !t.cfg.directory.empty() && nc && nc->engine == Engine::postgresql) {
       // The catalog grows by a row per archived segment: read it every 5th tick only.
       if (ticks++ % 5 == 0) {
-        auto lk = d.store_->lock();
-        if (auto l = backup::catalog_list(d.store_->raw()); l)
+        auto lk = store.lock();
+        if (auto l = backup::catalog_list(store.raw()); l)
           for (auto& e : *l)  // newest first
             if (e.manifest.engine == "postgresql" && e.manifest.kind == "full" && e.manifest.content == "pg-tar") {
               parent = e.manifest.id;
@@ -96,8 +103,8 @@ struct Daemon::PgArchiveRuntime {
     }
     cv.notify_all();
     timer.expires_after(std::chrono::seconds(1));
-    timer.async_wait([self = d.pg_archive_](const boost::system::error_code& ec) {
-      if (!ec && self) self->tick();
+    timer.async_wait([weak = self](const boost::system::error_code& ec) {
+      if (auto me = weak.lock(); !ec && me) me->tick();
     });
   }
 
@@ -138,13 +145,13 @@ struct Daemon::PgArchiveRuntime {
     const fs::path spool = spool_of(t.cfg);
     if (auto s = backup::pgi::make_owned_dir(spool, *tools); !s) return complain(s.error().message);
     if (!tools->os_user.empty() &&
-        !backup::pgi::run_tool(d.runner_, *tools, {"/usr/bin/test", "-w", spool.string()}, Millis{10'000}))
+        !backup::pgi::run_tool(runner, *tools, {"/usr/bin/test", "-w", spool.string()}, Millis{10'000}))
       return complain("the spool folder " + spool.string() + " is not writable by " + tools->os_user +
                       " (a parent folder is closed to it); set backup.pg_wal_archive.spool to a folder " +
                       tools->os_user + " can reach");
     // The slot makes the primary keep its WAL until pg_receivewal has it, across restarts of
     // either; created on whichever node is primary now (slots are not replicated).
-    auto slot = backup::pgi::run_tool(d.runner_, *tools,
+    auto slot = backup::pgi::run_tool(runner, *tools,
                                       {tools->program("pg_receivewal"), "--create-slot", "--if-not-exists", "--slot", kSlot,
                                        "--no-password", "-d", tools->conninfo},
                                       Millis{30'000});
@@ -153,7 +160,7 @@ struct Daemon::PgArchiveRuntime {
     // A pg_receivewal left by a drd that was killed (it runs in its own process group, so it
     // outlives us) still holds the slot: end its walsender, and with --no-loop it exits.
     auto orphan = backup::pgi::run_tool(
-        d.runner_, *tools,
+        runner, *tools,
         {tools->program("psql"), "-X", "-A", "-t", "--no-password", "-d", tools->conninfo, "-c",
          std::string("SELECT count(pg_terminate_backend(active_pid)) FROM pg_replication_slots WHERE slot_name = '") +
              kSlot + "' AND active_pid IS NOT NULL"},
@@ -162,7 +169,7 @@ struct Daemon::PgArchiveRuntime {
       spdlog::warn("ended the previous receiver on replication slot {} of {} (left by an earlier drd)", kSlot, t.node.name);
       std::this_thread::sleep_for(std::chrono::milliseconds(500));  // until its walsender has released the slot
     }
-    if (auto size = backup::pgi::run_tool(d.runner_, *tools,
+    if (auto size = backup::pgi::run_tool(runner, *tools,
                                           {tools->program("psql"), "-X", "-A", "-t", "--no-password", "-d", tools->conninfo,
                                            "-c", "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'"},
                                           Millis{10'000});
@@ -180,7 +187,7 @@ struct Daemon::PgArchiveRuntime {
     spec.env = tools->env;
     spec.timeout = Millis{10LL * 365 * 24 * 3600 * 1000};  // runs until we stop it
     spec.max_output = 64 << 10;
-    auto c = d.runner_.spawn(spec, PipeOptions{false, false, spec.timeout});
+    auto c = runner.spawn(spec, PipeOptions{false, false, spec.timeout});
     if (!c) return complain("cannot start pg_receivewal: " + c.error().message);
     child = std::move(c.value());
     child_node = t.node.name;
@@ -198,8 +205,8 @@ struct Daemon::PgArchiveRuntime {
     std::optional<backup::PgBase> base;
     std::vector<backup::PgWalSeg> segs;
     {
-      auto lk = d.store_->lock();
-      auto l = backup::catalog_list(d.store_->raw());
+      auto lk = store.lock();
+      auto l = backup::catalog_list(store.raw());
       if (!l) return std::nullopt;
       for (auto& e : *l) {  // newest first
         if (!base && e.manifest.engine == "postgresql" && e.manifest.kind == "full" && e.manifest.content == "pg-tar")
@@ -238,11 +245,11 @@ struct Daemon::PgArchiveRuntime {
   // The server's current timeline and its history, over a replication connection (the
   // same access pg_receivewal needs). nullopt when it cannot be read.
   std::optional<std::pair<std::uint32_t, std::vector<backup::TimelineSwitch>>> server_history(const backup::PgTools& tools) {
-    auto current = bkrt::pg_server_timeline(d.runner_, tools);
+    auto current = bkrt::pg_server_timeline(runner, tools);
     if (!current) return std::nullopt;
     const std::uint32_t tl = *current;
     if (tl <= 1) return std::make_pair(tl, std::vector<backup::TimelineSwitch>{});
-    auto h = bkrt::pg_replication_command(d.runner_, tools, "TIMELINE_HISTORY " + std::to_string(tl));  // filename|content
+    auto h = bkrt::pg_replication_command(runner, tools, "TIMELINE_HISTORY " + std::to_string(tl));  // filename|content
     if (!h) return std::nullopt;
     auto hb = h->find('|');
     return std::make_pair(tl, backup::parse_timeline_history(hb == std::string::npos ? "" : h->substr(hb + 1)));
@@ -287,7 +294,7 @@ struct Daemon::PgArchiveRuntime {
     // pg_receivewal resumes at the start of the highest .partial of the full segment size and
     // writes over it; a sparse file costs no disk.
     const fs::path file = spool / (backup::wal_file_name(start.timeline, start.segno, seg_size) + ".partial");
-    auto made = backup::pgi::run_tool(d.runner_, tools, {"/usr/bin/truncate", "-s", std::to_string(seg_size), file.string()},
+    auto made = backup::pgi::run_tool(runner, tools, {"/usr/bin/truncate", "-s", std::to_string(seg_size), file.string()},
                                       Millis{10'000});
     if (!made) return make_error(Errc::io, "cannot create " + file.string() + ": " + made.error().message);
     spdlog::info("PostgreSQL WAL archiving: pg_receivewal on {} starts at {}", t.node.name, file.filename().string());
@@ -315,14 +322,14 @@ struct Daemon::PgArchiveRuntime {
     const fs::path folder = t.cfg.directory / backup::kPgWalFolder;
     for (auto& [w, p] : files) {
       bool already = false;
-      auto m = backup::archive_pg_wal_file(*settings, d.runner_, p, waldump, child_node.empty() ? t.node.name : child_node,
-                                           t.parent, d.clock_.now(), &already);
+      auto m = backup::archive_pg_wal_file(*settings, runner, p, waldump, child_node.empty() ? t.node.name : child_node,
+                                           t.parent, clock.now(), &already);
       if (!m) return complain("cannot archive " + p.string() + ": " + m.error().message);
       if (!already) {
         Status st = ok_status();
         {
-          auto lk = d.store_->lock();
-          st = backup::catalog_insert(d.store_->raw(), *m, folder);
+          auto lk = store.lock();
+          st = backup::catalog_insert(store.raw(), *m, folder);
         }
         if (!st && st.error().code != Errc::conflict)
           spdlog::error("archived WAL {} is not in the catalog: {}", m->id, st.error().message);
@@ -337,16 +344,16 @@ struct Daemon::PgArchiveRuntime {
     backup::remove_stale_partials(folder);
     std::set<std::string> known;
     {
-      auto lk = d.store_->lock();
-      if (auto l = backup::catalog_list(d.store_->raw()); l)
+      auto lk = store.lock();
+      if (auto l = backup::catalog_list(store.raw()); l)
         for (auto& e : *l)
           if (backup::is_pg_wal(e.manifest)) known.insert(e.manifest.id);
     }
     std::size_t added = 0;
     for (auto& m : backup::scan_pg_wal(folder))
       if (!known.count(m.id)) {
-        auto lk = d.store_->lock();
-        if (backup::catalog_insert(d.store_->raw(), m, folder)) ++added;
+        auto lk = store.lock();
+        if (backup::catalog_insert(store.raw(), m, folder)) ++added;
       }
     if (added) spdlog::info("entered {} archived PostgreSQL WAL file(s) found in {} in the catalog", added, folder.string());
   }
@@ -426,19 +433,19 @@ struct Daemon::PgArchiveRuntime {
   }
 };
 
-void Daemon::pg_archive_start() {
-  if (pg_archive_) return;
-  pg_archive_ = std::make_shared<PgArchiveRuntime>(*this);
-  auto* rt = pg_archive_.get();
+PgArchiveService::PgArchiveService(Wiring wiring) : impl_(std::make_shared<Impl>(std::move(wiring))) {
+  impl_->self = impl_;
+  auto* rt = impl_.get();
   rt->th = std::thread([rt] { rt->run(); });
   rt->tick();
 }
 
-bool Daemon::pg_archive_live() const { return pg_archive_ && pg_archive_->live.load(); }
+PgArchiveService::~PgArchiveService() { stop(); }
 
-void Daemon::pg_archive_stop() {
-  if (!pg_archive_) return;
-  auto& rt = *pg_archive_;
+bool PgArchiveService::live() const { return impl_->live.load(); }
+
+void PgArchiveService::stop() {
+  auto& rt = *impl_;
   rt.stopped = true;
   rt.timer.cancel();
   {

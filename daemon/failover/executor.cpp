@@ -1,31 +1,125 @@
-// Choosing the primary at start, and running failovers (automatic, manual,
-// switchover). The store is written before the engine acts, so a drd killed
-// halfway converges on restart: attach() makes reality match the store.
+// The failover executor (executor.hpp): the primary at start, and every failover.
+// The store is written before the engine acts, so a drd killed halfway converges on
+// restart: attach() makes reality match the store.
+#include "daemon/failover/executor.hpp"
+
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
 
 #include "common/crash_point.hpp"
 #include "common/log.hpp"
-#include "daemon/coord/coordinator.hpp"
-#include "daemon/daemon.hpp"
 #include "daemon/engines/postgres/postgres_cluster.hpp"
 #include "daemon/engines/postgres/postgres_cluster_logic.hpp"
 #include "daemon/engines/postgres/postgres_identity.hpp"
 
 namespace drd {
 
+namespace asio = boost::asio;
+namespace json = boost::json;
+
 namespace {
 // The state-store fact that holds the PostgreSQL cluster's system identifier.
 constexpr const char* kSystemIdFact = "pg_system_identifier";
 }  // namespace
 
-bool Daemon::pg_cluster() const {
+const char* phase_name(FailoverExecutor::Phase p) {
+  switch (p) {
+    case FailoverExecutor::Phase::idle: return "idle";
+    case FailoverExecutor::Phase::refreshing: return "refreshing";
+    case FailoverExecutor::Phase::promoting: return "promoting";
+  }
+  return "?";
+}
+
+FailoverExecutor::FailoverExecutor(Host& host, asio::strand<asio::io_context::executor_type>& control, Clock& clock,
+                                   const Config& config, ClusterState& state, SqliteStateStore& facts)
+    : host_(host), control_(control), clock_(clock), config_(config), state_(state), facts_(facts) {}
+
+std::optional<std::string> FailoverExecutor::failed_promotion(const std::string& node) const {
+  auto f = failed_promotions_.find(node);
+  return f == failed_promotions_.end() ? std::nullopt : std::optional<std::string>(f->second);
+}
+
+bool FailoverExecutor::deciding() const {
+  return start_hold_.empty() && phase_ != Phase::refreshing && !state_.primary().empty();
+}
+
+void FailoverExecutor::round() {
+  if (!start_hold_.empty()) {  // no primary elected at start: ask the servers again
+    if (host_.ready() && phase_ != Phase::promoting && host_.acts()) settle_startup([] {});
+    return;
+  }
+  if (state_.primary().empty() || phase_ == Phase::refreshing) return;
+  learn_system_identifier();
+  Decision d = decide(host_.cluster_view());
+  if (d.kind == Decision::Kind::failover && host_.coord_name()) {
+    // Multi-host: followers only watch; the leader waits while the primary's host drd
+    // still vouches for its database (it has not fenced it).
+    std::string why;
+    if (!host_.acts()) d = Decision{Decision::Kind::none, "", "primary " + state_.primary() + " is down; the leading drd acts", d.state};
+    else if (!host_.coord_allows_failover(why)) d = Decision{Decision::Kind::none, "", why, d.state, /*blocked=*/true};
+    else if (host_.primary_host_fenced())
+      d.reason = "the drd beside " + state_.primary() + " left the cluster and fenced it (it refuses writes); promoting " + d.target;
+  }
+  if (d.kind == Decision::Kind::failover) {
+    // The standbys' positions are compared, so they must be the final ones:
+    // ask them again now that the primary is down, then decide for real.
+    phase_ = Phase::refreshing;
+    host_.refresh_standbys([this] {
+      if (phase_ != Phase::refreshing) return;  // a manual failover began meanwhile; its end decides again
+      phase_ = Phase::idle;
+      Decision d2 = decide(host_.cluster_view());
+      last_decision_ = d2;
+      if (d2.kind != Decision::Kind::failover) {
+        host_.after_round();
+        return;
+      }
+      log::event(spdlog::level::warn, "failover_start", {{"NODE", state_.primary()}, {"TARGET", d2.target}},
+                 "automatic failover: " + d2.reason);
+      begin(d2.target, "auto", d2.reason, false, [](Result<json::value>) {});
+    });
+    return;
+  }
+  // Logged once per new reason, and only when a failover is needed and cannot happen: a
+  // stopped monitor or a down standby is not a blocked failover (monitoring_stopped and
+  // node_down say those when they happen).
+  const bool log_it = d.kind == Decision::Kind::no_candidate || d.blocked;
+  if (log_it && d.reason != last_logged_reason_) {
+    log::event(d.kind == Decision::Kind::no_candidate ? spdlog::level::err : spdlog::level::warn,
+               d.kind == Decision::Kind::no_candidate ? "no_candidate" : "failover_blocked",
+               {{"NODE", state_.primary()}}, d.reason);
+  }
+  last_logged_reason_ = log_it ? d.reason : "";
+  last_decision_ = d;
+  host_.status_changed();
+}
+
+// The cluster's system identifier comes from the first primary drd manages and is kept in
+// the state store, so a later start (or a server re-created with initdb) is compared with it.
+void FailoverExecutor::learn_system_identifier() {
+  if (system_id_stored_ || !pg_cluster() || !host_.ready()) return;
+  const ProbeResult* p = host_.last_probe(state_.primary());
+  if (!p || !p->ok || !p->system_identifier) return;
+  const std::string id = *p->system_identifier;
+  if (system_id_ && *system_id_ != id) return;  // never taken from an outsider
+  if (auto st = facts_.set_cluster_fact(kSystemIdFact, id); !st) {
+    spdlog::error("cannot record the cluster's system identifier: {}", st.error().message);
+    return;
+  }
+  system_id_ = id;
+  system_id_stored_ = true;
+  spdlog::info("cluster system identifier {} (from primary {}) recorded", id, state_.primary());
+}
+
+bool FailoverExecutor::pg_cluster() const {
   return !config_.nodes.empty() && config_.nodes.front().engine == Engine::postgresql;
 }
 
-bool Daemon::settle_pg_identity() {
+bool FailoverExecutor::settle_pg_identity() {
   std::vector<pgid::StartNode> facts;
-  for (auto& name : order_) {
-    const ProbeResult& r = nodes_.at(name).last;
+  for (auto& name : host_.node_names()) {
+    const ProbeResult& r = *host_.last_probe(name);
     pgid::StartNode n{name, r.ok, r.role == Role::standby, r.system_identifier, r.timeline,
                       r.role == Role::primary ? r.current_lsn : r.position, std::nullopt};
     if (r.ok && r.timeline_history) n.history = pgid::parse_timeline_history(*r.timeline_history);
@@ -43,25 +137,25 @@ bool Daemon::settle_pg_identity() {
     last_decision_ = Decision{Decision::Kind::none, "", "waiting for an operator: " + why, FailoverState::disabled};
     return false;
   };
-  if (cluster_system_id_stored_ == false) {
-    if (auto f = store_->cluster_fact(kSystemIdFact); f.ok() && f->has_value()) {
-      cluster_system_id_ = **f;
-      cluster_system_id_stored_ = true;
+  if (system_id_stored_ == false) {
+    if (auto f = facts_.cluster_fact(kSystemIdFact); f.ok() && f->has_value()) {
+      system_id_ = **f;
+      system_id_stored_ = true;
     }
   }
-  auto id = pgid::cluster_identity(cluster_system_id_stored_ ? cluster_system_id_ : std::nullopt, facts);
+  auto id = pgid::cluster_identity(system_id_stored_ ? system_id_ : std::nullopt, facts);
   if (!id.hold.empty()) return hold(id.hold);
   if (id.system_id) {
-    cluster_system_id_ = id.system_id;
-    if (auto* pc = dynamic_cast<PostgresCluster*>(driver_.get()); pc && cluster_worker_) {
+    system_id_ = id.system_id;
+    if (auto* pc = dynamic_cast<PostgresCluster*>(host_.driver()); pc && host_.cluster_worker()) {
       auto sid = id.system_id;
-      cluster_worker_->post([pc, sid] { pc->set_system_identifier(sid); });
+      host_.cluster_worker()->post([pc, sid] { pc->set_system_identifier(sid); });
     }
   }
   for (auto& n : facts)
-    if (auto why = pgid::not_member_reason(cluster_system_id_, n.reachable ? n.system_id : std::nullopt))
+    if (auto why = pgid::not_member_reason(system_id_, n.reachable ? n.system_id : std::nullopt))
       spdlog::warn("{}: {}", n.name, *why);
-  auto v = pgid::settle_primaries(facts, cluster_system_id_);
+  auto v = pgid::settle_primaries(facts, system_id_);
   switch (v.kind) {
     case pgid::PrimaryVerdict::Kind::needs_operator:
       return hold(v.reason);
@@ -71,11 +165,11 @@ bool Daemon::settle_pg_identity() {
       // With drd's state at hand a lone primary that is not the recorded one is an
       // unfinished failover, which attach() finishes; without it the servers decide, not
       // the configuration's `type: primary`.
-      if (!state_.primary().empty() || !nodes_.at(v.primary).last.writable) break;
+      if (!state_.primary().empty() || !host_.last_probe(v.primary)->writable) break;
       [[fallthrough]];
     case pgid::PrimaryVerdict::Kind::winner:
       if (state_.primary() != v.primary) {
-        auto cas = cluster_store().compare_and_set_primary(state_.term(), v.primary);
+        auto cas = host_.cluster_store().compare_and_set_primary(state_.term(), v.primary);
         if (!cas.ok() || !*cas) {
           spdlog::error("cannot record the primary {}: {}", v.primary, cas.ok() ? "term changed" : cas.error().message);
           break;
@@ -89,7 +183,7 @@ bool Daemon::settle_pg_identity() {
       }
       for (auto& loser : v.fence) {
         state_.fence(loser);
-        if (auto st = cluster_store().set_fenced(loser, true); !st) spdlog::error("{}", st.error().message);
+        if (auto st = host_.cluster_store().set_fenced(loser, true); !st) spdlog::error("{}", st.error().message);
         log::event(spdlog::level::warn, "fence", {{"NODE", loser}, {"PRIMARY", state_.primary()}},
                    loser + " is a primary on an older or abandoned history and is fenced (not re-pointed): " +
                        v.reason + ". Its data is kept; `drctl rejoin " + loser + "` makes it a standby of " +
@@ -101,37 +195,33 @@ bool Daemon::settle_pg_identity() {
   return true;
 }
 
-void Daemon::recheck_start_hold() {
-  if (!ready_ || failover_running_ || !acts()) return;
-  settle_startup_primary([] {});
-}
-
 // The pending record and the history live in the cluster store: with etcd, a drd that
 // takes the lead after the leader died mid-failover finishes (or drops) what that one
 // started, whichever host it runs on.
-void Daemon::record_interrupted_failover(const std::string& outcome) {
-  auto p = cluster_store().pending_failover();
+void FailoverExecutor::record_interrupted(const std::string& outcome) {
+  auto p = host_.cluster_store().pending_failover();
   if (!p.ok() || !p->has_value()) return;
   FailoverRecord r = **p;
   // Only a claim that took effect (its term is the stored one) happened; an
   // older one was recorded already or lost its race, and is just dropped.
-  auto hist = cluster_store().history(1);
+  auto hist = host_.cluster_store().history(1);
   const bool recorded = hist.ok() && !hist->empty() && hist->front().term == r.term;
   if (r.term != state_.term() || r.to != state_.primary() || recorded) {
-    (void)cluster_store().set_pending_failover(std::nullopt);
+    (void)host_.cluster_store().set_pending_failover(std::nullopt);
     return;
   }
   const auto now_ms = to_unix_ms(clock_.now());
   r.duration_ms = std::max<std::int64_t>(0, now_ms - r.time_ms);
   r.time_ms = now_ms;
   std::string how = outcome;
-  if (coord_) {  // not a restart: another drd carries on
-    const std::string restart = "drd started again", took = "drd " + coord_->name() + " took the lead";
+  const std::optional<std::string> coord = host_.coord_name();
+  if (coord) {  // not a restart: another drd carries on
+    const std::string restart = "drd started again", took = "drd " + *coord + " took the lead";
     for (auto at = how.find(restart); at != std::string::npos; at = how.find(restart, at + took.size()))
       how.replace(at, restart.size(), took);
   }
-  r.reason += std::string(coord_ ? " (the leading drd" : " (drd") + " stopped during this failover; " + how + ")";
-  if (auto st = cluster_store().append_history(r); !st) {
+  r.reason += std::string(coord ? " (the leading drd" : " (drd") + " stopped during this failover; " + how + ")";
+  if (auto st = host_.cluster_store().append_history(r); !st) {
     spdlog::error("cannot record the interrupted failover: {}", st.error().message);
     return;
   }
@@ -140,23 +230,23 @@ void Daemon::record_interrupted_failover(const std::string& outcome) {
               {"DURATION_MS", std::to_string(r.duration_ms)}},
              "failover " + r.from + " -> " + r.to + " (term " + std::to_string(r.term) + ") interrupted by a drd stop: " +
                  outcome);
-  mon_->on_failover(clock_.now(), r.from, r.to, r.mode, r.term);
+  host_.failover_recorded(r, false);
 }
 
-void Daemon::settle_startup_primary(std::function<void()> ready) {
-  if (!acts()) {  // a follower: the leading drd settles the primary (become_leader())
-    after_round();
+void FailoverExecutor::settle_startup(std::function<void()> ready) {
+  if (!host_.acts()) {  // a follower: the leading drd settles the primary (become_leader())
+    host_.after_round();
     ready();
     return;
   }
   if (pg_cluster() && !settle_pg_identity()) {
     // Nothing elected, nothing attached: no server is fenced or re-pointed until the
-    // question is answered (recheck_start_hold() asks again after every round of probes).
+    // question is answered (round() asks again after every round of probes).
     auto done = std::move(ready);
     done();
     return;
   }
-  auto views = node_views();
+  auto views = host_.node_views();
   // Servers of another cluster take no part in the choice.
   views.erase(std::remove_if(views.begin(), views.end(), [](const NodeView& v) { return v.not_member.has_value(); }),
               views.end());
@@ -165,25 +255,25 @@ void Daemon::settle_startup_primary(std::function<void()> ready) {
   // `ready` only when called, so the failover branch below can take it instead.
   auto attach = [this, &ready]() {
     auto done = std::move(ready);
-    if (driver_ && !state_.primary().empty()) {
-      auto* d = driver_.get();
+    if (host_.driver() && !state_.primary().empty()) {
+      auto* d = host_.driver();
       auto primary = state_.primary();
       auto fenced = state_.fenced();
-      cluster_worker_->post([this, d, primary, fenced, done = std::move(done)]() mutable {
+      host_.cluster_worker()->post([this, d, primary, fenced, done = std::move(done)]() mutable {
         Status st = d->attach(primary, fenced);
         asio::post(control_, [this, st = std::move(st), done = std::move(done)]() mutable {
           if (!st) spdlog::error("cannot attach replication to primary {}: {}", state_.primary(), st.error().message);
-          record_interrupted_failover(st ? "finished when drd started again"
+          record_interrupted(st ? "finished when drd started again"
                                          : "drd started again and keeps converging: " + st.error().message);
-          schedule_tick();
-          after_round();
+          host_.schedule_tick();
+          host_.after_round();
           done();
         });
       });
       return;
     }
-    record_interrupted_failover("finished when drd started again");
-    after_round();
+    record_interrupted("finished when drd started again");
+    host_.after_round();
     done();
   };
   if (!c.primary) {
@@ -193,7 +283,7 @@ void Daemon::settle_startup_primary(std::function<void()> ready) {
   }
   if (state_.primary().empty()) {
     // First start: nothing to fail over from, just record the choice.
-    auto cas = cluster_store().compare_and_set_primary(state_.term(), *c.primary);
+    auto cas = host_.cluster_store().compare_and_set_primary(state_.term(), *c.primary);
     if (cas.ok() && *cas) {
       state_.primary_recorded(*c.primary);
       log::event(spdlog::level::info, "primary_elected", {{"NODE", state_.primary()}, {"TERM", std::to_string(state_.term())}},
@@ -215,22 +305,21 @@ void Daemon::settle_startup_primary(std::function<void()> ready) {
     attach();
     return;
   }
-  if (std::string why; !coord_allows_failover(why)) {
+  if (std::string why; !host_.coord_allows_failover(why)) {
     spdlog::warn("recorded primary {} is not healthy, but {}", state_.primary(), why);
     attach();
     return;
   }
   auto target = *c.primary;
   auto reason = c.reason;
-  record_interrupted_failover("not finished: " + state_.primary() + " was not healthy when drd started again, so a new failover follows");
-  attach_after_failover_ = true;
-  begin_failover(target, "auto", reason, false,
+  record_interrupted("not finished: " + state_.primary() + " was not healthy when drd started again, so a new failover follows");
+  begin(target, "auto", reason, false,
                  [ready = std::move(ready)](Result<json::value>) mutable { ready(); });
 }
 
-void Daemon::begin_failover(const std::string& target, const std::string& mode, const std::string& reason,
+void FailoverExecutor::begin(const std::string& target, const std::string& mode, const std::string& reason,
                             bool force, Reply reply) {
-  if (failover_running_) {
+  if (phase_ == Phase::promoting) {
     reply(make_error(Errc::conflict, "a failover is already running", "wait for it and check `drctl history`"));
     return;
   }
@@ -239,7 +328,7 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
                      "stop the server you do not want to keep (or make it a standby); drd carries on by itself"));
     return;
   }
-  if (!driver_) {
+  if (!host_.driver()) {
     reply(make_error(Errc::unsupported, "this drd cannot promote " + std::string(engine_name(config_.nodes.front().engine)) +
                                             " nodes yet"));
     return;
@@ -247,7 +336,7 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
   // Manual requests are checked here against the same policy as automatic ones.
   if (mode != "auto") {
     FailoverPolicy p{config_.failover.max_lag_bytes, config_.failover.synchronous};
-    Choice c = choose_failover_target(node_views(), state_.primary(), p, force, target);
+    Choice c = choose_failover_target(host_.node_views(), state_.primary(), p, force, target);
     if (!c.target) {
       reply(make_error(Errc::refused, c.reason,
                        c.reason.find("max_lag") != std::string::npos ? "use --force to promote it anyway" : ""));
@@ -258,7 +347,7 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
     // A paused (or far behind) target would leave the primary fenced while it replays
     // nothing: refused before anything changes hands. The driver checks again on fresh
     // sessions before it fences.
-    auto reps = driver_->replicas();
+    auto reps = host_.driver()->replicas();
     if (auto r = reps.find(target); r != reps.end())
       if (auto why = pgha::switchover_refusal(target, r->second.replay_paused, r->second.replay_lag_bytes,
                                               config_.failover.max_lag_bytes)) {
@@ -269,21 +358,21 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
         return;
       }
   }
-  failover_running_ = true;
+  phase_ = Phase::promoting;
   const std::string from = state_.primary();
   const auto started = clock_.steady();
   // 0. What is about to happen, so a drd killed before the history row is
   //    written still records this failover when it starts again.
   FailoverRecord pending{to_unix_ms(clock_.now()), from, target, mode, reason, 0, 0, state_.term() + 1};
-  if (auto st = cluster_store().set_pending_failover(pending); !st)
+  if (auto st = host_.cluster_store().set_pending_failover(pending); !st)
     spdlog::error("cannot record the pending failover: {}", st.error().message);
   // 1. Claim the new term first: a crash from here on converges to `target`. The old
   //    primary is recorded as fenced in the same transaction (not for a switchover).
   const bool fence_from = mode != "switchover" && !from.empty() && from != target;
-  auto cas = cluster_store().claim_primary(state_.term(), target, fence_from ? from : std::string());
+  auto cas = host_.cluster_store().claim_primary(state_.term(), target, fence_from ? from : std::string());
   if (!cas.ok() || !*cas) {
-    (void)cluster_store().set_pending_failover(std::nullopt);
-    failover_running_ = false;
+    (void)host_.cluster_store().set_pending_failover(std::nullopt);
+    phase_ = Phase::idle;
     reply(make_error(Errc::conflict, cas.ok() ? "the cluster term changed underneath this failover"
                                               : "cannot record the new primary: " + cas.error().message));
     return;
@@ -296,43 +385,43 @@ void Daemon::begin_failover(const std::string& target, const std::string& mode, 
   PromoteRequest req;
   req.old_primary = from;
   req.target = target;
-  if (auto p = nodes_.find(from); p != nodes_.end()) {
+  if (const ProbeResult* p = from.empty() ? nullptr : host_.last_probe(from)) {
     // A server that answered (even "too many clients", "shutting down", a refusal of drd) is
     // alive: it is fenced (SQL, else pg_ctl stop), never frozen and SIGKILLed as a silent one.
-    const ServerState s = p->second.last.server;
-    req.old_primary_reachable = p->second.last.ok || (s != ServerState::no_answer && s != ServerState::crashed);
+    const ServerState s = p->server;
+    req.old_primary_reachable = p->ok || (s != ServerState::no_answer && s != ServerState::crashed);
   }
   req.switchover = mode == "switchover";
   req.timeout = std::max<Millis>(Millis(30'000), config_.monitoring.timeout * 10);
   req.term = state_.term();
-  auto* d = driver_.get();
+  auto* d = host_.driver();
   const std::int64_t term = state_.term();
   d->make_way();  // a tick running now on the cluster worker ends early
-  cluster_worker_->post([this, d, req, from, target, mode, reason, started, term, reply = std::move(reply)]() mutable {
+  host_.cluster_worker()->post([this, d, req, from, target, mode, reason, started, term, reply = std::move(reply)]() mutable {
     auto outcome = d->promote(req);
     asio::post(control_, [this, from, target, mode, reason, started, term, outcome = std::move(outcome),
                           reply = std::move(reply)]() mutable {
-      finish_failover(from, target, mode, reason, started, std::move(outcome), term, std::move(reply));
+      finish(from, target, mode, reason, started, std::move(outcome), term, std::move(reply));
     });
   });
 }
 
-void Daemon::finish_failover(const std::string& from, const std::string& to, const std::string& mode,
+void FailoverExecutor::finish(const std::string& from, const std::string& to, const std::string& mode,
                              const std::string& reason, SteadyTime started, Result<PromoteOutcome> outcome,
                              std::int64_t term, Reply reply) {
-  failover_running_ = false;
+  phase_ = Phase::idle;
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.steady() - started).count();
   if (!outcome && mode == "switchover" && outcome.error().code == Errc::refused && state_.primary() == to) {
     // A switchover aborted before promotion: the old primary is still the writable one
     // (the driver unfenced it), so the store goes back to naming it, under a new term.
-    auto cas = cluster_store().compare_and_set_primary(state_.term(), from);
+    auto cas = host_.cluster_store().compare_and_set_primary(state_.term(), from);
     if (cas.ok() && *cas) state_.primary_recorded(from);
-    (void)cluster_store().set_pending_failover(std::nullopt);  // nothing changed hands: no history row
+    (void)host_.cluster_store().set_pending_failover(std::nullopt);  // nothing changed hands: no history row
     log::event(spdlog::level::err, "switchover_aborted", {{"NODE", from}, {"TARGET", to}, {"TERM", std::to_string(state_.term())}},
                "switchover to " + to + " aborted before promotion; " + from + " stays primary: " +
                    outcome.error().message);
     reply(outcome.error());
-    schedule_tick();
+    host_.schedule_tick();
     return;
   }
   if (!outcome) {
@@ -346,19 +435,18 @@ void Daemon::finish_failover(const std::string& from, const std::string& to, con
     if (config_.nodes.front().engine == Engine::sqlite && mode != "switchover")
       failed_promotions_[to] = outcome.error().message;
     reply(outcome.error());
-    schedule_tick();
-    after_round();
+    host_.schedule_tick();
+    host_.after_round();
     return;
   }
   failed_promotions_.erase(to);
   for (auto& note : outcome->notes) spdlog::info("failover {} -> {}: {}", from, to, note);
   FailoverRecord rec{to_unix_ms(clock_.now()), from, to, mode, reason, ms, outcome->lag_bytes, term, outcome->position};
-  if (auto st = cluster_store().append_history(rec); !st) spdlog::error("cannot record failover history: {}", st.error().message);
-  mon_->on_failover(clock_.now(), from, to, mode, term);
-  archive_promoted(from, to, mode);  // SQLite point-in-time coverage continues on `to`
+  if (auto st = host_.cluster_store().append_history(rec); !st) spdlog::error("cannot record failover history: {}", st.error().message);
+  host_.failover_recorded(rec, true);
   if (mode == "switchover") {
     // The old primary stays a standby, not fenced.
-    if (auto st = cluster_store().set_fenced(from, false); !st) spdlog::error("{}", st.error().message);
+    if (auto st = host_.cluster_store().set_fenced(from, false); !st) spdlog::error("{}", st.error().message);
     state_.unfence(from);
   }
   // The new primary starts from a clean health slate as far as failures go.
@@ -366,13 +454,12 @@ void Daemon::finish_failover(const std::string& from, const std::string& to, con
              {{"NODE", to}, {"FROM", from}, {"TERM", std::to_string(term)}, {"MODE", mode},
               {"DURATION_MS", std::to_string(ms)}},
              "failover " + from + " -> " + to + " done in " + std::to_string(ms) + " ms (term " + std::to_string(term) + ")");
-  notifier_.notify("STATUS=" + status_line());
+  host_.status_changed();
   json::object h{{"time_ms", rec.time_ms}, {"from", from}, {"to", to}, {"mode", mode}, {"reason", reason},
                  {"duration_ms", ms}, {"lag_bytes", rec.lag_bytes}, {"term", term}};
   if (rec.position) h["position"] = *rec.position;
   reply(json::value(std::move(h)));
-  if (attach_after_failover_) attach_after_failover_ = false;
-  schedule_tick();
+  host_.schedule_tick();
 }
 
 }  // namespace drd
