@@ -21,14 +21,18 @@ struct Daemon::ExecutorHost final : FailoverExecutor::Host {
   ClusterStore& cluster_store() override { return d.cluster_store(); }
   ClusterDriver* driver() override { return d.driver_.get(); }
   BlockingWorker* cluster_worker() override { return d.cluster_worker_.get(); }
-  std::vector<std::string> node_names() const override { return d.order_; }
+  std::vector<std::string> node_names() const override { return d.probes_->names(); }
   const ProbeResult* last_probe(const std::string& node) const override {
-    auto it = d.nodes_.find(node);
-    return it == d.nodes_.end() ? nullptr : &it->second.last;
+    auto* n = d.probes_->find(node);
+    return n ? &n->last : nullptr;
   }
   std::vector<NodeView> node_views() const override { return d.node_views(); }
   ClusterView cluster_view() const override { return d.cluster_view(); }
-  void refresh_standbys(std::function<void()> done) override { d.refresh_standbys(std::move(done)); }
+  // Every healthy standby but the fenced ones, asked once more before an automatic failover.
+  void refresh_standbys(std::function<void()> done) override {
+    d.probes_->refresh([this](const std::string& n) { return n == d.state_.primary() || d.state_.is_fenced(n); },
+                       std::move(done));
+  }
   void after_round() override { d.after_round(); }
   void schedule_tick() override { d.schedule_tick(); }
   bool ready() const override { return d.ready_; }
@@ -55,13 +59,10 @@ struct Daemon::LinkHost final : coord::ClusterLink::Host {
     d.dispatch(method, params, caller, std::move(reply));
   }
   const ProbeResult* last_probe(const std::string& node) const override {
-    auto it = d.nodes_.find(node);
-    return it == d.nodes_.end() ? nullptr : &it->second.last;
+    auto* n = d.probes_->find(node);
+    return n ? &n->last : nullptr;
   }
-  bool local_up() const override {
-    auto it = d.nodes_.find(d.config_.local);
-    return it != d.nodes_.end() && it->second.health.health != Health::down;
-  }
+  bool local_up() const override { return d.probes_->has(d.config_.local) && !d.probes_->is(d.config_.local, Health::down); }
   bool ready() const override { return d.ready_; }
   bool stopped() const override { return d.stopped_; }
   void took_lead() override {
@@ -81,6 +82,22 @@ struct Daemon::LinkHost final : coord::ClusterLink::Host {
   void after_round() override { d.after_round(); }
 };
 
+// What the probe loop may call of the daemon (ProbeLoop::Host).
+struct Daemon::LoopHost final : ProbeLoop::Host {
+  explicit LoopHost(Daemon& daemon) : d(daemon) {}
+  Daemon& d;
+
+  bool monitoring() const override { return d.state_.monitoring(); }
+  bool stopped() const override { return d.stopped_; }
+  bool records_failures_from(std::chrono::steady_clock::time_point began) const override {
+    return d.ready_ && began >= d.ready_since_;
+  }
+  void answered(const std::string& node, SysTime at, bool ok, double response_ms) override {
+    d.mon_->on_probe(node, at, ok, response_ms);
+  }
+  void after_round() override { d.after_round(); }
+};
+
 Daemon::Daemon(asio::io_context& io, Config config, std::unique_ptr<SqliteStateStore> store, Clock& clock,
                Notifier& notifier, ProcessRunner& runner)
     : io_(io), control_(asio::make_strand(io)), config_(std::move(config)), store_(std::move(store)),
@@ -92,6 +109,8 @@ Daemon::Daemon(asio::io_context& io, Config config, std::unique_ptr<SqliteStateS
                2 * (config_.monitoring.interval + config_.monitoring.timeout) + std::chrono::seconds(5);
       }};
   mon_ = std::make_unique<monitoring::Monitoring>(io_, control_, config_, runner_, std::move(hooks), drd::kVersion);
+  loop_host_ = std::make_unique<LoopHost>(*this);
+  probes_ = std::make_unique<ProbeLoop>(*loop_host_, io_, control_, config_, clock_, *store_);
   executor_host_ = std::make_unique<ExecutorHost>(*this);
   failover_ = std::make_unique<FailoverExecutor>(*executor_host_, control_, clock_, config_, state_, *store_);
 }
@@ -107,20 +126,6 @@ Status Daemon::set_coordinator(std::unique_ptr<coord::Coordinator> c) {
 ClusterStore& Daemon::cluster_store() { return link_ ? link_->store() : *store_; }
 
 Daemon::~Daemon() { stop(); }
-
-void Daemon::build_nodes() {
-  nodes_.clear();
-  order_.clear();
-  for (auto& nc : config_.nodes) {
-    NodeRuntime rt;
-    rt.node = node_factory_ ? node_factory_(nc) : make_node(nc, runner_);
-    rt.strand = std::make_unique<asio::strand<asio::io_context::executor_type>>(asio::make_strand(io_));
-    rt.timer = std::make_unique<asio::steady_timer>(*rt.strand);
-    rt.worker = std::make_unique<BlockingWorker>();
-    order_.push_back(nc.name);
-    nodes_.emplace(nc.name, std::move(rt));
-  }
-}
 
 void Daemon::load_cluster_state() {
   auto c = cluster_store().cluster();
@@ -142,7 +147,7 @@ void Daemon::start(std::function<void()> ready) {
       state_.set_auto_failover(false);
     }
     load_cluster_state();
-    build_nodes();
+    probes_->build([this](const NodeConfig& nc) { return node_factory_ ? node_factory_(nc) : make_node(nc, runner_); });
     driver_ = driver_factory_ ? driver_factory_(config_) : make_cluster_driver(config_, runner_);
     cluster_worker_ = std::make_unique<BlockingWorker>();
     housekeeping_timer_ = std::make_unique<asio::steady_timer>(control_);
@@ -151,7 +156,7 @@ void Daemon::start(std::function<void()> ready) {
     flush_timer_ = std::make_unique<asio::steady_timer>(control_);
     started_ = true;
     // The first decision needs one answer from every node.
-    probe_all_now([this, ready = std::move(ready)](json::value) mutable {
+    probes_->probe_all_now([this, ready = std::move(ready)](json::value) mutable {
       // Requests are answered only once the primary is settled (ready_), so no
       // client ever sees a half-started daemon.
       failover_->settle_startup([this, ready = std::move(ready)]() mutable {
@@ -162,8 +167,7 @@ void Daemon::start(std::function<void()> ready) {
         for (auto& w : waiting) w();
       });
       backup_start();
-      if (state_.monitoring())
-        for (auto& name : order_) schedule_probe(name, config_.monitoring.interval);
+      if (state_.monitoring()) probes_->schedule_all(config_.monitoring.interval);
       schedule_housekeeping();
       schedule_watchdog();
     });
@@ -173,12 +177,9 @@ void Daemon::start(std::function<void()> ready) {
 void Daemon::stop() {
   if (stopped_) return;
   stopped_ = true;
-  for (auto& [name, n] : nodes_) {
-    if (n.timer) n.timer->cancel();
-  }
   for (auto* t : {&housekeeping_timer_, &watchdog_timer_, &tick_timer_, &flush_timer_})
     if (*t) (*t)->cancel();
-  flush_samples();
+  probes_->stop();  // timers cancelled, samples written
   backup_stop();
   if (link_) link_->stop();
   if (mon_) mon_->stop();
@@ -187,127 +188,15 @@ void Daemon::stop() {
     cluster_worker_->post([d] { d->detach(); });
   }
   cluster_worker_.reset();  // waits for the detach (or leaves a stuck call behind)
-  for (auto& [name, n] : nodes_) n.worker.reset();
-}
-
-// ---- monitoring -------------------------------------------------------------
-
-void Daemon::schedule_probe(const std::string& name, Millis delay) {
-  auto it = nodes_.find(name);
-  if (it == nodes_.end() || stopped_) return;
-  auto& n = it->second;
-  n.timer->expires_after(delay);
-  n.timer->async_wait([this, name](const boost::system::error_code& ec) {
-    if (ec || stopped_) return;
-    run_probe(name);
-  });
-}
-
-// A good probe is followed by the next one `interval` later. After a failed
-// one the next starts `interval` after the failed one started (at once when it
-// took that long, e.g. a timeout): a hung node is then down after
-// timeout x failure_threshold, not (timeout + interval) x failure_threshold.
-Millis Daemon::next_probe_delay(bool ok, std::chrono::steady_clock::time_point started) const {
-  if (ok) return config_.monitoring.interval;
-  auto spent = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - started);
-  return std::max(Millis(0), config_.monitoring.interval - spent);
-}
-
-// Runs on the node's strand.
-void Daemon::run_probe(const std::string& name) {
-  auto& n = nodes_.at(name);
-  const Millis timeout = config_.monitoring.timeout;
-  if (n.probe_outstanding || n.worker->busy()) {
-    // The previous probe is still stuck (a hung open, a stopped server): that is a failure too.
-    ProbeResult r;
-    r.error = "probe still hanging after " + format_duration(timeout);
-    r.response_ms = static_cast<double>(timeout.count());
-    asio::post(control_, [this, name, r, began = std::chrono::steady_clock::now()]() mutable {
-      on_probe_result(name, std::move(r), true, began);
-    });
-    schedule_probe(name, config_.monitoring.interval);
-    return;
-  }
-  n.probe_outstanding = true;
-  bool deep = clock_.steady() - n.last_deep >= config_.monitoring.quick_check_interval;
-  if (deep) n.last_deep = clock_.steady();
-  const auto started = std::chrono::steady_clock::now();
-  probe_with_deadline(*n.strand, *n.worker, *n.node, timeout, deep,
-                      [this, name, started](ProbeResult r, bool timed_out) {  // on the node's strand
-                        if (stopped_) return;
-                        nodes_.at(name).probe_outstanding = false;
-                        const bool ok = r.ok;
-                        asio::post(control_, [this, name, r = std::move(r), timed_out, started]() mutable {
-                          on_probe_result(name, std::move(r), timed_out, started);
-                        });
-                        // A probe that hung is retried on schedule even while monitoring is off.
-                        if (timed_out) schedule_probe(name, next_probe_delay(false, started));
-                        else if (state_.monitoring()) schedule_probe(name, next_probe_delay(ok, started));
-                      });
-}
-
-// Runs on the control strand.
-void Daemon::on_probe_result(const std::string& name, ProbeResult r, bool timed_out,
-                             std::chrono::steady_clock::time_point began) {
-  auto it = nodes_.find(name);
-  if (it == nodes_.end() || stopped_) return;
-  auto& n = it->second;
-  const Health before = n.health.health;
-  // What the server answered decides, not only whether the probe ran: a server that answers
-  // with an error is up (saturated) or restarting, not a failed probe (policy.hpp).
-  ServerState state = r.ok && r.server == ServerState::no_answer ? ServerState::answering : r.server;
-  if (r.definitely_down) state = ServerState::crashed;
-  const auto steady_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(clock_.steady().time_since_epoch()).count();
-  n.health = next_health(n.health, state, config_.monitoring.failure_threshold, steady_ms,
-                         config_.failover.restart_grace.count());
-  if (!r.ok && server_up(state) && n.last.ok) {
-    // Saturated and our session lost: the server answered, but not our questions. Its last
-    // known facts (role, position) stay; the answer itself is what status shows.
-    ProbeResult kept = n.last;
-    kept.ok = false;
-    kept.server = state;
-    kept.error = r.error;
-    kept.response_ms = r.response_ms;
-    kept.config_problem.reset();
-    kept.definitely_down = false;
-    r = std::move(kept);
-  }
-  if (r.server != n.last.server && (r.server == ServerState::saturated || r.server == ServerState::shutting_down ||
-                                    r.server == ServerState::starting_up))
-    log::event(spdlog::level::warn, "server_" + std::string(server_state_name(r.server)), {{"NODE", name}},
-               name + ": " + r.error);
-  n.last_probe_at = clock_.now();
-  // Until the primary is settled and attached (ready_), a standby may not exist yet: drd is
-  // about to seed it. Failed probes sent before then say nothing about an outage, even when
-  // their answer arrives after, so they are not recorded in the health history nor shown to
-  // the alert rules.
-  if ((ready_ && began >= ready_since_) || r.ok) {
-    mon_->on_probe(name, clock_.now(), r.ok, r.response_ms);
-    pending_samples_.push_back({name, to_unix_ms(clock_.now()), r.ok, r.response_ms, r.error});
-  }
-  if (before != n.health.health && n.health.health == Health::restarting) {
-    log::event(spdlog::level::warn, "node_restarting", {{"NODE", name}},
-               "node " + name + " is restarting (" + r.error + "); failover only if it is not back within " +
-                   format_duration(config_.failover.restart_grace));
-  } else if (before != n.health.health && n.health.health != Health::unknown) {
-    bool up = n.health.health == Health::up;
-    log::event(up ? spdlog::level::info : spdlog::level::warn, up ? "node_up" : "node_down",
-               {{"NODE", name}},
-               "node " + name + (up ? " is up" : " is down after " + std::to_string(n.health.consecutive_failures) +
-                                                     " failed probe(s): " + r.error));
-  } else if (!r.ok && n.health.consecutive_failures == 1) {
-    spdlog::warn("probe of {} failed{}: {}", name, timed_out ? " (timeout)" : "", r.error);
-  }
-  n.last = std::move(r);
-  after_round();
+  probes_->release_workers();
 }
 
 std::vector<NodeView> Daemon::node_views() const {
   std::vector<NodeView> out;
   auto reps = driver_ ? driver_->replicas() : std::map<std::string, ReplicaInfo>{};
-  for (auto& name : order_) {
-    auto& n = nodes_.at(name);
+  const ProbeLoop::NodeState* primary = probes_->find(state_.primary());
+  for (auto& name : probes_->names()) {
+    const ProbeLoop::NodeState& n = probes_->at(name);
     const NodeConfig& c = *config_.find_node(name);  // reloadable fields come from the live config
     NodeView v;
     v.name = name;
@@ -336,8 +225,8 @@ std::vector<NodeView> Daemon::node_views() const {
     }
     for (auto& rs : n.last.replicas)
       if (rs.application_name == name && rs.sync_state == "sync") v.sync_standby = true;
-    if (auto p = nodes_.find(state_.primary()); p != nodes_.end())
-      for (auto& rs : p->second.last.replicas)
+    if (primary)
+      for (auto& rs : primary->last.replicas)
         if (rs.application_name == name && rs.sync_state == "sync") v.sync_standby = true;
     out.push_back(std::move(v));
   }
@@ -347,9 +236,9 @@ std::vector<NodeView> Daemon::node_views() const {
 ClusterView Daemon::cluster_view() const {
   ClusterView v;
   v.primary = state_.primary();
-  if (auto p = nodes_.find(state_.primary()); p != nodes_.end()) {
-    v.primary_health = p->second.health.health;
-    v.primary_failures = p->second.health.consecutive_failures;
+  if (const ProbeLoop::NodeState* p = probes_->find(state_.primary())) {
+    v.primary_health = p->health.health;
+    v.primary_failures = p->health.consecutive_failures;
   }
   if (link_ && link_->primary_host_fenced()) {  // its host drd is gone and fenced it before its lease ran out
     v.primary_health = Health::down;
@@ -381,92 +270,9 @@ void Daemon::after_round() {
 }
 
 std::string Daemon::status_line() const {
-  int healthy = 0;
-  for (auto& [name, n] : nodes_)
-    if (n.health.health == Health::up) ++healthy;
-  return "primary " + (state_.primary().empty() ? std::string("(none)") : state_.primary()) + ", " + std::to_string(healthy) + "/" +
-         std::to_string(nodes_.size()) + " nodes healthy, term " + std::to_string(state_.term()) + ", " +
+  return "primary " + (state_.primary().empty() ? std::string("(none)") : state_.primary()) + ", " +
+         std::to_string(probes_->healthy()) + "/" + std::to_string(probes_->names().size()) + " nodes healthy, term " + std::to_string(state_.term()) + ", " +
          failover_state_name(failover_->last_decision().state);
-}
-
-void Daemon::probe_all_now(std::function<void(json::value)> done, const std::optional<std::string>& only) {
-  // Runs every node's probe (or only `only`'s) on its worker and gathers the answers on the
-  // control strand.
-  struct Gather {
-    std::size_t left;
-    json::array rows;
-    std::function<void(json::value)> done;
-  };
-  std::vector<std::string> names = only ? std::vector<std::string>{*only} : order_;
-  auto g = std::make_shared<Gather>(Gather{names.size(), {}, std::move(done)});
-  if (names.empty()) {
-    g->done(json::object{{"nodes", json::array{}}});
-    return;
-  }
-  g->rows.resize(names.size());
-  const Millis timeout = config_.monitoring.timeout;
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    auto name = names[i];
-    auto& n = nodes_.at(name);
-    probe_with_deadline(control_, *n.worker, *n.node, timeout, false,
-                        [this, g, i, name, began = std::chrono::steady_clock::now()](ProbeResult r, bool timed_out) {
-                          json::object row{{"name", name}, {"ok", r.ok}, {"response_time_ms", r.response_ms}};
-                          if (!r.ok) row["error"] = r.error;
-                          g->rows[i] = std::move(row);
-                          on_probe_result(name, std::move(r), timed_out, began);
-                          if (--g->left == 0) g->done(json::object{{"nodes", std::move(g->rows)}});
-                        });
-  }
-}
-
-void Daemon::refresh_standbys(std::function<void()> done) {
-  struct Gather {
-    std::size_t left = 0;
-    bool finished = false;
-    std::function<void()> done;
-  };
-  auto g = std::make_shared<Gather>();
-  g->done = std::move(done);
-  auto finish = [g] {
-    if (g->finished) return;
-    g->finished = true;
-    g->done();
-  };
-  // Short: a standby that does not answer at once keeps its last known facts.
-  const Millis budget = std::min<Millis>(config_.monitoring.timeout, Millis(250));
-  auto timer = std::make_shared<asio::steady_timer>(control_, budget);
-  timer->async_wait([finish, timer](const boost::system::error_code&) { finish(); });
-  for (auto& name : order_) {
-    auto& n = nodes_.at(name);
-    if (name == state_.primary() || n.health.health != Health::up) continue;
-    if (state_.is_fenced(name)) continue;
-    ++g->left;
-    probe_with_deadline(control_, *n.worker, *n.node, budget, false,
-                        [this, name, g, finish, timer](ProbeResult r, bool timed_out) {
-                          if (stopped_) return;
-                          // A failure here is left to the regular probes to count.
-                          if (!g->finished && r.ok && !timed_out) {
-                            auto& nn = nodes_.at(name);
-                            nn.health = next_health(nn.health, true, config_.monitoring.failure_threshold);
-                            nn.last = std::move(r);
-                          }
-                          if (--g->left == 0) {
-                            timer->cancel();
-                            finish();
-                          }
-                        });
-  }
-  if (g->left == 0) {
-    timer->cancel();
-    asio::post(control_, finish);
-  }
-}
-
-void Daemon::flush_samples() {
-  if (pending_samples_.empty()) return;
-  if (auto st = store_->add_health_samples(pending_samples_); !st)
-    spdlog::error("cannot record health samples: {}", st.error().message);
-  pending_samples_.clear();
 }
 
 void Daemon::schedule_housekeeping() {
@@ -474,7 +280,7 @@ void Daemon::schedule_housekeeping() {
   housekeeping_timer_->expires_after(std::chrono::seconds(1));
   housekeeping_timer_->async_wait([this](const boost::system::error_code& ec) {
     if (ec || stopped_) return;
-    flush_samples();
+    probes_->flush_samples();
     // Fold old raw samples a bounded batch at a time so a long backlog never stalls the loop.
     auto now_ms = to_unix_ms(clock_.now());
     if (auto st = store_->prune_health(now_ms - config_.monitoring.raw_retention.count(),

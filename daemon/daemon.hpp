@@ -25,7 +25,7 @@
 #include "daemon/backup/pitr_coverage.hpp"
 #include "daemon/backup/service/pg_archive_service.hpp"
 #include "daemon/monitor/blocking_worker.hpp"
-#include "daemon/monitor/probe_once.hpp"
+#include "daemon/monitor/probe_loop.hpp"
 #include "daemon/failover/cluster_driver.hpp"
 #include "daemon/failover/executor.hpp"
 #include "daemon/cluster_state.hpp"
@@ -62,7 +62,7 @@ class Daemon {
   // `ready` runs on the control strand once the first decision is made.
   // Tests and fault injection: build nodes with this instead of the engine's Node
   // (call before start()).
-  using NodeFactory = std::function<std::unique_ptr<Node>(const NodeConfig&)>;
+  using NodeFactory = ProbeLoop::NodeFactory;
   void set_node_factory(NodeFactory f) { node_factory_ = std::move(f); }
   // Tests of the failover executor: the engine's cluster driver replaced by a fake
   // (call before start()).
@@ -96,29 +96,8 @@ class Daemon {
   std::string status_line() const;  // for sd_notify STATUS=
 
  private:
-  struct NodeRuntime {
-    std::unique_ptr<Node> node;
-    std::unique_ptr<asio::strand<asio::io_context::executor_type>> strand;
-    std::unique_ptr<asio::steady_timer> timer;
-    std::unique_ptr<BlockingWorker> worker;
-    bool probe_outstanding = false;
-    SteadyTime last_deep{};
-    // Control-strand state:
-    HealthState health;
-    ProbeResult last;
-    std::optional<SysTime> last_probe_at;
-  };
-
-  // monitoring
-  void build_nodes();
-  void schedule_probe(const std::string& name, Millis delay);
-  void run_probe(const std::string& name);
-  Millis next_probe_delay(bool ok, std::chrono::steady_clock::time_point started) const;
-  // `began`: when the probe was sent (a probe sent before ready_ may see a standby drd has not
-  // seeded yet, whenever its answer arrives).
-  void on_probe_result(const std::string& name, ProbeResult r, bool timed_out, std::chrono::steady_clock::time_point began);
+  // After each answer of the probe loop: alert rules, then the failover executor's round.
   void after_round();
-  void flush_samples();
   void schedule_housekeeping();
   void schedule_watchdog();
   void schedule_tick();
@@ -129,16 +108,12 @@ class Daemon {
   void load_cluster_state();
   std::vector<NodeView> node_views() const;
   ClusterView cluster_view() const;
-  void probe_all_now(std::function<void(json::value)> done, const std::optional<std::string>& only = std::nullopt);
-  // Probes every healthy, non-fenced standby once more (bounded, ~ms) and
-  // records the answers; runs `done` on the control strand.
-  void refresh_standbys(std::function<void()> done);
 
   // RPC methods (daemon_rpc.cpp); the handlers in rpc::methods() call them.
   friend std::span<const rpc::Method> rpc::methods();
   json::value status_json() const;
   json::value backups_summary_json() const;  // last good and next scheduled backup
-  json::value node_json(const NodeRuntime& n) const;
+  json::value node_json(const std::string& name, const ProbeLoop::NodeState& n) const;
   Result<json::value> set_flag(const std::string& flag, bool value);
   void manual_failover(const json::object& params, const std::string& mode, Reply reply);
   void rejoin(const json::object& params, Reply reply, bool clone = false);
@@ -191,8 +166,11 @@ class Daemon {
   Notifier& notifier_;
   ProcessRunner& runner_;
 
-  std::map<std::string, NodeRuntime> nodes_;
-  std::vector<std::string> order_;  // declaration order
+  // Every node's probe on its schedule, health state and last answer (monitor/probe_loop.hpp);
+  // LoopHost is what it may call of the daemon (daemon.cpp).
+  struct LoopHost;
+  std::unique_ptr<LoopHost> loop_host_;
+  std::unique_ptr<ProbeLoop> probes_;
   std::unique_ptr<ClusterDriver> driver_;
   NodeFactory node_factory_;
   DriverFactory driver_factory_;
@@ -219,7 +197,6 @@ class Daemon {
   std::vector<std::function<void()>> waiting_for_ready_;  // requests that arrived before
   std::atomic<bool> stopped_{false};
   std::string last_tick_error_;
-  std::vector<HealthSample> pending_samples_;
   SteadyTime started_at_;
   SteadyTime last_round_at_;
 };

@@ -270,8 +270,7 @@ struct Daemon::ArchiveRuntime {
     }
     if (chain_starting() || restore_running || d.failover_->promoting() || !d.acts() || d.state_.primary().empty()) return;
     if (d.clock_.steady() < rebase_retry_at) return;
-    auto n = d.nodes_.find(d.state_.primary());
-    if (n == d.nodes_.end() || n->second.health.health != Health::up) return;
+    if (!d.probes_->is(d.state_.primary(), Health::up)) return;
     rebase_running = true;
     const std::string node = d.state_.primary(), why = rebase_why;
     auto self = d.archive_;

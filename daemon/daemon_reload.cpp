@@ -61,9 +61,7 @@ Result<json::value> Daemon::reload() {
   bool interval_changed = loaded.config->monitoring.interval != config_.monitoring.interval;
   config_ = std::move(*loaded.config);
   mon_->reconfigure(config_);
-  if (interval_changed && state_.monitoring())
-    for (auto& name : order_)
-      asio::post(*nodes_.at(name).strand, [this, name] { schedule_probe(name, config_.monitoring.interval); });
+  if (interval_changed && state_.monitoring()) probes_->schedule_all(config_.monitoring.interval);
   log::event(spdlog::level::info, "reload", {}, "configuration reloaded from " + config_.file.string());
   after_round();
   return json::value(json::object{{"reloaded", true}, {"config", config_.file.string()}});

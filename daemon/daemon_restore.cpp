@@ -418,7 +418,7 @@ void Daemon::BackupRuntime::swap_primary(bkrt::PreparedPrimary prep, std::string
     self->post_result([self, prep, safety_id, out = std::move(out), discard, reply, os_user]() mutable {
       if (self->stopped) return;
       // Probes first: the primary's health must be its new one before failover may act again.
-      self->d.probe_all_now([self, prep, safety_id, out, discard, reply, os_user](json::value) mutable {
+      self->d.probes_->probe_all_now([self, prep, safety_id, out, discard, reply, os_user](json::value) mutable {
         if (self->stopped) return;
         self->d.state_.resume_primary();
         self->d.after_round();

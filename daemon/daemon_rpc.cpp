@@ -23,9 +23,8 @@ namespace {
 
 }  // namespace
 
-json::value Daemon::node_json(const NodeRuntime& n) const {
-  const NodeConfig& c = *config_.find_node(n.node->name());
-  const std::string& name = c.name;
+json::value Daemon::node_json(const std::string& name, const ProbeLoop::NodeState& n) const {
+  const NodeConfig& c = *config_.find_node(name);
   bool fenced = state_.is_fenced(name);
   std::string role;
   if (fenced) role = "fenced";
@@ -113,7 +112,7 @@ json::value Daemon::node_json(const NodeRuntime& n) const {
 
 json::value Daemon::status_json() const {
   json::array nodes;
-  for (auto& name : order_) nodes.push_back(node_json(nodes_.at(name)));
+  for (auto& name : probes_->names()) nodes.push_back(node_json(name, probes_->at(name)));
   auto uptime = std::chrono::duration_cast<std::chrono::seconds>(clock_.steady() - started_at_).count();
   json::object out{
       {"enabled", config_.enabled},
@@ -172,10 +171,8 @@ Result<json::value> Daemon::set_flag(const std::string& flag, bool value) {
   if (auto st = cluster_store().set_flag(flag, value); !st) return st.error();
   if (flag == "monitoring") {
     bool was = state_.set_monitoring(value);
-    if (value && !was)
-      for (auto& name : order_) asio::post(*nodes_.at(name).strand, [this, name] { schedule_probe(name, Millis(0)); });
-    if (!value)
-      for (auto& name : order_) asio::post(*nodes_.at(name).strand, [this, name] { nodes_.at(name).timer->cancel(); });
+    if (value && !was) probes_->schedule_all(Millis(0));
+    if (!value) probes_->cancel_all();
     log::event(spdlog::level::info, value ? "monitoring_started" : "monitoring_stopped", {}, 
                std::string("health monitoring ") + (value ? "started" : "stopped"));
     after_round();  // status shows the new state (and its reason) at once
@@ -191,7 +188,7 @@ Result<json::value> Daemon::set_flag(const std::string& flag, bool value) {
 void Daemon::manual_failover(const json::object& params, const std::string& mode, Reply reply) {
   auto node = rpc::text_param(params, "node", true);
   if (!node) return reply(node.error());
-  if (!nodes_.count(*node)) return reply(make_error(Errc::not_found, "no node named '" + *node + "'"));
+  if (!probes_->has(*node)) return reply(make_error(Errc::not_found, "no node named '" + *node + "'"));
   if (*node == state_.primary()) return reply(make_error(Errc::refused, *node + " is already the primary"));
   if (state_.paused())
     return reply(make_error(Errc::conflict, "the primary " + state_.primary() + " is stopped on purpose: " + state_.primary_paused(),
@@ -199,8 +196,7 @@ void Daemon::manual_failover(const json::object& params, const std::string& mode
   auto force = rpc::flag_param(params, "force");
   if (!force) return reply(force.error());
   if (mode == "switchover") {
-    auto p = nodes_.find(state_.primary());
-    if (p == nodes_.end() || p->second.health.health != Health::up)
+    if (!probes_->is(state_.primary(), Health::up))
       return reply(make_error(Errc::refused, "switchover needs a healthy primary; " + state_.primary() + " is not",
                               "use `drctl failover " + *node + "` instead"));
   }
@@ -212,7 +208,7 @@ void Daemon::manual_failover(const json::object& params, const std::string& mode
 void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
   auto node = rpc::text_param(params, "node", true);
   if (!node) return reply(node.error());
-  if (!nodes_.count(*node)) return reply(make_error(Errc::not_found, "no node named '" + *node + "'"));
+  if (!probes_->has(*node)) return reply(make_error(Errc::not_found, "no node named '" + *node + "'"));
   if (*node == state_.primary()) return reply(make_error(Errc::refused, *node + " is the primary; rejoin is for standbys"));
   if (!driver_) return reply(make_error(Errc::unsupported, "this drd cannot rejoin nodes of this engine yet"));
   if (state_.paused())
@@ -233,8 +229,7 @@ void Daemon::rejoin(const json::object& params, Reply reply, bool clone) {
       copy_at_risk = !reps[*node].history_problem.empty() || reps[*node].apply_failing;
   if (!clone && !reclone && !discard && !copy_at_risk &&
       !state_.is_fenced(*node)) {
-    auto it = nodes_.find(*node);
-    bool up = it != nodes_.end() && it->second.health.health == Health::up;
+    bool up = probes_->is(*node, Health::up);
     return reply(make_error(
         Errc::refused,
         *node + " is not fenced: it is already a standby following the primary " + state_.primary() +
@@ -298,17 +293,18 @@ std::span<const Method> methods() {
          if (!node) return c.reply(node.error());
          std::optional<std::string> only;
          if (!node->empty()) {
-           if (!d.nodes_.count(*node)) return c.reply(make_error(Errc::not_found, "no node named '" + *node + "'"));
+           if (!d.probes_->has(*node)) return c.reply(make_error(Errc::not_found, "no node named '" + *node + "'"));
            only = *node;
          }
-         d.probe_all_now(
+         d.probes_->probe_all_now(
              [&d, reply = std::move(c.reply)](json::value v) {
                // Each row says what the node is, as the status panel would after this probe.
                for (auto& row : v.as_object()["nodes"].as_array()) {
                  auto& r = row.as_object();
-                 auto it = d.nodes_.find(std::string(r["name"].as_string()));
-                 if (it == d.nodes_.end()) continue;
-                 auto nj = d.node_json(it->second).as_object();
+                 const std::string name(r["name"].as_string());
+                 const ProbeLoop::NodeState* n = d.probes_->find(name);
+                 if (!n) continue;
+                 auto nj = d.node_json(name, *n).as_object();
                  r["role"] = nj.at("role");
                  r["health"] = nj.at("health");
                  // A server that answered but is not plainly serving (saturated, restarting...).
@@ -324,8 +320,8 @@ std::span<const Method> methods() {
        }},
       {"history", true, false, [](Daemon& d, Call& c) { c.reply(history_answer(d.cluster_store(), c.params)); }},
       {"health", true, false, [](Daemon& d, Call& c) {
-         d.flush_samples();  // the answer includes the probes of the last moments
-         c.reply(health_answer(*d.store_, d.cluster_store(), d.order_, to_unix_ms(d.clock_.now()), c.params));
+         d.probes_->flush_samples();  // the answer includes the probes of the last moments
+         c.reply(health_answer(*d.store_, d.cluster_store(), d.probes_->names(), to_unix_ms(d.clock_.now()), c.params));
        }},
       {"alerts", true, false, [](Daemon& d, Call& c) { c.reply(d.mon_->alerts_json()); }},
       {"audit", true, false, [](Daemon& d, Call& c) { c.reply(audit_answer(*d.store_, c.params)); }},

@@ -6,6 +6,7 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "daemon/failover/executor.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -129,14 +130,20 @@ struct Bench {
     ex = std::make_unique<FailoverExecutor>(*host, control, clock, config, state, *store);
     host->executor = ex.get();
   }
-  ~Bench() { driver.release(); }
-  // Runs `f` on the control strand and everything it posts there, until `until` holds.
+  ~Bench() {
+    driver.release();
+    host.reset();  // joins the cluster worker: a promotion still under way finishes first
+  }
+  // Runs `f` on the control strand and everything it posts there, until `until` holds: the
+  // promotion runs on the cluster worker's thread and posts its end back here, so the loop
+  // waits for that (up to 10 s), not for a number of turns.
   template <class F, class P>
   void run(F f, P until) {
     asio::post(control, f);
-    for (int i = 0; i < 1000 && !until(); ++i) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!until() && std::chrono::steady_clock::now() < deadline) {
       io.restart();
-      io.run_for(std::chrono::milliseconds(10));
+      if (io.poll() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     REQUIRE(until());
   }

@@ -138,9 +138,9 @@ struct Daemon::BackupRuntime {
       return make_error(Errc::unavailable, "no primary has been chosen yet (drd is starting, or no node is healthy)",
                         "retry in a moment, or name a node with --node");
     if (d.config_.backup.prefer_standby) {
-      for (auto& name : d.order_) {
+      for (auto& name : d.probes_->names()) {
         if (name == d.state_.primary() || is_fenced(name)) continue;
-        if (d.nodes_.at(name).health.health == Health::up) return name;
+        if (d.probes_->is(name, Health::up)) return name;
       }
     }
     return d.state_.primary();
@@ -168,7 +168,7 @@ struct Daemon::BackupRuntime {
     if (is_fenced(*node))
       return reply(make_error(Errc::refused, *node + " is fenced and may hold stale data; not backing it up",
                               "back up the primary " + d.state_.primary() + " instead"));
-    if (d.nodes_.at(*node).health.health == Health::down)
+    if (d.probes_->is(*node, Health::down))
       return reply(make_error(Errc::refused, *node + " is down; not backing it up",
                               "check `drctl status`; back up another node with --node"));
     if (running.count(*node))
