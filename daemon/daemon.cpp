@@ -22,10 +22,7 @@ struct Daemon::ExecutorHost final : FailoverExecutor::Host {
   ClusterDriver* driver() override { return d.driver_.get(); }
   BlockingWorker* cluster_worker() override { return d.cluster_worker_.get(); }
   std::vector<std::string> node_names() const override { return d.probes_->names(); }
-  const ProbeResult* last_probe(const std::string& node) const override {
-    auto* n = d.probes_->find(node);
-    return n ? &n->last : nullptr;
-  }
+  const ProbeResult* last_probe(const std::string& node) const override { return d.probes_->last(node); }
   std::vector<NodeView> node_views() const override { return d.node_views(); }
   ClusterView cluster_view() const override { return d.cluster_view(); }
   // Every healthy standby but the fenced ones, asked once more before an automatic failover.
@@ -58,10 +55,7 @@ struct Daemon::LinkHost final : coord::ClusterLink::Host {
   void dispatch(const std::string& method, const json::object& params, const Caller& caller, Reply reply) override {
     d.dispatch(method, params, caller, std::move(reply));
   }
-  const ProbeResult* last_probe(const std::string& node) const override {
-    auto* n = d.probes_->find(node);
-    return n ? &n->last : nullptr;
-  }
+  const ProbeResult* last_probe(const std::string& node) const override { return d.probes_->last(node); }
   bool local_up() const override { return d.probes_->has(d.config_.local) && !d.probes_->is(d.config_.local, Health::down); }
   bool ready() const override { return d.ready_; }
   bool stopped() const override { return d.stopped_; }

@@ -23,15 +23,6 @@ namespace {
 constexpr const char* kSystemIdFact = "pg_system_identifier";
 }  // namespace
 
-const char* phase_name(FailoverExecutor::Phase p) {
-  switch (p) {
-    case FailoverExecutor::Phase::idle: return "idle";
-    case FailoverExecutor::Phase::refreshing: return "refreshing";
-    case FailoverExecutor::Phase::promoting: return "promoting";
-  }
-  return "?";
-}
-
 FailoverExecutor::FailoverExecutor(Host& host, asio::strand<asio::io_context::executor_type>& control, Clock& clock,
                                    const Config& config, ClusterState& state, SqliteStateStore& facts)
     : host_(host), control_(control), clock_(clock), config_(config), state_(state), facts_(facts) {}

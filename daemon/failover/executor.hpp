@@ -89,7 +89,6 @@ class FailoverExecutor {
   // (false: a start hold, no primary, or standbys being asked again).
   bool deciding() const;
   const Decision& last_decision() const { return last_decision_; }
-  const std::string& start_hold() const { return start_hold_; }
   const std::optional<std::string>& system_id() const { return system_id_; }
   // SQLite: why `node`'s promotion failed (it counts as a lost primary), nullopt if it did not.
   std::optional<std::string> failed_promotion(const std::string& node) const;
@@ -121,7 +120,5 @@ class FailoverExecutor {
   SteadyTime start_hold_logged_at_{};
   std::map<std::string, std::string> failed_promotions_;
 };
-
-const char* phase_name(FailoverExecutor::Phase p);
 
 }  // namespace drd

@@ -56,6 +56,11 @@ const ProbeLoop::NodeState* ProbeLoop::find(const std::string& node) const {
   return it == nodes_.end() ? nullptr : &it->second.state;
 }
 
+const ProbeResult* ProbeLoop::last(const std::string& node) const {
+  const NodeState* n = find(node);
+  return n ? &n->last : nullptr;
+}
+
 bool ProbeLoop::is(const std::string& node, Health h) const {
   const NodeState* n = find(node);
   return n && n->health.health == h;

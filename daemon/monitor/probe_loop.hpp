@@ -84,7 +84,9 @@ class ProbeLoop {
   bool has(const std::string& node) const { return nodes_.count(node) > 0; }
   const NodeState* find(const std::string& node) const;
   const NodeState& at(const std::string& node) const { return nodes_.at(node).state; }
-  // Health is `h` (a node on the control strand); nullptr-safe: false for unknown nodes.
+  // The node's last probe answer; nullptr for a node drd does not know.
+  const ProbeResult* last(const std::string& node) const;
+  // Whether the node's health is `h`; false for a node drd does not know.
   bool is(const std::string& node, Health h) const;
   std::size_t healthy() const;
 
